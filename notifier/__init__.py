@@ -1,0 +1,1 @@
+"""A Redis pub/sub backplane for Django Channels: watermark notifications, wire v1."""

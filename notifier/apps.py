@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class NotifierConfig(AppConfig):
+    name = "notifier"
+    verbose_name = "Notifier backplane"

@@ -1,0 +1,22 @@
+"""ASGI entry point: ``daphne webchat.asgi:application``.
+
+Importing this module sets Django up and, with the Redis backend, checks that Redis answers
+(strict startup: daphne exits non-zero rather than serve without its backplane).
+"""
+
+import os
+
+from django.core.asgi import get_asgi_application
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webchat.settings")
+django_asgi_app = get_asgi_application()
+
+# These imports need Django set up.
+from channels.routing import ProtocolTypeRouter  # noqa: E402
+
+from notifier.asgi import with_backplane  # noqa: E402
+from webchat.routing import websocket_application  # noqa: E402
+
+application = with_backplane(
+    ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+)
