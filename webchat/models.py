@@ -1,0 +1,85 @@
+"""Tenants, their Direct Line secrets, conversations and the activities in them.
+
+A conversation's ``watermark`` is the sequence number of its newest activity; activities are
+numbered 1, 2, 3... without gaps. The database is the truth: notifications only say "re-read".
+"""
+
+import hashlib
+import secrets
+
+from django.db import models
+
+
+def hash_secret(secret: str) -> str:
+    """Secrets are 256-bit random tokens, so a plain SHA-256 is enough to store them."""
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_conversation_id() -> str:
+    """An unguessable, URL-safe id (no ``|``: activity ids are ``<conversationId>|0000001``)."""
+    return secrets.token_urlsafe(18)
+
+
+class Tenant(models.Model):
+    name = models.CharField(max_length=200, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.name
+
+    def add_secret(self) -> str:
+        """Create a new Direct Line secret for this tenant; return it (it is stored hashed)."""
+        secret = secrets.token_urlsafe(32)
+        self.secrets.create(secret_hash=hash_secret(secret))
+        return secret
+
+
+class TenantSecret(models.Model):
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="secrets")
+    secret_hash = models.CharField(max_length=64, unique=True)
+    created = models.DateTimeField(auto_now_add=True)
+    revoked = models.BooleanField(default=False)
+
+    def __str__(self):
+        return f"{self.tenant} secret {self.secret_hash[:8]}…"
+
+    @classmethod
+    def tenant_for(cls, secret: str):
+        """Return the tenant that owns ``secret`` (not revoked), or None."""
+        row = (
+            cls.objects.select_related("tenant")
+            .filter(secret_hash=hash_secret(secret), revoked=False)
+            .first()
+        )
+        return row.tenant if row else None
+
+
+class Conversation(models.Model):
+    id = models.CharField(primary_key=True, max_length=64, default=new_conversation_id)
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="conversations")
+    watermark = models.BigIntegerField(default=0)
+    created = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self):
+        return self.id
+
+
+class Activity(models.Model):
+    conversation = models.ForeignKey(
+        Conversation, on_delete=models.CASCADE, related_name="activities"
+    )
+    sequence = models.BigIntegerField()
+    data = models.JSONField()
+    created = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["conversation", "sequence"]
+        verbose_name_plural = "activities"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["conversation", "sequence"], name="unique_activity_sequence"
+            )
+        ]
+
+    def __str__(self):
+        return self.data.get("id", f"{self.conversation_id}|{self.sequence:07d}")

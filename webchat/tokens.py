@@ -1,0 +1,74 @@
+"""Direct Line tokens: JWTs (HS256) scoped to one tenant, conversation and user."""
+
+import time
+from dataclasses import dataclass
+
+import jwt
+from django.conf import settings
+
+EXPIRES_IN = 1800
+ALGORITHM = "HS256"
+ISSUER = "webchat-directline"
+
+
+class TokenError(Exception):
+    """The token cannot be used. ``code`` is the Direct Line error code."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class TokenClaims:
+    tenant_id: str
+    conversation_id: str
+    user_id: str
+    user_name: str | None
+    expires_at: int
+
+
+def signing_key() -> str:
+    return getattr(settings, "WEBCHAT_TOKEN_SIGNING_KEY", None) or settings.SECRET_KEY
+
+
+def issue_token(tenant_id, conversation_id: str, user_id: str, user_name=None) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": ISSUER,
+        "tid": str(tenant_id),
+        "conv": conversation_id,
+        # Web Chat reads a ``user`` claim as the user id.
+        "user": user_id,
+        "iat": now,
+        "exp": now + EXPIRES_IN,
+    }
+    if user_name:
+        claims["name"] = user_name
+    return jwt.encode(claims, signing_key(), algorithm=ALGORITHM)
+
+
+def read_token(token: str) -> TokenClaims:
+    """Verify ``token`` and return its claims, or raise TokenError."""
+    try:
+        claims = jwt.decode(
+            token,
+            signing_key(),
+            algorithms=[ALGORITHM],
+            issuer=ISSUER,
+            options={"require": ["exp", "iat", "iss", "tid", "conv", "user"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenError("TokenExpired", "The token has expired.") from exc
+    except jwt.InvalidTokenError as exc:
+        raise TokenError("BadArgument", "The token is not valid.") from exc
+    if not all(isinstance(claims[key], str) for key in ("tid", "conv", "user")):
+        raise TokenError("BadArgument", "The token is not valid.")
+    return TokenClaims(
+        tenant_id=claims["tid"],
+        conversation_id=claims["conv"],
+        user_id=claims["user"],
+        user_name=claims.get("name"),
+        expires_at=claims["exp"],
+    )
