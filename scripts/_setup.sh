@@ -44,3 +44,6 @@ ensure_redis_running() {
     return 1
   fi
 }
+
+# The real clients (Web Chat UI bundle, Node e2e packages, Chromium): scripts/_clients.sh.
+source "$ROOT/scripts/_clients.sh"
