@@ -4,3 +4,12 @@ from django.apps import AppConfig
 class WebchatConfig(AppConfig):
     name = "webchat"
     verbose_name = "WebChat"
+
+    def ready(self):
+        # Production settings (issue 4): a deploy check, and a refusal to start with DEBUG=0.
+        from django.core import checks
+
+        from . import checks as webchat_checks
+
+        checks.register(webchat_checks.check_production_settings, deploy=True)
+        webchat_checks.refuse_unsafe_production()

@@ -30,6 +30,8 @@ DEBUG = env_bool("DEBUG", True)
 
 # Development-only fallback; production (DEBUG=0) must set DJANGO_SECRET_KEY.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-insecure-secret-key-change-me")
+# Signs Direct Line tokens (webchat/tokens.py); falls back to SECRET_KEY in development only.
+WEBCHAT_TOKEN_SIGNING_KEY = os.environ.get("WEBCHAT_TOKEN_SIGNING_KEY") or None
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
