@@ -1,6 +1,15 @@
-"""WebSocket routing. Placeholder until the consumer lands (issue 3)."""
+"""WebSocket routing: the Direct Line stream, and a 4404 close for any other path."""
 
 from channels.routing import URLRouter
+from django.urls import re_path
 
-websocket_urlpatterns = []
+from .consumers import StreamConsumer, UnknownStreamConsumer
+
+websocket_urlpatterns = [
+    re_path(
+        r"^v3/directline/conversations/(?P<conversation_id>[^/]+)/stream$",
+        StreamConsumer.as_asgi(),
+    ),
+    re_path(r"", UnknownStreamConsumer.as_asgi()),
+]
 websocket_application = URLRouter(websocket_urlpatterns)

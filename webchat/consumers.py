@@ -1,0 +1,335 @@
+"""The Direct Line stream: the WebSocket behind a conversation's ``streamUrl``.
+
+``/v3/directline/conversations/{id}/stream?watermark=W&t=<token>`` replays the activities
+after ``W`` (empty or absent: from the start), then sends each new one once, in order, as
+ActivitySets ``{"activities": [...], "watermark": "N"}``. Notifications only say "re-read":
+the database is the truth, so a socket cannot miss or repeat what it reads from its cursor.
+
+Close codes. daphne drops close reasons, so every refusal has a code of its own (the reason
+is sent too, for servers that pass it on). Refusals are decided before the handshake is
+accepted; the handshake then completes only to carry the code (a close before accepting
+becomes a bare HTTP 403): no group is joined, nothing is read or sent.
+
+====  ================================================================================
+4400  ``watermark`` is not a non-negative integer below 2**63, or is ahead of the conversation
+4401  token missing or not valid (malformed, bad signature, wrong issuer)
+4403  token for another conversation or another tenant
+4404  no such conversation (or no such stream path)
+4408  idle: no client frame and nothing sent for ``IDLE_TIMEOUT`` seconds
+4413  replay too large: more than ``MAX_REPLAY`` activities missed; the frame
+      ``{"error": "replay_too_large"}`` is sent first. Catch up over REST, then reconnect.
+4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``)
+4429  too many sockets on this replica for the conversation or the tenant
+4500  the stream failed on the server (e.g. the database); reconnect with the last watermark
+1009  a client frame over ``MAX_FRAME_BYTES``; under daphne its own
+      ``--websocket-max-message-size`` (1 MiB by default) closes with 1009 first
+====  ================================================================================
+
+Idle: only what this consumer sees counts as activity, i.e. client frames (Direct Line
+clients send an empty frame every 20 s) and frames sent to the client. daphne's protocol
+pings are invisible here; they detect dead peers on their own (``--ping-timeout``).
+"""
+
+import asyncio
+import json
+import logging
+import re
+from enum import IntEnum
+from urllib.parse import parse_qs
+
+from channels.consumer import get_handler_name
+from channels.db import database_sync_to_async
+from channels.exceptions import StopConsumer
+from channels.generic.websocket import AsyncWebsocketConsumer
+
+from notifier.events import group_name
+
+from .limits import StreamLimits, socket_slots, stream_limits
+from .models import Conversation
+from .tokens import TokenError, read_token
+from .transcript import activities_since
+
+logger = logging.getLogger(__name__)
+
+_WATERMARK = re.compile(r"[0-9]{1,19}")
+_MAX_WATERMARK = 2**63 - 1
+
+
+class CloseCode(IntEnum):
+    BAD_WATERMARK = 4400
+    UNAUTHORIZED = 4401
+    FORBIDDEN = 4403
+    NOT_FOUND = 4404
+    IDLE_TIMEOUT = 4408
+    REPLAY_TOO_LARGE = 4413
+    TOKEN_EXPIRED = 4419
+    TOO_MANY_SOCKETS = 4429
+    SERVER_ERROR = 4500
+    MESSAGE_TOO_BIG = 1009
+
+
+def parse_watermark(raw: str | None) -> int | None:
+    """Return the watermark a client sent (absent or empty: 0), or None if it is not valid."""
+    if raw is None or raw == "":
+        return 0
+    if not _WATERMARK.fullmatch(raw):
+        return None
+    value = int(raw)
+    return value if value <= _MAX_WATERMARK else None
+
+
+def activity_set(activities: list, watermark: int) -> str:
+    """Encode one ActivitySet frame. ASCII escapes keep lone surrogates sendable."""
+    return json.dumps({"activities": activities, "watermark": str(watermark)}, separators=(",", ":"))
+
+
+def _conversation_state(conversation_id: str):
+    """Return ``(tenant_id, watermark)`` of a conversation, or None."""
+    return (
+        Conversation.objects.filter(pk=conversation_id)
+        .values_list("tenant_id", "watermark")
+        .first()
+    )
+
+
+class StreamConsumer(AsyncWebsocketConsumer):
+    """One Direct Line stream socket. See the module docstring for the protocol."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tenant_id = None
+        self.conversation_id = None
+        self.group = None
+        self.cursor = 0  # the newest watermark sent to this client
+        self.wanted = 0  # the newest watermark announced (or sent)
+        self._dirty = False  # a bump above the cursor arrived since the last read began
+        self.reads = 0  # database reads after the handshake (tests count them)
+        self._limits: StreamLimits | None = None
+        self._slot = None
+        self._closing = False
+        self._shut = False
+        self._reader: asyncio.Task | None = None
+        self._closer: asyncio.Task | None = None
+        self._idle_timer: asyncio.TimerHandle | None = None
+        self._last_activity = 0.0
+
+    async def __call__(self, scope, receive, send):
+        # Whatever ends the consumer (disconnect, cancellation by the server), the socket's
+        # tasks, group membership and slot are given back exactly once.
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            await self._shutdown()
+
+    async def dispatch(self, message):
+        """Called for each message from the client or the channel layer.
+
+        Channels' own dispatch runs ``close_old_connections`` in a worker thread before every
+        handler: a thread hop per ping and per watermark bump. This consumer touches the
+        database only through ``database_sync_to_async``, which cleans up around each call.
+        """
+        handler = getattr(self, get_handler_name(message), None)
+        if handler is None:
+            logger.warning("Stream ignored a message of unknown type %r", message.get("type"))
+            return
+        await handler(message)
+
+    # Connection
+
+    async def websocket_connect(self, message):
+        """Called when the client opens the socket: authenticate, then join and replay."""
+        self._limits = stream_limits()
+        conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), True)
+
+        token = (query.get("t") or [""])[0]
+        if not token:
+            return await self._refuse(CloseCode.UNAUTHORIZED, "token missing (query t=)")
+        try:
+            claims = read_token(token)
+        except TokenError as exc:
+            if exc.code == "TokenExpired":
+                return await self._refuse(CloseCode.TOKEN_EXPIRED, "token expired")
+            return await self._refuse(CloseCode.UNAUTHORIZED, "token not valid")
+        if claims.conversation_id != conversation_id:
+            return await self._refuse(CloseCode.FORBIDDEN, "token for another conversation")
+
+        watermark = parse_watermark((query.get("watermark") or [""])[0])
+        if watermark is None:
+            return await self._refuse(CloseCode.BAD_WATERMARK, "watermark not valid")
+
+        state = await database_sync_to_async(_conversation_state)(conversation_id)
+        if state is None:
+            return await self._refuse(CloseCode.NOT_FOUND, "conversation not found")
+        tenant_id, current = str(state[0]), state[1]
+        if tenant_id != claims.tenant_id:
+            return await self._refuse(CloseCode.FORBIDDEN, "token for another tenant")
+        if watermark > current:
+            return await self._refuse(CloseCode.BAD_WATERMARK, "watermark ahead of conversation")
+        if current - watermark > self._limits.MAX_REPLAY:
+            logger.info("Stream replay too large: %d activities", current - watermark)
+            await self.accept()
+            await self.send(text_data=json.dumps({"error": "replay_too_large"}))
+            return await self._close_with(CloseCode.REPLAY_TOO_LARGE, "replay too large")
+
+        refused_by = socket_slots.acquire(tenant_id, conversation_id, self._limits)
+        if refused_by:
+            return await self._refuse(CloseCode.TOO_MANY_SOCKETS, f"{refused_by} reached")
+        self._slot = (tenant_id, conversation_id)
+        self.tenant_id, self.conversation_id = tenant_id, conversation_id
+
+        # Join BEFORE reading: anything committed from here on is either in the first read
+        # or announced to this socket afterwards. The layer is process-local: no Redis call.
+        self.group = group_name(tenant_id, conversation_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        await self.accept()
+        self.cursor = self.wanted = watermark
+        self._touch()
+        self._arm_idle_timer()
+        # The first read always runs, even with nothing announced yet: an activity committed
+        # between reading the conversation above and joining the group was announced to no one.
+        self._reader = asyncio.create_task(self._drain(first=True))
+
+    async def websocket_receive(self, message):
+        """Called for each client frame: empty pings and anything else are only liveness."""
+        self._touch()
+        text = message.get("text")
+        if text is not None:
+            if not text:
+                return
+            # A str of n characters is at most 4n UTF-8 bytes: encode only when it matters.
+            size = len(text) if len(text) * 4 <= self._limits.MAX_FRAME_BYTES else None
+            size = size if size is not None else len(text.encode("utf-8", "surrogatepass"))
+        else:
+            size = len(message.get("bytes") or b"")
+        if size > self._limits.MAX_FRAME_BYTES:
+            logger.info("Stream frame of %d bytes over the limit: closing", size)
+            await self._close_with(CloseCode.MESSAGE_TOO_BIG, "frame too big")
+
+    async def websocket_disconnect(self, message):
+        """Called when the socket is gone: leave the group, stop the tasks, free the slot."""
+        await self._shutdown()
+        raise StopConsumer()
+
+    # Live updates
+
+    async def webchat_watermark(self, event):
+        """Called for each ``webchat.watermark`` sent to the conversation's group."""
+        watermark = event.get("watermark")
+        if (
+            self._closing
+            or event.get("conversation_id") != self.conversation_id
+            or event.get("tenant_id") != self.tenant_id
+            or isinstance(watermark, bool)
+            or not isinstance(watermark, int)
+            or watermark <= self.cursor
+        ):
+            return
+        self.wanted = max(self.wanted, watermark)
+        self._dirty = True
+        # Coalesce: at most one read in flight. A running reader reads once more if any
+        # bump arrived during its read, however many did.
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._drain())
+
+    async def _drain(self, first=False):
+        """Read from the cursor and send, until no bump above the cursor is pending.
+
+        ``_dirty`` says a bump above the cursor arrived since the last read started;
+        ``wanted`` (the highest announced) skips the extra read when the last read already
+        covered every bump. The filter on bumps is the cursor, not ``wanted``: a bogus
+        watermark costs one empty read and never hides a later real one.
+        """
+        limit = self._limits.MAX_REPLAY
+        more = first
+        try:
+            while not self._closing and (more or (self._dirty and self.wanted > self.cursor)):
+                self._dirty = False
+                self.reads += 1
+                activities, newest = await database_sync_to_async(activities_since)(
+                    self.conversation_id, self.cursor, limit
+                )
+                if self._closing:
+                    return
+                # A full page may hide more than was announced: read on.
+                more = len(activities) == limit
+                if activities:
+                    await self.send(text_data=activity_set(activities, newest))
+                    self._touch()
+                    self.cursor = newest
+                    self.wanted = max(self.wanted, newest)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Stream read failed for a conversation; closing the socket")
+            await self._close_with(CloseCode.SERVER_ERROR, "server error, reconnect")
+
+    # Idle timeout
+
+    def _touch(self):
+        self._last_activity = asyncio.get_running_loop().time()
+
+    def _arm_idle_timer(self):
+        loop = asyncio.get_running_loop()
+        deadline = self._last_activity + self._limits.IDLE_TIMEOUT
+        self._idle_timer = loop.call_at(deadline, self._idle_check)
+
+    def _idle_check(self):
+        """Called by the loop at the idle deadline: close, or wait for the new deadline."""
+        self._idle_timer = None
+        if self._closing:
+            return
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._last_activity + self._limits.IDLE_TIMEOUT:
+            self._arm_idle_timer()
+            return
+        logger.info("Stream idle for %s s: closing", self._limits.IDLE_TIMEOUT)
+        self._closer = loop.create_task(self._close_with(CloseCode.IDLE_TIMEOUT, "idle timeout"))
+
+    # Closing
+
+    async def _refuse(self, code: CloseCode, reason: str):
+        logger.info("Stream refused with %d: %s", code, reason)
+        await self.accept()
+        await self._close_with(code, reason)
+
+    async def _close_with(self, code: CloseCode, reason: str):
+        if self._closing:
+            return
+        self._closing = True
+        await self.close(code=int(code), reason=reason)
+
+    async def _shutdown(self):
+        """Called once the socket is gone (or the consumer ends): give everything back."""
+        if self._shut:
+            return
+        self._shut = True
+        self._closing = True
+        # The synchronous parts first: they must happen even if an await below is cancelled.
+        if self._slot is not None:
+            socket_slots.release(*self._slot)
+            self._slot = None
+        if self._idle_timer is not None:
+            self._idle_timer.cancel()
+            self._idle_timer = None
+        current = asyncio.current_task()
+        for task in (self._reader, self._closer):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        if self.group is not None:
+            await self.channel_layer.group_discard(self.group, self.channel_name)
+            self.group = None
+
+
+class UnknownStreamConsumer(AsyncWebsocketConsumer):
+    """Any other WebSocket path: accept only to close with 4404."""
+
+    async def connect(self):
+        """Called when the client opens the socket."""
+        logger.info("WebSocket to an unknown path refused with 4404")
+        await self.accept()
+        await self.close(code=int(CloseCode.NOT_FOUND), reason="no such stream")
