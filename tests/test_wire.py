@@ -1,0 +1,262 @@
+"""Wire v1 against the reference's vectors, serde's corners beyond them, and properties."""
+
+import base64
+import json
+import uuid
+from functools import cache
+from pathlib import Path
+
+from django.conf import settings
+from django.test import SimpleTestCase
+from hypothesis import given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
+
+from notifier import wire
+from notifier.events import NotifyEvent
+
+OTHER = "67e55044-10b1-426f-9247-bb680e5fe0c8"
+
+
+@cache
+def vectors():
+    # CI lays shared/ beside the clone, as on the developers' machines.
+    path = Path(settings.BASE_DIR).parent / "shared" / "wire-v1-vectors.json"
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def payload(tenant='"t"', conversation='"c"', watermark="1", version="1", instance=None, extra=""):
+    instance = f'"{OTHER}"' if instance is None else instance
+    return (
+        f'{{"tenant_id":{tenant},"conversation_id":{conversation},"new_watermark":{watermark},'
+        f'"version":{version},"instance_id":{instance}{extra}}}'
+    ).encode()
+
+
+class VectorTests(SimpleTestCase):
+    def test_the_file_holds_all_vectors(self):
+        self.assertEqual(len(vectors()["decode"]), 52)
+        self.assertEqual(len(vectors()["encode"]), 4)
+        self.assertEqual(vectors()["channel"], wire.DEFAULT_CHANNEL)
+
+    def test_decode_vectors(self):
+        self_id = uuid.UUID(vectors()["self_instance_id"])
+        for vector in vectors()["decode"]:
+            with self.subTest(vector["name"]):
+                message, reason = wire.classify(base64.b64decode(vector["payload_b64"]), self_id)
+                if vector["expect"] == "deliver":
+                    self.assertIsNone(reason)
+                    self.assertEqual(message.event, NotifyEvent(**vector["event"]))
+                    self.assertEqual(message.version, wire.VERSION)
+                    self.assertEqual(message.instance_id, uuid.UUID(OTHER))
+                else:
+                    self.assertIsNone(message)
+                    self.assertEqual("drop:" + reason, vector["expect"])
+
+    def test_decode_raises_only_for_malformed_vectors(self):
+        # Version and self-echo are the listener's business: decode returns those messages.
+        for vector in vectors()["decode"]:
+            with self.subTest(vector["name"]):
+                data = base64.b64decode(vector["payload_b64"])
+                if vector["expect"] == "drop:malformed":
+                    with self.assertRaises(wire.MalformedPayload) as caught:
+                        wire.decode(data)
+                    self.assertTrue(str(caught.exception))
+                else:
+                    self.assertIsInstance(wire.decode(data), wire.WireMessage)
+
+    def test_encode_vectors_byte_for_byte(self):
+        for vector in vectors()["encode"]:
+            with self.subTest(vector["name"]):
+                fields = vector["fields"]
+                self.assertEqual(fields["version"], wire.VERSION)
+                event = NotifyEvent(
+                    fields["tenant_id"], fields["conversation_id"], fields["new_watermark"]
+                )
+                encoded = wire.encode(event, uuid.UUID(fields["instance_id"]))
+                self.assertEqual(encoded, base64.b64decode(vector["bytes_b64"]))
+                self.assertEqual(encoded, vector["text"].encode("utf-8"))
+
+
+class SerdeCornerTests(SimpleTestCase):
+    """What serde_json::from_slice::<Wire> does where the vectors are silent."""
+
+    accepted = {
+        "duplicate unknown key": payload(extra=',"x":1,"x":2'),
+        "escaped field name": payload().replace(b'"tenant_id"', b'"tenant\\u005fid"'),
+        "-0 in an ignored field": payload(watermark="0", extra=',"x":-0'),
+        "huge float in an ignored field": payload(extra=',"x":1e400'),
+        "5000-digit integer in an ignored field": payload(extra=',"x":' + "9" * 5000),
+        "lone surrogate nested in an ignored field": payload(extra=',"x":{"\\ud800":"\\udc00"}'),
+        "surrogate pair": payload(tenant='"\\ud83d\\ude00"'),
+        "escaped slash": payload(tenant='"a\\/b"'),
+        "the five fields as an array": f'["t","c",1,1,"{OTHER}"]'.encode(),
+        "urn with uppercase hex": payload(instance=f'"urn:uuid:{OTHER.upper()}"'),
+        "colons in ids": payload(tenant='"a:b"', conversation='"c:d"'),
+    }
+    rejected = {
+        "-0 watermark": payload(watermark="-0"),
+        "-0 version": payload(version="-0"),
+        "duplicate field spelled with an escape": payload(extra=',"tenant\\u005fid":"u"'),
+        "NaN in an ignored field": payload(extra=',"x":NaN'),
+        "-Infinity watermark": payload(watermark="-Infinity"),
+        "lone surrogate in a top-level key": payload(extra=',"\\ud800":1'),
+        "lone low surrogate": payload(conversation='"\\udc00"'),
+        "high surrogate then a letter": payload(tenant='"\\ud800\\u0041"'),
+        "raw control character": payload(tenant='"a\x01"'),
+        "5000-digit watermark": payload(watermark="9" * 5000),
+        "21-digit watermark": payload(watermark="1" + "0" * 20),
+        "leading zero": payload(watermark="042"),
+        "UTF-8 byte order mark": b"\xef\xbb\xbf" + payload(),
+        "form feed is not JSON whitespace": b"\x0c" + payload(),
+        "array of six": f'["t","c",1,1,"{OTHER}",2]'.encode(),
+        "array of four": b'["t","c",1,1]',
+        "uppercase URN prefix": payload(instance=f'"URN:UUID:{OTHER}"'),
+        "braced simple UUID": payload(instance='"{' + OTHER.replace("-", "") + '}"'),
+        "braced URN": payload(instance='"{urn:uuid:' + OTHER + '}"'),
+        "UUID with a trailing newline": payload(instance=f'"{OTHER}\\n"'),
+        "UUID with an Arabic-Indic digit": payload(instance='"\u0666' + OTHER[1:] + '"'),
+        "UUID as an array": payload(instance="[1,2]"),
+        "trailing comma": payload().replace(b"}", b",}"),
+        "array inside a string field": payload(tenant='["t"]'),
+    }
+
+    def test_accepted(self):
+        for name, data in self.accepted.items():
+            with self.subTest(name):
+                self.assertIsInstance(wire.decode(data), wire.WireMessage)
+
+    def test_rejected(self):
+        for name, data in self.rejected.items():
+            with self.subTest(name), self.assertRaises(wire.MalformedPayload):
+                wire.decode(data)
+
+    def test_decoded_values(self):
+        message = wire.decode(payload(tenant='"\\ud83d\\ude00"', watermark=str(2**64 - 1)))
+        self.assertEqual(message.tenant_id, "\U0001f600")
+        self.assertEqual(message.new_watermark, 2**64 - 1)
+        self.assertEqual(wire.decode(f'["t","c",7,1,"{OTHER}"]'.encode()).event.new_watermark, 7)
+
+    def test_error_names_the_problem(self):
+        cases = {
+            payload(watermark="true"): "new_watermark",
+            payload(version="256"): "version",
+            payload(extra=',"conversation_id":"x"'): "duplicate field 'conversation_id'",
+            payload(instance='"nope"'): "instance_id",
+            b"\xff": "UTF-8",
+        }
+        for data, words in cases.items():
+            with self.subTest(words), self.assertRaisesMessage(wire.MalformedPayload, words):
+                wire.decode(data)
+
+    def test_malformed_payload_is_a_value_error(self):
+        self.assertTrue(issubclass(wire.MalformedPayload, ValueError))
+
+    def test_classify_order(self):
+        me = uuid.uuid4()
+        mine_v99 = payload(version="99", instance=f'"{str(me).upper()}"')
+        self.assertEqual(wire.classify(mine_v99, me), (None, wire.SELF_ECHO))
+        self.assertEqual(wire.classify(payload(version="99"), me), (None, wire.UNKNOWN_VERSION))
+        self.assertEqual(wire.classify(b"{", me), (None, wire.MALFORMED))
+
+
+class EncodeTests(SimpleTestCase):
+    def test_rejects_watermarks_outside_u64(self):
+        for watermark in (-1, 2**64):
+            with self.subTest(watermark), self.assertRaisesMessage(ValueError, "u64"):
+                wire.encode(NotifyEvent("t", "c", watermark), uuid.uuid4())
+
+    def test_rejects_ids_utf8_cannot_hold(self):
+        with self.assertRaisesMessage(ValueError, "surrogate"):
+            wire.encode(NotifyEvent("t\ud800", "c", 1), uuid.uuid4())
+
+    def test_rejects_wrong_types(self):
+        for event, instance in (
+            (NotifyEvent("t", "c", True), uuid.uuid4()),
+            (NotifyEvent("t", "c", 1.0), uuid.uuid4()),
+            (NotifyEvent(1, "c", 1), uuid.uuid4()),
+            (NotifyEvent("t", "c", 1), str(uuid.uuid4())),
+        ):
+            with self.subTest(event=event), self.assertRaises(TypeError):
+                wire.encode(event, instance)
+
+    def test_del_and_line_separators_stay_raw(self):
+        encoded = wire.encode(NotifyEvent("\x7f\u2028", "\x1f", 0), uuid.UUID(OTHER))
+        self.assertTrue(
+            encoded.startswith('{"tenant_id":"\x7f\u2028","conversation_id":"\\u001f"'.encode())
+        )
+
+
+ids = st.text()
+u64 = st.integers(min_value=0, max_value=2**64 - 1)
+
+
+def spellings(value: uuid.UUID):
+    """Every spelling of ``value`` the uuid crate parses."""
+    hyphenated = str(value)
+    for text in (hyphenated, value.hex, "{" + hyphenated + "}", "urn:uuid:" + hyphenated):
+        yield text
+        yield text.replace(hyphenated, hyphenated.upper()).replace(value.hex, value.hex.upper())
+
+
+class PropertyTests(SimpleTestCase):
+    @hypothesis_settings(max_examples=300, deadline=None)
+    @given(tenant=ids, conversation=ids, watermark=u64, instance=st.uuids())
+    def test_encode_then_decode_round_trips(self, tenant, conversation, watermark, instance):
+        event = NotifyEvent(tenant, conversation, watermark)
+        encoded = wire.encode(event, instance)
+        message = wire.decode(encoded)
+        self.assertEqual(message.event, event)
+        self.assertEqual((message.version, message.instance_id), (wire.VERSION, instance))
+        self.assertEqual(wire.classify(encoded, instance), (None, wire.SELF_ECHO))
+        self.assertEqual(wire.classify(encoded, uuid.UUID(int=instance.int ^ 1)), (message, None))
+
+    @hypothesis_settings(max_examples=200, deadline=None)
+    @given(tenant=ids, conversation=ids, watermark=u64, instance=st.uuids())
+    def test_encode_matches_an_independent_serialiser(
+        self, tenant, conversation, watermark, instance
+    ):
+        fields = {
+            "tenant_id": tenant,
+            "conversation_id": conversation,
+            "new_watermark": watermark,
+            "version": 1,
+            "instance_id": str(instance),
+        }
+        expected = json.dumps(fields, ensure_ascii=False, separators=(",", ":")).encode()
+        self.assertEqual(
+            wire.encode(NotifyEvent(tenant, conversation, watermark), instance), expected
+        )
+
+    @hypothesis_settings(max_examples=100, deadline=None)
+    @given(instance=st.uuids())
+    def test_every_uuid_crate_spelling_decodes_to_the_same_id(self, instance):
+        for spelling in spellings(instance):
+            message = wire.decode(payload(instance=f'"{spelling}"'))
+            self.assertEqual(message.instance_id, instance, spelling)
+
+    @hypothesis_settings(max_examples=300, deadline=None)
+    @given(data=st.binary(max_size=300))
+    def test_arbitrary_bytes_only_ever_raise_malformed(self, data):
+        try:
+            message = wire.decode(data)
+        except wire.MalformedPayload:
+            return
+        self.assertIsInstance(message, wire.WireMessage)
+
+    @hypothesis_settings(max_examples=300, deadline=None)
+    @given(
+        position=st.integers(min_value=0, max_value=140),
+        garbage=st.binary(min_size=1, max_size=4),
+    )
+    def test_corrupted_messages_only_ever_raise_malformed(self, position, garbage):
+        original = wire.encode(NotifyEvent("tenant-a", "conv-1", 42), uuid.UUID(OTHER))
+        data = original[:position] + garbage + original[position + len(garbage) :]
+        try:
+            message = wire.decode(data)
+        except wire.MalformedPayload:
+            return
+        # What survives corruption is still a well-typed message.
+        self.assertIsInstance(message.tenant_id, str)
+        self.assertTrue(0 <= message.new_watermark < 2**64)
+        self.assertTrue(0 <= message.version < 256)
