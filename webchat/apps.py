@@ -10,6 +10,11 @@ class WebchatConfig(AppConfig):
         from django.core import checks
 
         from . import checks as webchat_checks
+        from .bot import check_bot_setting
+        from .views.conf import check_directline_limits
 
         checks.register(webchat_checks.check_production_settings, deploy=True)
+        # Direct Line (issue 3): a bad bot path or size limit fails at `check`, not mid-request.
+        checks.register(check_bot_setting)
+        checks.register(check_directline_limits)
         webchat_checks.refuse_unsafe_production()

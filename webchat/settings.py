@@ -129,6 +129,15 @@ WEBCHAT_NOTIFIER = {
 if os.environ.get("WEBCHAT_NOTIFIER_INSTANCE_ID"):
     WEBCHAT_NOTIFIER["INSTANCE_ID"] = os.environ["WEBCHAT_NOTIFIER_INSTANCE_ID"]
 
+# The in-process bot (webchat/bot.py): a dotted path to a callable; WEBCHAT_BOT="" turns it off.
+WEBCHAT_BOT = os.environ.get("WEBCHAT_BOT", "webchat.bot.echo_bot") or None
+# Direct Line REST size limits (webchat/views/conf.py): the defaults are the reference's.
+WEBCHAT_DIRECTLINE = {
+    "MAX_ACTIVITY_BYTES": 256 * 1024,
+    "MAX_FILE_BYTES": 4 * 1024 * 1024,
+    "MAX_UPLOAD_FILES": 10,
+}
+
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_ALLOW_HEADERS = [
     "accept",

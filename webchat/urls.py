@@ -1,6 +1,49 @@
+"""URLs: the admin and the Direct Line 3.0 REST API (no trailing slashes: APPEND_SLASH=False).
+
+The stream (``conversations/<id>/stream``) is a WebSocket route, in ``webchat/routing.py``.
+"""
+
 from django.contrib import admin
 from django.urls import path
 
+from .views import activities, bot_api, conversations, fallback, tokens, uploads
+
+directline = "v3/directline/"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path(directline + "tokens/generate", tokens.generate_token, name="directline-generate"),
+    path(directline + "tokens/refresh", tokens.refresh_token, name="directline-refresh"),
+    path(
+        directline + "conversations",
+        conversations.start_conversation,
+        name="directline-conversations",
+    ),
+    path(
+        directline + "conversations/<str:conversation_id>",
+        conversations.get_conversation,
+        name="directline-conversation",
+    ),
+    path(
+        directline + "conversations/<str:conversation_id>/activities",
+        activities.conversation_activities,
+        name="directline-activities",
+    ),
+    path(
+        directline + "conversations/<str:conversation_id>/upload",
+        uploads.upload,
+        name="directline-upload",
+    ),
+    path(
+        directline
+        + "conversations/<str:conversation_id>/attachments/<str:attachment_id>/<str:filename>",
+        uploads.attachment,
+        name="directline-attachment",
+    ),
+    path(
+        directline + "bot/conversations/<str:conversation_id>/activities",
+        bot_api.bot_activities,
+        name="directline-bot-activities",
+    ),
+    path(directline + "<path:rest>", fallback.unknown_endpoint, name="directline-unknown"),
 ]

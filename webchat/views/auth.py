@@ -1,0 +1,110 @@
+"""Who is calling: ``Authorization: Bearer <secret or token>`` resolved to a tenant scope.
+
+A tenant secret (what the bot's backend holds) reaches every conversation of its tenant.
+A token (a JWT from ``webchat.tokens``) reaches one conversation as one user. A token or
+secret of tenant A never touches tenant B's conversations: a secret gets 404 (B's ids do
+not exist for it), a token for another conversation gets 403.
+"""
+
+from dataclasses import dataclass
+
+from webchat.models import Conversation, Tenant, TenantSecret
+from webchat.tokens import TokenClaims, TokenError, read_token
+
+from .errors import DirectLineError, forbidden, not_found
+
+#: Longer values are refused unread: secrets are 43 characters, our tokens a few hundred.
+MAX_CREDENTIAL_LENGTH = 4096
+
+
+@dataclass(frozen=True)
+class Caller:
+    """An authenticated caller: a tenant, and the token's claims when it used a token."""
+
+    tenant_id: str
+    claims: TokenClaims | None = None
+
+    @property
+    def by_secret(self) -> bool:
+        return self.claims is None
+
+
+def bearer_credential(request) -> str:
+    """Return the credential from the Authorization header, or raise 401."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, credential = header.strip().partition(" ")
+    credential = credential.strip()
+    if not header:
+        raise DirectLineError(
+            401, "Unauthorized", "Missing Authorization header: send 'Bearer <secret or token>'."
+        )
+    if scheme.lower() != "bearer" or not credential or " " in credential:
+        raise DirectLineError(
+            401, "Unauthorized", "Malformed Authorization header: send 'Bearer <secret or token>'."
+        )
+    return credential
+
+
+def authenticate(request) -> Caller:
+    """Resolve the caller of ``request`` (called first by every Bearer view)."""
+    return authenticate_credential(bearer_credential(request))
+
+
+def authenticate_credential(credential: str, *, tokens_only: bool = False) -> Caller:
+    """Resolve a secret or token to its caller.
+
+    Tokens are JWTs (they contain dots); secrets are URL-safe base64 without dots.
+    Raises 403 for an unknown or revoked secret, a token that does not verify
+    (``BadArgument``) or has expired (``TokenExpired``).
+    """
+    if len(credential) > MAX_CREDENTIAL_LENGTH:
+        raise forbidden("The secret or token is not valid.")
+    if "." in credential:
+        try:
+            claims = read_token(credential)
+        except TokenError as exc:
+            raise DirectLineError(403, exc.code, exc.message) from exc
+        if not claims.tenant_id.isdigit():
+            raise DirectLineError(403, "BadArgument", "The token is not valid.")
+        return Caller(tenant_id=claims.tenant_id, claims=claims)
+    if tokens_only:
+        raise DirectLineError(403, "BadArgument", "The token is not valid.")
+    tenant = TenantSecret.tenant_for(credential)
+    if tenant is None:
+        raise forbidden("Unknown or revoked secret.")
+    return Caller(tenant_id=str(tenant.pk))
+
+
+def require_secret(caller: Caller, what: str) -> None:
+    if not caller.by_secret:
+        raise forbidden(f"{what} needs the tenant secret, not a token.")
+
+
+def require_token(caller: Caller, what: str) -> TokenClaims:
+    if caller.by_secret:
+        raise forbidden(f"{what} needs a token; a secret does not expire and needs no refresh.")
+    return caller.claims
+
+
+def tenant_of(caller: Caller) -> Tenant:
+    """Return the caller's tenant; 403 when it was deleted after the token was issued."""
+    tenant = Tenant.objects.filter(pk=caller.tenant_id).first()
+    if tenant is None:
+        raise forbidden("The tenant of this token no longer exists.")
+    return tenant
+
+
+def conversation_for(caller: Caller, conversation_id: str) -> Conversation:
+    """Return the conversation ``conversation_id`` if the caller may use it.
+
+    A token is scoped to one conversation (403 for any other); within the caller's tenant
+    an unknown id is 404, and so is another tenant's id.
+    """
+    if caller.claims is not None and caller.claims.conversation_id != conversation_id:
+        raise forbidden("The token is for another conversation.")
+    conversation = Conversation.objects.filter(
+        pk=conversation_id, tenant_id=caller.tenant_id
+    ).first()
+    if conversation is None:
+        raise not_found(f"Conversation {conversation_id[:100]!r} not found.")
+    return conversation

@@ -1,0 +1,106 @@
+"""``POST /conversations`` (start) and ``GET /conversations/{id}`` (reconnect).
+
+Both answer with a fresh token and the ``streamUrl`` the client opens next. The client
+keeps using its secret if it has one, otherwise it replaces its token with ours.
+"""
+
+from urllib.parse import quote, urlencode
+
+from django.http import JsonResponse
+
+from webchat.models import Conversation
+from webchat.tokens import issue_token
+
+from .auth import authenticate, conversation_for, tenant_of
+from .conf import directline_limits
+from .errors import directline_view, not_found
+from .payloads import check_watermark_within, parse_user, parse_watermark, read_json_body
+from .tokens import new_user_id, token_body
+
+#: Query parameters of the streamUrl, read by ``webchat.consumers``.
+STREAM_TOKEN_PARAM = "t"
+STREAM_WATERMARK_PARAM = "watermark"
+
+
+def public_scheme(request) -> str:
+    """``https`` or ``http`` as the client sees it; a proxy's ``X-Forwarded-Proto`` wins.
+
+    The header only shapes URLs handed back to the client, so it is honoured as sent (its
+    first value, when a chain of proxies appended several).
+    """
+    forwarded = request.headers.get("X-Forwarded-Proto", "").split(",")[0].strip().lower()
+    if forwarded in {"https", "wss"}:
+        return "https"
+    if forwarded in {"http", "ws"}:
+        return "http"
+    return "https" if request.is_secure() else "http"
+
+
+def websocket_scheme(request) -> str:
+    """``wss`` behind TLS, ``ws`` otherwise."""
+    return "wss" if public_scheme(request) == "https" else "ws"
+
+
+def stream_url(request, conversation_id: str, token: str, watermark: int | None) -> str:
+    """The absolute WebSocket URL of a conversation's stream, on the host the client used.
+
+    ``watermark`` None (a new conversation) is sent as ``watermark=``: from the start.
+    """
+    query = urlencode(
+        {
+            STREAM_WATERMARK_PARAM: "" if watermark is None else str(watermark),
+            STREAM_TOKEN_PARAM: token,
+        }
+    )
+    path = f"/v3/directline/conversations/{quote(conversation_id, safe='')}/stream"
+    return f"{websocket_scheme(request)}://{request.get_host()}{path}?{query}"
+
+
+def conversation_body(request, conversation_id: str, token: str, watermark=None) -> dict:
+    body = token_body(conversation_id, token)
+    body["streamUrl"] = stream_url(request, conversation_id, token, watermark)
+    return body
+
+
+@directline_view("POST")
+def start_conversation(request):
+    """Called by the client to start: with a token from generate, that conversation;
+    with the secret, a new one for the user in the body (or a new ``dl_`` user)."""
+    caller = authenticate(request)
+    user_id, user_name = parse_user(
+        read_json_body(request, directline_limits().MAX_ACTIVITY_BYTES, required=False)
+    )
+    if caller.claims is not None:
+        claims = caller.claims
+        conversation = Conversation.objects.filter(
+            pk=claims.conversation_id, tenant_id=claims.tenant_id
+        ).first()
+        if conversation is None:
+            raise not_found("The token's conversation no longer exists.")
+        # The token names the user; a different user in the body cannot override it.
+        user_id, user_name = claims.user_id, claims.user_name
+    else:
+        conversation = Conversation.objects.create(tenant=tenant_of(caller))
+        user_id = user_id or new_user_id()
+    token = issue_token(caller.tenant_id, conversation.id, user_id, user_name)
+    return JsonResponse(conversation_body(request, conversation.id, token), status=201)
+
+
+@directline_view("GET")
+def get_conversation(request, conversation_id):
+    """Called by the client to reconnect: a new token and a streamUrl from ``watermark``."""
+    caller = authenticate(request)
+    watermark = parse_watermark(request.GET.get("watermark"))
+    conversation = conversation_for(caller, conversation_id)
+    check_watermark_within(watermark, conversation)
+    if caller.claims is not None:
+        user_id, user_name = caller.claims.user_id, caller.claims.user_name
+    else:
+        # A secret names no user; the token only opens the stream (the client keeps its
+        # secret for REST calls).
+        user_id, user_name = new_user_id(), None
+    token = issue_token(caller.tenant_id, conversation.id, user_id, user_name)
+    raw = request.GET.get("watermark")
+    return JsonResponse(
+        conversation_body(request, conversation.id, token, watermark if raw else None)
+    )
