@@ -129,6 +129,9 @@ WEBCHAT_NOTIFIER = {
 if os.environ.get("WEBCHAT_NOTIFIER_INSTANCE_ID"):
     WEBCHAT_NOTIFIER["INSTANCE_ID"] = os.environ["WEBCHAT_NOTIFIER_INSTANCE_ID"]
 
+# The demo page links to the same conversation on these replicas (scripts/cluster sets it).
+WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")
+
 # The in-process bot (webchat/bot.py): a dotted path to a callable; WEBCHAT_BOT="" turns it off.
 WEBCHAT_BOT = os.environ.get("WEBCHAT_BOT", "webchat.bot.echo_bot") or None
 # Direct Line REST size limits (webchat/views/conf.py): the defaults are the reference's.

@@ -47,3 +47,8 @@ urlpatterns = [
     ),
     path(directline + "<path:rest>", fallback.unknown_endpoint, name="directline-unknown"),
 ]
+
+# The demo page (issue 4): /, /demo/token and /demo/webchat.js, served with DEBUG=1 only.
+from .views.demo import urlpatterns as demo_urlpatterns  # noqa: E402
+
+urlpatterns += demo_urlpatterns
