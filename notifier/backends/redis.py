@@ -1,0 +1,206 @@
+"""The Redis backplane: local delivery first, then a wire v1 PUBLISH on the global channel.
+
+The PUBLISH is fire-and-forget: the payload joins a bounded queue that one owned sender
+drains (see :mod:`notifier.outbound`), so a publisher never waits on Redis, even while it is
+down. Other replicas' listeners turn the message back into a local group send; this
+process's own listener drops it as a self-echo (its consumers already have it).
+"""
+
+import asyncio
+import logging
+import threading
+
+import redis
+from channels.layers import DEFAULT_CHANNEL_LAYER
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .. import wire
+from ..conf import DEFAULT_CHANNEL, mask_url
+from ..exceptions import BackplaneUnavailable
+from ..outbound import AsyncSender, ThreadSender
+from .base import BaseNotifier
+
+logger = logging.getLogger(__name__)
+
+
+class RedisNotifier(BaseNotifier):
+    """Mirrors every publish to Redis pub/sub (wire v1) and listens for other replicas'.
+
+    ``url``: a redis://, rediss:// or unix:// URL. ``channel``: the global channel.
+    ``capacity``: notifications waiting to be sent; when full the oldest is dropped and
+    counted. ``connect_timeout``/``socket_timeout``: seconds, for the sender and the listener.
+    """
+
+    requires_url = True
+    COUNTERS = BaseNotifier.COUNTERS + ("mirrored", "mirror_failures", "mirror_dropped")
+
+    def __init__(
+        self,
+        url,
+        *,
+        channel=DEFAULT_CHANNEL,
+        capacity=1000,
+        instance_id=None,
+        channel_layer=DEFAULT_CHANNEL_LAYER,
+        connect_timeout=2.0,
+        socket_timeout=2.0,
+    ):
+        super().__init__(instance_id=instance_id, channel_layer=channel_layer)
+        self.url = url
+        self.channel = channel
+        self.capacity = capacity
+        self.connect_timeout = connect_timeout
+        self.socket_timeout = socket_timeout
+        self._async_sender = None
+        self._thread_sender = None
+        self._thread_sender_lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings, **overrides):
+        options = {
+            "channel": settings.channel,
+            "capacity": settings.capacity,
+            "instance_id": settings.instance_id,
+        }
+        return cls(settings.url, **{**options, **overrides})
+
+    def __repr__(self):
+        return (
+            f"<{type(self).__name__} {mask_url(self.url)} channel={self.channel!r} "
+            f"instance_id={self.instance_id}>"
+        )
+
+    def _sender_options(self):
+        return {
+            "capacity": self.capacity,
+            "counters": self.counters,
+            "connect_timeout": self.connect_timeout,
+            "socket_timeout": self.socket_timeout,
+        }
+
+    async def astart(self):
+        """Bind to the running loop and start the sender task there (see the base class)."""
+        await super().astart()
+        sender = self._async_sender
+        if sender is not None and sender.loop is self._loop and sender.running:
+            return
+        sender = AsyncSender(self.url, self.channel, **self._sender_options())
+        sender.start()
+        self._async_sender = sender
+
+    async def aclose(self):
+        """Flush and stop the sender task (and the sender thread, if one was started)."""
+        await super().aclose()
+        sender, self._async_sender = self._async_sender, None
+        if sender is not None and sender.loop is asyncio.get_running_loop():
+            await sender.aclose()
+        if self._thread_sender is not None:
+            await asyncio.to_thread(self.close)
+
+    def close(self):
+        """Flush and stop the sender thread; the sender task is stopped by :meth:`aclose`."""
+        with self._thread_sender_lock:
+            sender, self._thread_sender = self._thread_sender, None
+        if sender is not None:
+            sender.close()
+
+    def _mirror(self, event):
+        try:
+            payload = wire.encode(event, self.instance_id)
+        except (TypeError, ValueError) as exc:
+            self.counters.incr("mirror_failures")
+            logger.debug("cannot encode %r for the backplane: %s", event, exc)
+            return
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        sender = self._async_sender
+        if sender is not None and sender.running:
+            if sender.loop is current:
+                sender.put_nowait(payload)
+                return
+            if sender.loop.is_running():
+                try:
+                    sender.loop.call_soon_threadsafe(sender.put_nowait, payload)
+                    return
+                except RuntimeError:  # the loop closed meanwhile
+                    pass
+        self._get_thread_sender().put_nowait(payload)
+
+    def _get_thread_sender(self):
+        with self._thread_sender_lock:
+            if self._thread_sender is None:
+                self._thread_sender = ThreadSender(self.url, self.channel, **self._sender_options())
+            return self._thread_sender
+
+    def flush(self, timeout=2.0):
+        """Wait up to ``timeout`` s for the sender thread to send what sync publishes queued.
+
+        For sync callers that exit right after publishing; returns whether it emptied.
+        """
+        sender = self._thread_sender
+        return True if sender is None else sender.flush(timeout)
+
+    def listener(self, *, observer=None, deliver=None, **kwargs):
+        """Return a listener on this notifier's channel that drops this instance's echoes and
+        delivers through :meth:`local_send` (or ``deliver``)."""
+        from ..listener import Listener
+
+        return Listener(
+            self.url,
+            channel=self.channel,
+            instance_id=self.instance_id,
+            deliver=deliver or self.local_send,
+            observer=observer,
+            connect_timeout=self.connect_timeout,
+            **kwargs,
+        )
+
+    def verify(self, timeout=2.0):
+        """PING Redis; raise :class:`BackplaneUnavailable` (URL masked) within ``timeout`` s.
+
+        Runs in a daemon thread so that even a hanging DNS lookup cannot hold startup longer.
+        """
+        outcome = {}
+
+        def ping():
+            try:
+                client = redis.Redis.from_url(
+                    self.url,
+                    socket_connect_timeout=timeout,
+                    socket_timeout=timeout,
+                    retry=Retry(NoBackoff(), 0),
+                )
+                try:
+                    client.ping()
+                finally:
+                    client.close()
+            except Exception as exc:
+                outcome["error"] = exc
+            else:
+                outcome["ok"] = True
+
+        thread = threading.Thread(target=ping, name="notifier-verify", daemon=True)
+        thread.start()
+        thread.join(timeout + 0.2)
+        if outcome.get("ok"):
+            return
+        error = outcome.get("error")
+        reason = f"{type(error).__name__}: {error}" if error else f"no answer within {timeout:g} s"
+        password = _password(self.url)
+        if password:
+            reason = reason.replace(password, "***")
+        raise BackplaneUnavailable(
+            f"The Redis backplane does not answer at {mask_url(self.url)} ({reason}). Start "
+            "Redis there, or point WEBCHAT_NOTIFIER['URL'] (REDIS_URL) at one, or use "
+            "WEBCHAT_NOTIFIER['BACKEND'] = 'memory'."
+        )
+
+
+def _password(url):
+    try:
+        return redis.connection.parse_url(url).get("password")
+    except Exception:
+        return None

@@ -1,0 +1,95 @@
+"""System checks for ``WEBCHAT_NOTIFIER``: a bad setting fails ``manage.py check``, not the
+first publish. Registered in :meth:`notifier.apps.NotifierConfig.ready`.
+
+* ``notifier.E001`` unknown backend; ``E002`` no Redis URL for a backend that needs one;
+  ``E003`` invalid URL; ``E004`` empty channel; ``E005`` bad capacity; ``E006`` instance id
+  not a UUID; ``E007`` the setting is not a dict.
+* ``notifier.E010`` Redis does not answer within 2 s (strict startup).
+* ``notifier.W001`` the Redis backend with a cross-process channel layer: every consumer
+  would get each notification once per replica. ``W002`` unknown keys (typos).
+"""
+
+from django.conf import settings as django_settings
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+
+from .conf import SETTING_NAME, get_settings
+from .exceptions import BackplaneUnavailable, InvalidNotifierConfiguration
+
+TAG = "notifier"
+
+#: Seconds the connection check waits for Redis.
+CONNECTION_TIMEOUT = 2.0
+
+#: Channel layers that deliver across processes (module prefixes of their BACKEND paths).
+CROSS_PROCESS_LAYERS = ("channels_redis.", "channels_rabbitmq.", "channels_postgres.")
+
+# Validated in this order: a later property may depend on an earlier one (url on backend).
+_PROPERTIES = ("backend_class", "url", "channel", "capacity", "instance_id")
+
+
+def _error(exc):
+    return checks.Error(str(exc), hint=exc.hint, obj=SETTING_NAME, id=exc.check_id)
+
+
+def check_settings(app_configs=None, **kwargs):
+    """Validate every key of ``WEBCHAT_NOTIFIER``; warn about a doubling channel layer."""
+    notifier_settings = get_settings()
+    try:
+        notifier_settings.options
+    except InvalidNotifierConfiguration as exc:
+        return [_error(exc)]
+    messages = []
+    seen = set()
+    for name in _PROPERTIES:
+        try:
+            getattr(notifier_settings, name)
+        except InvalidNotifierConfiguration as exc:
+            if exc.check_id not in seen:
+                seen.add(exc.check_id)
+                messages.append(_error(exc))
+    unknown = notifier_settings.unknown_keys
+    if unknown:
+        messages.append(checks.Warning(
+            f"{SETTING_NAME} has unknown key(s) {', '.join(map(repr, unknown))}; they are "
+            "ignored.",
+            hint="The keys are BACKEND, URL, CHANNEL, CAPACITY and INSTANCE_ID.",
+            obj=SETTING_NAME,
+            id="notifier.W002",
+        ))
+    if "notifier.E001" not in seen and notifier_settings.backend_class.requires_url:
+        layer = (getattr(django_settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}
+        backend = str(layer.get("BACKEND", ""))
+        if backend.startswith(CROSS_PROCESS_LAYERS):
+            messages.append(checks.Warning(
+                f"The Redis notifier is combined with the cross-process channel layer "
+                f"{backend!r}: each replica's listener re-sends every notification to all "
+                "consumers, so they receive it once per replica.",
+                hint="Use the process-local layer (notifier.layers.LocalChannelLayer) with the "
+                "Redis notifier, or the memory notifier with a cross-process layer.",
+                obj="CHANNEL_LAYERS",
+                id="notifier.W001",
+            ))
+    return messages
+
+
+def check_connection(app_configs=None, **kwargs):
+    """Strict startup for ``manage.py check`` (and every command that runs checks): with a
+    transport that needs one, Redis must answer within 2 s."""
+    notifier_settings = get_settings()
+    try:
+        if not notifier_settings.backend_class.requires_url:
+            return []
+        notifier = notifier_settings.backend_class.from_settings(notifier_settings)
+    except ImproperlyConfigured:
+        return []  # check_settings reports it
+    try:
+        notifier.verify(CONNECTION_TIMEOUT)
+    except BackplaneUnavailable as exc:
+        return [checks.Error(
+            str(exc),
+            hint="A process with the Redis notifier refuses to start without Redis.",
+            obj=SETTING_NAME,
+            id="notifier.E010",
+        )]
+    return []

@@ -1,0 +1,321 @@
+"""The notifier's settings: one dict, ``settings.WEBCHAT_NOTIFIER``, read lazily.
+
+::
+
+    WEBCHAT_NOTIFIER = {
+        "BACKEND": "memory",   # "memory", "redis", or the dotted path of a BaseNotifier subclass
+        "URL": None,           # Redis URL; None: reuse the Redis URL of CHANNEL_LAYERS or CACHES
+        "CHANNEL": "greentic:webchat:notify",  # the global pub/sub channel (wire v1)
+        "CAPACITY": 1000,      # notifications waiting to be mirrored to Redis; beyond: oldest dropped
+        "INSTANCE_ID": None,   # this process's id on the wire (a UUID); None: a fresh one per process
+    }
+
+Nothing is read at import time. :func:`get_settings` builds a snapshot on first use and drops
+it when a test changes ``WEBCHAT_NOTIFIER``, ``CHANNEL_LAYERS`` or ``CACHES``. Each property
+validates its value and raises :class:`~notifier.exceptions.InvalidNotifierConfiguration`
+carrying the id of the system check that reports the same mistake.
+"""
+
+import os
+import threading
+import uuid
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from django.conf import settings as django_settings
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.functional import cached_property
+from django.utils.module_loading import import_string
+
+from .exceptions import InvalidNotifierConfiguration
+
+SETTING_NAME = "WEBCHAT_NOTIFIER"
+
+#: Settings whose change invalidates the snapshot (the URL may come from the last two).
+WATCHED_SETTINGS = frozenset({SETTING_NAME, "CHANNEL_LAYERS", "CACHES"})
+
+BACKEND_ALIASES = {
+    "memory": "notifier.backends.memory.InMemoryNotifier",
+    "redis": "notifier.backends.redis.RedisNotifier",
+}
+
+# Same value as wire.DEFAULT_CHANNEL; spelled out so reading settings never imports the codec.
+DEFAULT_CHANNEL = "greentic:webchat:notify"
+
+DEFAULTS = {
+    "BACKEND": "memory",
+    "URL": None,
+    "CHANNEL": DEFAULT_CHANNEL,
+    "CAPACITY": 1000,
+    "INSTANCE_ID": None,
+}
+
+URL_SCHEMES = ("redis", "rediss", "unix")
+
+
+def mask_url(url):
+    """Return ``url`` with its password (userinfo or ``?password=``) replaced by ``***``.
+
+    Used in every message and log line that names a Redis URL. Never raises: a value that
+    does not parse is masked from ``://`` to ``@``.
+    """
+    if not isinstance(url, str):
+        return repr(url)
+    try:
+        parts = urlsplit(url)
+        netloc = parts.netloc
+        if parts.password is not None:
+            userinfo, _, hostinfo = netloc.rpartition("@")
+            user = userinfo.partition(":")[0]
+            netloc = f"{user}:***@{hostinfo}"
+        query = parts.query
+        if query:
+            pairs = parse_qsl(query, keep_blank_values=True)
+            if any(key.lower() == "password" for key, _ in pairs):
+                masked = [(k, "***" if k.lower() == "password" else v) for k, v in pairs]
+                query = urlencode(masked, safe="*")
+        return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    except ValueError:
+        head, sep, rest = url.partition("://")
+        if sep and "@" in rest:
+            return f"{head}://***@{rest.rpartition('@')[2]}"
+        return url
+
+
+def validate_url(url):
+    """Raise ``ValueError`` naming the problem when redis-py cannot use ``url``."""
+    from redis.connection import parse_url  # redis-py's own parser: what it accepts works
+
+    if not isinstance(url, str) or not url.strip():
+        raise ValueError("the URL must be a non-empty string")
+    scheme = url.partition("://")[0].lower() if "://" in url else ""
+    if scheme not in URL_SCHEMES:
+        raise ValueError(f"the scheme must be one of {', '.join(s + '://' for s in URL_SCHEMES)}")
+    kwargs = parse_url(url)
+    if scheme != "unix" and not kwargs.get("host"):
+        raise ValueError("the URL names no host")
+    if scheme == "unix" and not kwargs.get("path"):
+        raise ValueError("the URL names no socket path")
+
+
+def _redis_url_from_channel_layers(layers):
+    # channels_redis: CONFIG["hosts"] holds URLs, {"address": URL, ...} dicts or (host, port).
+    for alias in sorted(layers, key=lambda name: name != "default"):
+        layer = layers[alias] or {}
+        if not str(layer.get("BACKEND", "")).startswith("channels_redis."):
+            continue
+        hosts = (layer.get("CONFIG") or {}).get("hosts") or []
+        if isinstance(hosts, str):
+            hosts = [hosts]
+        for host in hosts:
+            if isinstance(host, str):
+                return host, f"CHANNEL_LAYERS[{alias!r}]"
+            if isinstance(host, dict) and isinstance(host.get("address"), str):
+                return host["address"], f"CHANNEL_LAYERS[{alias!r}]"
+            if isinstance(host, (list, tuple)) and len(host) == 2:
+                return f"redis://{host[0]}:{host[1]}/0", f"CHANNEL_LAYERS[{alias!r}]"
+    return None, None
+
+
+def _redis_url_from_caches(caches):
+    # Django's RedisCache (and django-redis) take a URL or a list of URLs, primary first.
+    for alias in sorted(caches, key=lambda name: name != "default"):
+        cache = caches[alias] or {}
+        if "redis" not in str(cache.get("BACKEND", "")).lower():
+            continue
+        location = cache.get("LOCATION")
+        if isinstance(location, (list, tuple)):
+            location = location[0] if location else None
+        if isinstance(location, str):
+            location = location.replace(";", ",").split(",")[0].strip()
+            if location.split("://")[0] in URL_SCHEMES:
+                return location, f"CACHES[{alias!r}]"
+    return None, None
+
+
+class NotifierSettings:
+    """One snapshot of ``WEBCHAT_NOTIFIER``; each property is validated on first read."""
+
+    def __init__(self, raw, *, channel_layers=None, caches=None):
+        self.raw = raw
+        self._channel_layers = channel_layers or {}
+        self._caches = caches or {}
+
+    @classmethod
+    def from_django(cls):
+        """Read Django's settings now (called lazily by :func:`get_settings`)."""
+        return cls(
+            getattr(django_settings, SETTING_NAME, None),
+            channel_layers=getattr(django_settings, "CHANNEL_LAYERS", None),
+            caches=getattr(django_settings, "CACHES", None),
+        )
+
+    @cached_property
+    def options(self):
+        """The dict with defaults filled in; raises E007 when the setting is not a dict."""
+        if self.raw is None:
+            return dict(DEFAULTS)
+        if not isinstance(self.raw, dict):
+            raise InvalidNotifierConfiguration(
+                f"{SETTING_NAME} must be a dict, not {type(self.raw).__name__}.",
+                hint=f'Set {SETTING_NAME} = {{"BACKEND": "memory"}} or {{"BACKEND": "redis", '
+                '"URL": "redis://127.0.0.1:6379/0"}.',
+                check_id="notifier.E007",
+            )
+        return {**DEFAULTS, **self.raw}
+
+    @property
+    def unknown_keys(self):
+        """Keys of the dict that the notifier does not read (probably typos)."""
+        if not isinstance(self.raw, dict):
+            return []
+        return sorted(str(key) for key in self.raw if key not in DEFAULTS)
+
+    @cached_property
+    def backend(self):
+        """The backend's dotted path, after resolving the ``memory``/``redis`` aliases."""
+        value = self.options["BACKEND"]
+        if not isinstance(value, str) or not value.strip():
+            raise self._backend_error(f"BACKEND must be a non-empty string, not {value!r}.")
+        value = value.strip()
+        return BACKEND_ALIASES.get(value.lower(), value)
+
+    @cached_property
+    def backend_class(self):
+        """The notifier class named by BACKEND (E001 when it is unknown or no notifier)."""
+        from .backends.base import BaseNotifier
+
+        path = self.backend
+        if "." not in path:
+            raise self._backend_error(f"Unknown notifier backend {path!r}.")
+        try:
+            backend_class = import_string(path)
+        except ImportError as exc:
+            raise self._backend_error(f"Cannot import notifier backend {path!r}: {exc}") from exc
+        if not (isinstance(backend_class, type) and issubclass(backend_class, BaseNotifier)):
+            raise self._backend_error(
+                f"Notifier backend {path!r} is not a subclass of "
+                "notifier.backends.base.BaseNotifier."
+            )
+        return backend_class
+
+    def _backend_error(self, message):
+        return InvalidNotifierConfiguration(
+            message,
+            hint=f'Set {SETTING_NAME}["BACKEND"] to "memory", "redis" or the dotted path of a '
+            "BaseNotifier subclass.",
+            check_id="notifier.E001",
+        )
+
+    @cached_property
+    def url_and_source(self):
+        """``(url, where it came from)``, or ``(None, None)`` when nothing names a Redis URL."""
+        url = self.options["URL"]
+        if url not in (None, ""):
+            return url, f"{SETTING_NAME}['URL']"
+        url, source = _redis_url_from_channel_layers(self._channel_layers)
+        if url is None:
+            url, source = _redis_url_from_caches(self._caches)
+        return url, source
+
+    @cached_property
+    def url(self):
+        """The Redis URL: E002 when the backend needs one and none is found, E003 if invalid."""
+        url, source = self.url_and_source
+        if url is None:
+            if self.backend_class.requires_url:
+                raise InvalidNotifierConfiguration(
+                    f"The {self.backend} notifier needs a Redis URL and none is configured.",
+                    hint=f'Set {SETTING_NAME}["URL"] (e.g. "redis://127.0.0.1:6379/0"), or the '
+                    "REDIS_URL environment variable, or configure a channels_redis layer in "
+                    "CHANNEL_LAYERS or a Redis cache in CACHES whose URL it can reuse.",
+                    check_id="notifier.E002",
+                )
+            return None
+        try:
+            validate_url(url)
+        except ValueError as exc:
+            raise InvalidNotifierConfiguration(
+                f"Invalid Redis URL {mask_url(url)} (from {source}): {exc}.",
+                hint='Use redis://[[user]:password@]host[:port][/db], rediss://... or '
+                "unix:///path/to/socket.",
+                check_id="notifier.E003",
+            ) from None
+        return url
+
+    @cached_property
+    def channel(self):
+        """The global pub/sub channel (E004 when empty or not a string)."""
+        value = self.options["CHANNEL"]
+        if isinstance(value, bytes):
+            value = value.decode("utf-8", "replace")
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidNotifierConfiguration(
+                f"{SETTING_NAME}['CHANNEL'] must be a non-empty string, not {value!r}.",
+                hint=f"Remove it to use {DEFAULT_CHANNEL!r}, the reference's channel.",
+                check_id="notifier.E004",
+            )
+        return value
+
+    @cached_property
+    def capacity(self):
+        """The outbound queue's capacity (E005 unless a positive integer)."""
+        value = self.options["CAPACITY"]
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidNotifierConfiguration(
+                f"{SETTING_NAME}['CAPACITY'] must be a positive integer, not {value!r}.",
+                hint=f"Remove it to use {DEFAULTS['CAPACITY']}.",
+                check_id="notifier.E005",
+            )
+        return value
+
+    @cached_property
+    def instance_id(self):
+        """This process's UUID on the wire (E006 when INSTANCE_ID is not a UUID)."""
+        value = self.options["INSTANCE_ID"]
+        if value in (None, ""):
+            return process_instance_id()
+        if isinstance(value, uuid.UUID):
+            return value
+        try:
+            return uuid.UUID(str(value))
+        except ValueError:
+            raise InvalidNotifierConfiguration(
+                f"{SETTING_NAME}['INSTANCE_ID'] must be a UUID, not {value!r}.",
+                hint="Remove it to get a fresh id per process.",
+                check_id="notifier.E006",
+            ) from None
+
+
+_process_id_lock = threading.Lock()
+_process_id = (None, None)  # (pid, UUID): a forked worker must not inherit its parent's id
+
+
+def process_instance_id():
+    """Return this process's random instance id, made on first use (again after a fork)."""
+    global _process_id
+    with _process_id_lock:
+        pid, value = _process_id
+        if pid != os.getpid():
+            _process_id = (os.getpid(), uuid.uuid4())
+        return _process_id[1]
+
+
+_cached = None
+
+
+def get_settings():
+    """Return the current :class:`NotifierSettings` snapshot, building it on first use."""
+    global _cached
+    snapshot = _cached
+    if snapshot is None:
+        snapshot = _cached = NotifierSettings.from_django()
+    return snapshot
+
+
+@receiver(setting_changed)
+def reset_settings(*, setting, **kwargs):
+    """Drop the snapshot when a test overrides a setting the notifier reads."""
+    global _cached
+    if setting in WATCHED_SETTINGS:
+        _cached = None

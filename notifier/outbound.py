@@ -1,0 +1,256 @@
+"""The Redis notifier's outbound side: bounded queues of wire payloads, drained by one owner.
+
+Publishers only append to a queue (microseconds, never a Redis round trip), so a slow or dead
+Redis never blocks them. Two drainers exist because publishers live in two worlds:
+
+* :class:`AsyncSender`: one task on the loop that runs the consumers (started by the
+  notifier's owner), for publishes from async code and from threads that hop to that loop.
+* :class:`ThreadSender`: one daemon thread with a synchronous client, for processes or
+  threads with no such loop (management commands, the shell, WSGI workers).
+
+Both pipeline whatever has queued up into one round trip, keep publication order, drop the
+oldest payload when the queue is full (a newer watermark supersedes an older one), and count
+every payload as ``mirrored``, ``mirror_failures`` or ``mirror_dropped``. Failures are logged
+at debug: pub/sub is at-most-once anyway, and the database stays the truth.
+"""
+
+import asyncio
+import atexit
+import collections
+import logging
+import threading
+import weakref
+
+import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .backoff import Backoff
+from .conf import mask_url
+
+logger = logging.getLogger(__name__)
+
+#: Most PUBLISH commands sent in one pipeline.
+BATCH_SIZE = 256
+
+#: Pause after a failed round trip (ms, ±20 %): short, because Redis usually comes back fast,
+#: and capped low so notifications resume within a second of Redis answering again.
+RETRY_SCHEDULE_MS = (100, 250, 500, 1000)
+
+
+def client_options(*, connect_timeout, socket_timeout):
+    """Options shared by both senders' clients (no hidden retries beyond one reconnect)."""
+    # One immediate retry lets a pooled connection that Redis closed (restart, CLIENT KILL)
+    # reconnect without losing the batch; more would only delay the next batch.
+    return {
+        "socket_connect_timeout": connect_timeout,
+        "socket_timeout": socket_timeout,
+        "socket_keepalive": True,
+        "client_name": "webchat-notifier-publish",
+    }
+
+
+class _Queue:
+    """The bounded FIFO both senders share; ``push`` returns whether it dropped the oldest."""
+
+    def __init__(self, capacity):
+        self.capacity = capacity
+        self.items = collections.deque()
+
+    def push(self, payload):
+        dropped = len(self.items) >= self.capacity
+        if dropped:
+            self.items.popleft()
+        self.items.append(payload)
+        return dropped
+
+    def take(self):
+        return [self.items.popleft() for _ in range(min(len(self.items), BATCH_SIZE))]
+
+
+class AsyncSender:
+    """Drains the queue from one task on one event loop; all methods run on that loop."""
+
+    def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout):
+        self.url = url
+        self.channel = channel
+        self.counters = counters
+        self._queue = _Queue(capacity)
+        self._options = client_options(
+            connect_timeout=connect_timeout, socket_timeout=socket_timeout
+        )
+        self.loop = None
+        self._task = None
+        self._wakeup = None
+        self._inflight = 0
+
+    @property
+    def running(self):
+        return self._task is not None and not self._task.done()
+
+    def start(self):
+        """Called once by the notifier's ``astart()`` on the loop that will own the task."""
+        self.loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._task = self.loop.create_task(self._run(), name="notifier-redis-sender")
+
+    def put_nowait(self, payload):
+        """Queue one payload; never blocks, never raises. Only call on :attr:`loop`."""
+        if self._queue.push(payload):
+            self.counters.incr("mirror_dropped")
+        self._wakeup.set()
+
+    async def _run(self):
+        client = aioredis.Redis.from_url(
+            self.url, retry=AsyncRetry(NoBackoff(), 1), **self._options
+        )
+        backoff = Backoff(RETRY_SCHEDULE_MS)
+        try:
+            while True:
+                if not self._queue.items:
+                    self._wakeup.clear()
+                    await self._wakeup.wait()
+                batch = self._queue.take()
+                self._inflight = len(batch)
+                try:
+                    async with client.pipeline(transaction=False) as pipe:
+                        for payload in batch:
+                            pipe.publish(self.channel, payload)
+                        await pipe.execute()
+                except Exception as exc:
+                    # CancelledError is no Exception: shutdown goes straight through.
+                    self.counters.incr("mirror_failures", len(batch))
+                    logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
+                                 len(batch), mask_url(self.url), exc)
+                    self._inflight = 0
+                    await asyncio.sleep(backoff.next_delay())
+                else:
+                    self.counters.incr("mirrored", len(batch))
+                    self._inflight = 0
+                    backoff.reset()
+        finally:
+            await client.aclose()
+
+    async def aclose(self, flush_timeout=1.0):
+        """Called by the notifier's ``aclose()``: flush for up to ``flush_timeout`` s, then
+        cancel the task and await it."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        deadline = self.loop.time() + flush_timeout
+        while (self._queue.items or self._inflight) and not task.done():
+            if self.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.005)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            if asyncio.current_task().cancelling():
+                raise
+        unsent = len(self._queue.items)
+        if unsent:
+            self.counters.incr("mirror_failures", unsent)
+            self._queue.items.clear()
+
+
+class ThreadSender:
+    """Drains the queue from one daemon thread with a synchronous client; thread-safe."""
+
+    def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout):
+        self.url = url
+        self.channel = channel
+        self.counters = counters
+        self._queue = _Queue(capacity)
+        self._options = client_options(
+            connect_timeout=connect_timeout, socket_timeout=socket_timeout
+        )
+        self._cond = threading.Condition()
+        self._thread = None
+        self._closing = False
+        self._inflight = 0
+
+    def put_nowait(self, payload):
+        """Queue one payload from any thread; starts the thread on first use. Never blocks."""
+        with self._cond:
+            if self._closing:
+                self.counters.incr("mirror_failures")
+                return
+            if self._queue.push(payload):
+                self.counters.incr("mirror_dropped")
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="notifier-redis-sender", daemon=True
+                )
+                self._thread.start()
+                _live_thread_senders.add(self)
+            self._cond.notify()
+
+    def _run(self):
+        client = redis.Redis.from_url(self.url, retry=Retry(NoBackoff(), 1), **self._options)
+        backoff = Backoff(RETRY_SCHEDULE_MS)
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue.items and not self._closing:
+                        self._cond.wait()
+                    if not self._queue.items:
+                        return
+                    batch = self._queue.take()
+                    self._inflight = len(batch)
+                try:
+                    pipe = client.pipeline(transaction=False)
+                    for payload in batch:
+                        pipe.publish(self.channel, payload)
+                    pipe.execute()
+                except Exception as exc:
+                    self.counters.incr("mirror_failures", len(batch))
+                    logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
+                                 len(batch), mask_url(self.url), exc)
+                    with self._cond:
+                        self._inflight = 0
+                        if self._closing:
+                            # Shutting down and Redis is away: give up on the rest.
+                            self.counters.incr("mirror_failures", len(self._queue.items))
+                            self._queue.items.clear()
+                            return
+                        self._cond.wait(backoff.next_delay())
+                else:
+                    self.counters.incr("mirrored", len(batch))
+                    backoff.reset()
+                    with self._cond:
+                        self._inflight = 0
+                        self._cond.notify_all()
+        finally:
+            client.close()
+
+    def flush(self, timeout=2.0):
+        """Wait up to ``timeout`` s until everything queued so far was sent or failed."""
+        with self._cond:
+            return self._cond.wait_for(
+                lambda: not self._queue.items and not self._inflight, timeout
+            )
+
+    def close(self, timeout=2.0):
+        """Called by the notifier's ``close()``/``aclose()`` and at exit: send what is queued
+        (for up to ``timeout`` s), then stop the thread."""
+        with self._cond:
+            self._closing = True
+            thread = self._thread
+            self._cond.notify_all()
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(timeout)
+        _live_thread_senders.discard(self)
+
+
+# A management command that publishes and returns at once would otherwise exit before the
+# daemon thread sent anything: give every live sender a bounded chance to flush at exit.
+_live_thread_senders = weakref.WeakSet()
+
+
+@atexit.register
+def _close_thread_senders_at_exit():
+    for sender in list(_live_thread_senders):
+        sender.close(timeout=2.0)
