@@ -114,7 +114,7 @@ APPEND_SLASH = False
 # Cross-replica delivery is the notifier's job, not the channel layer's.
 CHANNEL_LAYERS = {
     "default": {
-        "BACKEND": "channels.layers.InMemoryChannelLayer",
+        "BACKEND": "notifier.layers.LocalChannelLayer",
         "CONFIG": {"capacity": int(os.environ.get("CHANNEL_CAPACITY", "100"))},
     }
 }
