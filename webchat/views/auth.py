@@ -97,14 +97,16 @@ def tenant_of(caller: Caller) -> Tenant:
 def conversation_for(caller: Caller, conversation_id: str) -> Conversation:
     """Return the conversation ``conversation_id`` if the caller may use it.
 
-    A token is scoped to one conversation (403 for any other); within the caller's tenant
-    an unknown id is 404, and so is another tenant's id.
+    A token is scoped to one conversation of one tenant: 403 for any other. For a secret,
+    another tenant's conversation does not exist: 404, like an unknown id.
     """
     if caller.claims is not None and caller.claims.conversation_id != conversation_id:
         raise forbidden("The token is for another conversation.")
-    conversation = Conversation.objects.filter(
-        pk=conversation_id, tenant_id=caller.tenant_id
-    ).first()
+    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    if conversation is not None and str(conversation.tenant_id) != caller.tenant_id:
+        if caller.claims is not None:
+            raise forbidden("The token is for another tenant.")
+        conversation = None
     if conversation is None:
         raise not_found(f"Conversation {conversation_id[:100]!r} not found.")
     return conversation
