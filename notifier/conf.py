@@ -74,6 +74,8 @@ def mask_url(url):
             if any(key.lower() == "password" for key, _ in pairs):
                 masked = [(k, "***" if k.lower() == "password" else v) for k, v in pairs]
                 query = urlencode(masked, safe="*")
+        if netloc == parts.netloc and query == parts.query:
+            return url  # nothing secret; urlunsplit would also drop unix:///'s empty host
         return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
     except ValueError:
         head, sep, rest = url.partition("://")
