@@ -100,7 +100,7 @@ class BadActivityTests(DirectLineMixin, TestCase):
         return error
 
     def test_malformed_json(self):
-        for data in ("{", '{"type": "message",}', "nul", "\"unterminated", b"\xff\xfe{}"):
+        for data in ("{", '{"type": "message",}', "nul", '"unterminated', b"\xff\xfe{}"):
             with self.subTest(data=data):
                 self.assertRefused(self.post_raw(data), 400, "BadSyntax")
 
@@ -196,11 +196,19 @@ class BadActivityTests(DirectLineMixin, TestCase):
             (foreign, self.token, 403, "Forbidden"),
             (foreign, self.secret, 404, "NotFound"),
             (self.conversation, self.other_secret, 404, "NotFound"),
-            (self.conversation, expired_token(self.tenant.pk, self.conversation.id), 403,
-             "TokenExpired"),
+            (
+                self.conversation,
+                expired_token(self.tenant.pk, self.conversation.id),
+                403,
+                "TokenExpired",
+            ),
             # A token naming tenant B for A's conversation id.
-            (self.conversation, issue_token(self.other_tenant.pk, self.conversation.id, "u"),
-             403, "Forbidden"),
+            (
+                self.conversation,
+                issue_token(self.other_tenant.pk, self.conversation.id, "u"),
+                403,
+                "Forbidden",
+            ),
         ]
         for conversation, credential, status, code in cases:
             with self.subTest(conversation=conversation.id, status=status, code=code):
@@ -217,8 +225,9 @@ class BadActivityTests(DirectLineMixin, TestCase):
         with self.assertLogs("webchat.views", "INFO") as logs:
             self.post_raw("{", credential=self.token)
             self.post_raw("{", credential=self.secret)
-            self.client.post(self.path, data="{}", content_type="application/json",
-                             **bearer(self.secret + "x"))
+            self.client.post(
+                self.path, data="{}", content_type="application/json", **bearer(self.secret + "x")
+            )
         output = "\n".join(logs.output)
         self.assertIn("BadSyntax", output)
         self.assertIn("Unknown or revoked secret", output)
@@ -236,14 +245,19 @@ class PollingTests(DirectLineMixin, TestCase):
         self.path = f"/conversations/{self.conversation.id}/activities"
 
     def test_poll_from_the_start_and_from_a_watermark(self):
-        for suffix, expected in [("", 5), ("?watermark=", 5), ("?watermark=0", 5),
-                                 ("?watermark=3", 2), ("?watermark=5", 0)]:
+        for suffix, expected in [
+            ("", 5),
+            ("?watermark=", 5),
+            ("?watermark=0", 5),
+            ("?watermark=3", 2),
+            ("?watermark=5", 0),
+        ]:
             with self.subTest(suffix=suffix):
                 response = self.get(self.path + suffix, self.token)
                 self.assertEqual(response.status_code, 200)
                 body = response.json()
                 self.assertEqual(set(body), {"activities", "watermark"})
-                self.assertEqual(body["activities"], self.stored[5 - expected:])
+                self.assertEqual(body["activities"], self.stored[5 - expected :])
                 self.assertEqual(body["watermark"], "5")
 
     def test_poll_of_an_empty_conversation(self):

@@ -67,7 +67,15 @@ class StartConversationTests(DirectLineMixin, TestCase):
             ({"HTTP_HOST": "localhost", "wsgi.url_scheme": "https"}, "wss", "localhost"),
             ({"HTTP_X_FORWARDED_PROTO": "https"}, "wss", "testserver"),
             ({"HTTP_X_FORWARDED_PROTO": "https, http"}, "wss", "testserver"),
-            ({"HTTP_X_FORWARDED_PROTO": "http", "HTTP_HOST": "testserver", "wsgi.url_scheme": "https"}, "ws", "testserver"),
+            (
+                {
+                    "HTTP_X_FORWARDED_PROTO": "http",
+                    "HTTP_HOST": "testserver",
+                    "wsgi.url_scheme": "https",
+                },
+                "ws",
+                "testserver",
+            ),
         ]
         for extra, scheme, host in cases:
             with self.subTest(extra=extra):

@@ -77,11 +77,13 @@ class UploadTests(UploadTestCase):
     def test_upload_stores_files_and_fills_content_urls(self):
         activity = self.message_with(("cat.png", "image/png"), ("notes.txt", "text/plain"))
         # directlinejs fetches the blobs concurrently, so file parts may come in any order.
-        response = self.upload([
-            activity_part(activity),
-            ("file", "notes.txt", "text/plain", b"some notes"),
-            ("file", "cat.png", "image/png", PNG),
-        ])
+        response = self.upload(
+            [
+                activity_part(activity),
+                ("file", "notes.txt", "text/plain", b"some notes"),
+                ("file", "cat.png", "image/png", PNG),
+            ]
+        )
         self.assertEqual(response.status_code, 200, response.content)
         self.assertEqual(response.json(), {"id": f"{self.conversation.id}|0000001"})
         stored = Activity.objects.get(conversation=self.conversation).data
@@ -95,7 +97,8 @@ class UploadTests(UploadTestCase):
             self.assertRegex(
                 url.path,
                 rf"^{BASE}/conversations/{self.conversation.id}/attachments/[\w-]+/"
-                + attachment["name"].replace(".", r"\.") + "$",
+                + attachment["name"].replace(".", r"\.")
+                + "$",
             )
             fetched = self.client.get(url.path, **bearer(self.token))
             self.assertEqual(fetched.status_code, 200)
@@ -106,8 +109,10 @@ class UploadTests(UploadTestCase):
 
     def test_upload_honours_forwarded_proto(self):
         response = self.upload(
-            [activity_part(self.message_with(("a.png", "image/png"))),
-             ("file", "a.png", "image/png", PNG)],
+            [
+                activity_part(self.message_with(("a.png", "image/png"))),
+                ("file", "a.png", "image/png", PNG),
+            ],
             HTTP_X_FORWARDED_PROTO="https",
         )
         self.assertEqual(response.status_code, 200)
@@ -135,11 +140,13 @@ class UploadTests(UploadTestCase):
 
     def test_same_file_name_twice_gets_two_urls(self):
         activity = self.message_with(("a.txt", "text/plain"))
-        response = self.upload([
-            activity_part(activity),
-            ("file", "a.txt", "text/plain", b"first"),
-            ("file", "a.txt", "text/plain", b"second"),
-        ])
+        response = self.upload(
+            [
+                activity_part(activity),
+                ("file", "a.txt", "text/plain", b"first"),
+                ("file", "a.txt", "text/plain", b"second"),
+            ]
+        )
         self.assertEqual(response.status_code, 200)
         urls = [a["contentUrl"] for a in Activity.objects.get().data["attachments"]]
         self.assertEqual(len(set(urls)), 2)
@@ -154,11 +161,13 @@ class AttachmentAccessTests(UploadTestCase):
     def setUp(self):
         super().setUp()
         activity = self.message_with(("cat.png", "image/png"), ("page.html", "text/html"))
-        self.upload([
-            activity_part(activity),
-            ("file", "cat.png", "image/png", PNG),
-            ("file", "page.html", "text/html", b"<script>alert(1)</script>"),
-        ])
+        self.upload(
+            [
+                activity_part(activity),
+                ("file", "cat.png", "image/png", PNG),
+                ("file", "page.html", "text/html", b"<script>alert(1)</script>"),
+            ]
+        )
         urls = [a["contentUrl"] for a in Activity.objects.get().data["attachments"]]
         self.png_path, self.html_path = (urlsplit(u).path for u in urls)
 
@@ -195,9 +204,13 @@ class AttachmentAccessTests(UploadTestCase):
 
     def test_unknown_attachments_are_404(self):
         prefix = f"{BASE}/conversations/{self.conversation.id}/attachments"
-        for path in (f"{prefix}/nope/cat.png", f"{prefix}/bad.id/cat.png",
-                     self.png_path.rsplit("/", 1)[0] + "/other.png",
-                     f"{prefix}/%2E%2E/cat.png", self.png_path.rsplit("/", 1)[0] + "/%2E%2E"):
+        for path in (
+            f"{prefix}/nope/cat.png",
+            f"{prefix}/bad.id/cat.png",
+            self.png_path.rsplit("/", 1)[0] + "/other.png",
+            f"{prefix}/%2E%2E/cat.png",
+            self.png_path.rsplit("/", 1)[0] + "/%2E%2E",
+        ):
             with self.subTest(path=path):
                 response = self.client.get(path, **bearer(self.token))
                 self.assertDirectLineError(response, 404)
@@ -210,17 +223,22 @@ class BadUploadTests(UploadTestCase):
         self.assertEqual(self.stored_files(), [])
 
     def test_file_over_4_mib_is_413(self):
-        activity = self.message_with(("big.bin", "application/octet-stream"), ("ok.txt", "text/plain"))
-        response = self.upload([
-            activity_part(activity),
-            ("file", "ok.txt", "text/plain", b"fine"),
-            ("file", "big.bin", "application/octet-stream", b"\0" * (4 * 1024 * 1024 + 1)),
-        ])
+        activity = self.message_with(
+            ("big.bin", "application/octet-stream"), ("ok.txt", "text/plain")
+        )
+        response = self.upload(
+            [
+                activity_part(activity),
+                ("file", "ok.txt", "text/plain", b"fine"),
+                ("file", "big.bin", "application/octet-stream", b"\0" * (4 * 1024 * 1024 + 1)),
+            ]
+        )
         self.assertRefused(response, 413, "MessageSizeTooBig")
 
     def test_file_of_exactly_4_mib_is_fine(self):
-        response = self.upload([("file", "big.bin", "application/octet-stream",
-                                 b"\1" * (4 * 1024 * 1024))])
+        response = self.upload(
+            [("file", "big.bin", "application/octet-stream", b"\1" * (4 * 1024 * 1024))]
+        )
         self.assertEqual(response.status_code, 200)
 
     @override_settings(WEBCHAT_DIRECTLINE={"MAX_FILE_BYTES": 10, "MAX_UPLOAD_FILES": 2})
@@ -247,10 +265,12 @@ class BadUploadTests(UploadTestCase):
         ]
         for data, code in cases:
             with self.subTest(data=data):
-                response = self.upload([
-                    ("activity", "blob", "application/vnd.microsoft.activity", data),
-                    ("file", "a.txt", "text/plain", b"x"),
-                ])
+                response = self.upload(
+                    [
+                        ("activity", "blob", "application/vnd.microsoft.activity", data),
+                        ("file", "a.txt", "text/plain", b"x"),
+                    ]
+                )
                 self.assertRefused(response, 400, code)
 
     def test_no_file_is_400(self):

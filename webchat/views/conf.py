@@ -39,11 +39,15 @@ def _problems(configured) -> list[str]:
     problems = []
     unknown = sorted(set(configured) - _NAMES)
     if unknown:
-        problems.append(f"WEBCHAT_DIRECTLINE has unknown key(s) {unknown}; known: {sorted(_NAMES)}.")
+        problems.append(
+            f"WEBCHAT_DIRECTLINE has unknown key(s) {unknown}; known: {sorted(_NAMES)}."
+        )
     for key in sorted(set(configured) & _NAMES):
         value = configured[key]
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            problems.append(f"WEBCHAT_DIRECTLINE[{key!r}] must be a positive integer, not {value!r}.")
+            problems.append(
+                f"WEBCHAT_DIRECTLINE[{key!r}] must be a positive integer, not {value!r}."
+            )
     return problems
 
 

@@ -49,7 +49,5 @@ def refresh_token(request):
         pk=claims.conversation_id, tenant_id=claims.tenant_id
     ).exists():
         raise not_found("The token's conversation no longer exists.")
-    token = issue_token(
-        claims.tenant_id, claims.conversation_id, claims.user_id, claims.user_name
-    )
+    token = issue_token(claims.tenant_id, claims.conversation_id, claims.user_id, claims.user_name)
     return JsonResponse(token_body(claims.conversation_id, token))

@@ -32,9 +32,7 @@ class Command(BaseCommand):
                 if new_secret:
                     tenant = Tenant.objects.filter(name=name).first()
                     if tenant is None:
-                        raise CommandError(
-                            f"No tenant {name!r}; create it without --new-secret."
-                        )
+                        raise CommandError(f"No tenant {name!r}; create it without --new-secret.")
                     created = False
                 else:
                     tenant = Tenant.objects.create(name=name)
