@@ -1,0 +1,311 @@
+"""The Redis notifier against real Redis: two replicas on one server, wire bytes on the
+channel, fire-and-forget while Redis is down, sync publishers without an event loop."""
+
+import asyncio
+import threading
+import time
+import uuid
+
+import redis
+import redis.asyncio as aioredis
+from django.test import SimpleTestCase
+
+from notifier import wire
+from notifier.backends.redis import RedisNotifier
+from notifier.events import NotifyEvent, group_name, watermark_message
+from notifier.exceptions import BackplaneUnavailable
+from notifier.layers import LocalChannelLayer
+from tests.support.processes import child_env, run_manage
+from tests.support.redis_server import (
+    SHARED_URL,
+    RedisServer,
+    closed_port_url,
+    requires_redis_server,
+    requires_shared_redis,
+    unique_channel,
+)
+
+TIMEOUT = 5  # generous: the machine is shared; nothing here measures speed
+
+
+class Replica:
+    """One replica in a test: its own local layer, a Redis notifier and its listener."""
+
+    def __init__(self, url, channel, **kwargs):
+        self.layer = LocalChannelLayer()
+        self.notifier = RedisNotifier(url, channel=channel, channel_layer=self.layer, **kwargs)
+        self.listener = None
+
+    async def start(self, connected=True):
+        await self.notifier.astart()
+        self.listener = self.notifier.listener()
+        self.listener.start()
+        if connected:
+            await self.listener.wait_connected(TIMEOUT)
+        return self
+
+    async def aclose(self):
+        if self.listener is not None:
+            await self.listener.aclose()
+        await self.notifier.aclose()
+
+    async def subscribe(self, tenant_id, conversation_id):
+        channel = await self.layer.new_channel()
+        await self.layer.group_add(group_name(tenant_id, conversation_id), channel)
+        return channel
+
+    async def receive(self, channel, timeout=TIMEOUT):
+        return await asyncio.wait_for(self.layer.receive(channel), timeout)
+
+
+async def raw_subscriber(url, channel):
+    """A plain redis-py subscriber, confirmed subscribed; the caller closes it."""
+    client = aioredis.Redis.from_url(url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel)
+    message = await pubsub.get_message(timeout=TIMEOUT)
+    assert message and message["type"] == "subscribe", message
+    return client, pubsub
+
+
+async def raw_messages(pubsub, count):
+    payloads = []
+    deadline = time.monotonic() + TIMEOUT
+    while len(payloads) < count and time.monotonic() < deadline:
+        message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.5)
+        if message:
+            payloads.append(message["data"])
+    return payloads
+
+
+async def eventually(predicate, timeout=TIMEOUT):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+@requires_shared_redis
+class TwoReplicaTests(SimpleTestCase):
+    async def test_cross_replica_delivery_and_one_local_delivery_of_own_publish(self):
+        channel = unique_channel()
+        a = await Replica(SHARED_URL, channel).start()
+        b = await Replica(SHARED_URL, channel).start()
+        try:
+            on_a = await a.subscribe("tenant-a", "conv-1")
+            on_b = await b.subscribe("tenant-a", "conv-1")
+            event = NotifyEvent("tenant-a", "conv-1", 42)
+            await a.notifier.apublish(event)
+            self.assertEqual(await a.receive(on_a), watermark_message(event))
+            self.assertEqual(await b.receive(on_b), watermark_message(event))
+            # A's listener hears its own PUBLISH and drops it: still exactly one on A.
+            await eventually(lambda: a.listener.counters["self_echo"] == 1)
+            with self.assertRaises(TimeoutError):
+                await a.receive(on_a, timeout=0.2)
+            self.assertEqual(b.listener.counters["delivered"], 1)
+            self.assertEqual(a.listener.counters["delivered"], 0)
+
+            await b.notifier.apublish(NotifyEvent("tenant-a", "conv-1", 43))
+            self.assertEqual((await a.receive(on_a))["watermark"], 43)
+            self.assertEqual((await b.receive(on_b))["watermark"], 43)
+            await eventually(lambda: b.listener.counters["self_echo"] == 1)
+            with self.assertRaises(TimeoutError):
+                await b.receive(on_b, timeout=0.2)
+        finally:
+            await a.aclose()
+            await b.aclose()
+
+    async def test_raw_foreign_malformed_and_unknown_version_payloads(self):
+        channel = unique_channel()
+        replica = await Replica(SHARED_URL, channel).start()
+        client = aioredis.Redis.from_url(SHARED_URL)
+        try:
+            local = await replica.subscribe("t", "c")
+            foreign = uuid.uuid4()
+            own_upper = str(replica.notifier.instance_id).upper()
+            payloads = [
+                b"not json",
+                b'{"tenant_id":"t","conversation_id":"c","new_watermark":1,"version":2,'
+                b'"instance_id":"%s"}' % str(foreign).encode(),
+                b'{"tenant_id":"t","conversation_id":"c","new_watermark":2,"version":1,'
+                b'"instance_id":"%s"}' % own_upper.encode(),
+                wire.encode(NotifyEvent("t", "c", 3), foreign),
+            ]
+            for payload in payloads:
+                await client.publish(channel, payload)
+            self.assertEqual((await replica.receive(local))["watermark"], 3)
+            counters = replica.listener.counters
+            self.assertEqual(
+                (counters["malformed"], counters["unknown_version"], counters["self_echo"],
+                 counters["delivered"]),
+                (1, 1, 1, 1),
+            )
+            with self.assertRaises(TimeoutError):
+                await replica.receive(local, timeout=0.2)
+        finally:
+            await client.aclose()
+            await replica.aclose()
+
+    async def test_publish_puts_exact_wire_v1_bytes_on_the_channel_in_order(self):
+        channel = unique_channel()
+        client, pubsub = await raw_subscriber(SHARED_URL, channel)
+        notifier = RedisNotifier(SHARED_URL, channel=channel, channel_layer=LocalChannelLayer())
+        await notifier.astart()
+        try:
+            events = [NotifyEvent("ténant", f"conv|{n}", n) for n in range(50)]
+            for event in events:
+                await notifier.apublish(event)
+            # aclose() flushes what is still queued before it stops the sender.
+            await notifier.aclose()
+            payloads = await raw_messages(pubsub, len(events))
+            self.assertEqual(payloads, [wire.encode(e, notifier.instance_id) for e in events])
+            self.assertEqual(notifier.stats()["mirrored"], 50)
+        finally:
+            await notifier.aclose()
+            await pubsub.aclose()
+            await client.aclose()
+
+    async def test_an_unencodable_event_is_delivered_locally_and_counted(self):
+        notifier = RedisNotifier(SHARED_URL, channel=unique_channel(),
+                                 channel_layer=LocalChannelLayer())
+        await notifier.astart()
+        try:
+            await notifier.apublish(NotifyEvent("\ud800", "c", 1))  # a lone surrogate
+            self.assertEqual(notifier.stats()["mirror_failures"], 1)
+        finally:
+            await notifier.aclose()
+
+
+@requires_redis_server
+class RedisDownTests(SimpleTestCase):
+    async def test_publish_while_redis_is_down_returns_promptly_and_delivers_locally(self):
+        server = await asyncio.to_thread(RedisServer.start_for, self)
+        channel = unique_channel()
+        replica = await Replica(server.url, channel).start()
+        try:
+            local = await replica.subscribe("t", "c")
+            await replica.notifier.apublish(NotifyEvent("t", "c", 1))
+            await replica.receive(local)
+            await eventually(lambda: replica.notifier.stats()["mirrored"] == 1)
+            await asyncio.to_thread(server.stop)
+
+            slowest = 0.0
+            for watermark in range(2, 102):
+                started = time.perf_counter()
+                await replica.notifier.apublish(NotifyEvent("t", "c", watermark))
+                slowest = max(slowest, time.perf_counter() - started)
+                self.assertEqual((await replica.receive(local))["watermark"], watermark)
+            started = time.perf_counter()
+            await asyncio.to_thread(replica.notifier.publish, NotifyEvent("t", "c", 102))
+            slowest = max(slowest, time.perf_counter() - started)
+            self.assertEqual((await replica.receive(local))["watermark"], 102)
+            self.assertLess(slowest, 0.5)  # generous; the caller never waits on Redis
+            await eventually(lambda: replica.notifier.stats()["mirror_failures"] >= 1)
+
+            # Redis is back: the sender resumes without anyone restarting it.
+            await asyncio.to_thread(server.start)
+            client, pubsub = await raw_subscriber(server.url, channel)
+            try:
+                # Notifications still queued from the outage may arrive first: harmless
+                # hints. What matters is that new ones get through.
+                seen = []
+                deadline = time.monotonic() + 10
+                while 200 not in seen and time.monotonic() < deadline:
+                    await replica.notifier.apublish(NotifyEvent("t", "c", 200))
+                    payloads = await raw_messages(pubsub, 1)
+                    seen.extend(wire.decode(p).new_watermark for p in payloads)
+                self.assertIn(200, seen, "the sender never reached Redis again")
+            finally:
+                await pubsub.aclose()
+                await client.aclose()
+        finally:
+            await replica.aclose()
+
+    async def test_a_full_outbound_queue_drops_the_oldest_and_counts(self):
+        layer = LocalChannelLayer()
+        notifier = RedisNotifier(closed_port_url(), channel=unique_channel(), capacity=10,
+                                 channel_layer=layer)
+        await notifier.astart()
+        try:
+            # No await below suspends, so the sender cannot drain in between.
+            for watermark in range(25):
+                await notifier.apublish(NotifyEvent("t", "c", watermark))
+            self.assertEqual(notifier.stats()["mirror_dropped"], 15)
+            await eventually(lambda: notifier.stats()["mirror_failures"] == 10)
+        finally:
+            await notifier.aclose()
+        stats = notifier.stats()
+        self.assertEqual((stats["published"], stats["mirrored"]), (25, 0))
+
+
+@requires_shared_redis
+class SyncPublisherTests(SimpleTestCase):
+    def test_sync_publish_without_an_event_loop_reaches_redis(self):
+        channel = unique_channel()
+        client = redis.Redis.from_url(SHARED_URL)
+        pubsub = client.pubsub()
+        self.addCleanup(client.close)
+        self.addCleanup(pubsub.close)
+        pubsub.subscribe(channel)
+        self.assertEqual(pubsub.get_message(timeout=TIMEOUT)["type"], "subscribe")
+
+        notifier = RedisNotifier(SHARED_URL, channel=channel, channel_layer=LocalChannelLayer())
+        self.addCleanup(notifier.close)
+        events = [NotifyEvent("t", "c", n) for n in range(3)]
+        publisher = threading.Thread(target=lambda: [notifier.publish(e) for e in events])
+        publisher.start()
+        publisher.join(TIMEOUT)
+        for event in events:
+            notifier.publish(event)
+        self.assertTrue(notifier.flush(TIMEOUT))
+        received = []
+        while len(received) < 6:
+            message = pubsub.get_message(ignore_subscribe_messages=True, timeout=TIMEOUT)
+            self.assertIsNotNone(message, f"only {len(received)} message(s) arrived")
+            received.append(wire.decode(message["data"]))
+        self.assertEqual([m.event for m in received], events + events)
+        self.assertTrue(all(m.instance_id == notifier.instance_id for m in received))
+
+    def test_a_shell_process_that_publishes_and_exits_reaches_redis(self):
+        channel = unique_channel()
+        client = redis.Redis.from_url(SHARED_URL)
+        pubsub = client.pubsub()
+        self.addCleanup(client.close)
+        self.addCleanup(pubsub.close)
+        pubsub.subscribe(channel)
+        pubsub.get_message(timeout=TIMEOUT)
+        code = (
+            "from notifier.runtime import get_notifier\n"
+            "from notifier.events import NotifyEvent\n"
+            "get_notifier().publish(NotifyEvent('shell-tenant', 'shell-conv', 9))\n"
+        )
+        env = child_env(WEBCHAT_NOTIFIER_BACKEND="redis", REDIS_URL=SHARED_URL,
+                        WEBCHAT_NOTIFIER_CHANNEL=channel)
+        status, output, _ = run_manage("shell", "-c", code, env=env)
+        self.assertEqual(status, 0, output)
+        message = pubsub.get_message(ignore_subscribe_messages=True, timeout=TIMEOUT)
+        self.assertIsNotNone(message, output)
+        self.assertEqual(wire.decode(message["data"]).event,
+                         NotifyEvent("shell-tenant", "shell-conv", 9))
+
+
+class VerifyTests(SimpleTestCase):
+    def test_closed_port_fails_fast_and_masks_the_password(self):
+        url = closed_port_url(password="hunter2")
+        started = time.monotonic()
+        with self.assertRaises(BackplaneUnavailable) as caught:
+            RedisNotifier(url).verify(timeout=2.0)
+        self.assertLess(time.monotonic() - started, 2.5)
+        self.assertIn(url.replace("hunter2", "***"), str(caught.exception))
+        self.assertNotIn("hunter2", str(caught.exception))
+
+    def test_an_invalid_url_fails_with_the_masked_url(self):
+        with self.assertRaises(BackplaneUnavailable) as caught:
+            RedisNotifier("redis://:hunter2@127.0.0.1:notaport/0").verify(timeout=2.0)
+        self.assertIn("redis://:***@127.0.0.1:notaport/0", str(caught.exception))
+        self.assertNotIn("hunter2", str(caught.exception))
+
+    @requires_shared_redis
+    def test_answering_redis_passes(self):
+        self.assertIsNone(RedisNotifier(SHARED_URL).verify(timeout=2.0))
