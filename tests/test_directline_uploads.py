@@ -171,10 +171,11 @@ class AttachmentAccessTests(UploadTestCase):
         urls = [a["contentUrl"] for a in Activity.objects.get().data["attachments"]]
         self.png_path, self.html_path = (urlsplit(u).path for u in urls)
 
-    def test_token_in_query_for_links(self):
-        response = self.client.get(self.png_path, {"t": self.token})
-        self.assertEqual(response.status_code, 200)
-        self.assertEqual(b"".join(response.streaming_content), PNG)
+    def test_credentials_in_the_query_are_not_taken(self):
+        # daphne's access log records query strings: credentials belong in the header.
+        for credential in (self.token, self.secret):
+            response = self.client.get(self.png_path, {"t": credential})
+            self.assertDirectLineError(response, 401, "Unauthorized")
 
     def test_owner_tenant_secret_may_fetch(self):
         self.assertEqual(self.client.get(self.png_path, **bearer(self.secret)).status_code, 200)
@@ -194,8 +195,6 @@ class AttachmentAccessTests(UploadTestCase):
             (bearer(issue_token(self.tenant.pk, other.id, "user-1")), 403, "Forbidden"),
             (bearer(expired_token(self.tenant.pk, self.conversation.id)), 403, "TokenExpired"),
             (bearer(self.other_secret), 404, "NotFound"),
-            ({"QUERY_STRING": f"t={self.secret}"}, 403, "BadArgument"),
-            ({"QUERY_STRING": "t=x.y.z"}, 403, "BadArgument"),
         ]
         for extra, status, code in cases:
             with self.subTest(status=status, code=code):

@@ -50,7 +50,7 @@ def authenticate(request) -> Caller:
     return authenticate_credential(bearer_credential(request))
 
 
-def authenticate_credential(credential: str, *, tokens_only: bool = False) -> Caller:
+def authenticate_credential(credential: str) -> Caller:
     """Resolve a secret or token to its caller.
 
     Tokens are JWTs (they contain dots); secrets are URL-safe base64 without dots.
@@ -67,8 +67,6 @@ def authenticate_credential(credential: str, *, tokens_only: bool = False) -> Ca
         if not claims.tenant_id.isdigit():
             raise DirectLineError(403, "BadArgument", "The token is not valid.")
         return Caller(tenant_id=claims.tenant_id, claims=claims)
-    if tokens_only:
-        raise DirectLineError(403, "BadArgument", "The token is not valid.")
     tenant = TenantSecret.tenant_for(credential)
     if tenant is None:
         raise forbidden("Unknown or revoked secret.")

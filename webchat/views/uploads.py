@@ -6,8 +6,9 @@ The client sends multipart/form-data: a part ``activity`` (filename ``blob``, ty
 named like the attachment. Files are kept through Django's default storage under
 ``directline/<conversation>/<random id>/<name>``; the stored activity's attachments get a
 ``contentUrl`` under ``/v3/directline/conversations/<id>/attachments/``, served only to
-holders of a valid token for that conversation (``Authorization: Bearer`` or ``?t=``),
-or the tenant's secret.
+holders of a valid token for that conversation, or the tenant's secret, in the
+``Authorization: Bearer`` header. Never in the query: daphne's access log records query
+strings, and credentials stay out of logs.
 """
 
 import logging
@@ -22,7 +23,7 @@ from django.http import FileResponse, JsonResponse
 from django.utils.text import get_valid_filename
 
 from .activities import as_user, store_user_activity
-from .auth import Caller, authenticate, authenticate_credential, conversation_for
+from .auth import authenticate, conversation_for
 from .conf import directline_limits
 from .conversations import public_scheme
 from .errors import DirectLineError, bad_argument, directline_view, not_found, too_large
@@ -157,20 +158,10 @@ def upload(request, conversation_id):
     return JsonResponse({"id": stored["id"]})
 
 
-def _credential_caller(request) -> Caller:
-    """Authenticate with the Authorization header, or a token in ``?t=`` (for links).
-
-    Only tokens are taken from the query: a secret in a URL would end up in logs.
-    """
-    if "Authorization" not in request.headers and request.GET.get("t"):
-        return authenticate_credential(request.GET["t"], tokens_only=True)
-    return authenticate(request)
-
-
 @directline_view("GET")
 def attachment(request, conversation_id, attachment_id, filename):
     """Called by clients following a contentUrl: the file, to the conversation's members."""
-    caller = _credential_caller(request)
+    caller = authenticate(request)
     conversation = conversation_for(caller, conversation_id)
     if not _ATTACHMENT_ID.fullmatch(attachment_id) or filename in {"", ".", ".."}:
         raise not_found("No such attachment.")
