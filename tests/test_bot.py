@@ -208,9 +208,11 @@ class BotRunnerTests(TransactionTestCase):
         [activity] = self.transcript()
         self.assertEqual(activity["from"]["role"], "bot")
 
-    @override_settings(WEBCHAT_BOT="tests.test_bot.blocking_bot")
+    @override_settings(
+        WEBCHAT_BOT="tests.test_bot.blocking_bot", WEBCHAT_BOT_WORKERS=1, WEBCHAT_BOT_MAX_PENDING=1
+    )
     def test_a_full_queue_drops_with_a_warning(self):
-        runner = BotRunner(max_workers=1, max_pending=1)
+        runner = BotRunner()
         self.addCleanup(runner.close, WAIT)
         first = {"id": "c|1", "type": "message", "text": "1"}
         self.assertTrue(runner.submit(self.conversation.id, first))

@@ -292,3 +292,42 @@ class PollingTests(DirectLineMixin, TestCase):
             self.get(f"/conversations/{foreign.id}/activities", self.secret), 404, "NotFound"
         )
         self.assertDirectLineError(self.get(self.path, self.other_secret), 404, "NotFound")
+
+
+class AsgiRequestTests(DirectLineMixin, TestCase):
+    """The same views through the ASGI handler, as daphne runs them."""
+
+    async def test_post_and_poll_through_asgi(self):
+        path = f"{BASE}/conversations/{self.conversation.id}/activities"
+        headers = {"Authorization": f"Bearer {self.token}"}
+        response = await self.async_client.post(
+            path,
+            json.dumps({"type": "message", "text": "via asgi"}),
+            content_type="application/json",
+            headers=headers,
+        )
+        self.assertEqual(response.status_code, 200)
+        posted = response.json()["id"]
+        response = await self.async_client.get(path, {"watermark": "0"}, headers=headers)
+        body = response.json()
+        self.assertEqual([a["id"] for a in body["activities"]], [posted])
+        self.assertEqual(body["watermark"], "1")
+
+    async def test_bad_input_through_asgi(self):
+        path = f"{BASE}/conversations/{self.conversation.id}/activities"
+        headers = {"Authorization": f"Bearer {self.token}"}
+        cases = [
+            ("{", "application/json", 400),
+            ('{"type": "message"}', "text/plain", 415),
+            (json.dumps({"type": "message", "text": "x" * 300_000}), "application/json", 413),
+        ]
+        for data, content_type, status in cases:
+            with self.subTest(status=status):
+                response = await self.async_client.post(
+                    path, data, content_type=content_type, headers=headers
+                )
+                self.assertEqual(response.status_code, status)
+                self.assertIn("error", response.json())
+        response = await self.async_client.get(path, {"watermark": "-1"}, headers=headers)
+        self.assertEqual(response.status_code, 400)
+        self.assertEqual(await Activity.objects.acount(), 0)
