@@ -36,8 +36,10 @@ class StreamAuthTests(TestCase):
         if token:
             self.assertNotIn(token, "\n".join(logs.output))
         # Nothing else happened: no slot taken, no group joined.
-        self.assertEqual(socket_slots.conversation_count(str(self.conversation.tenant_id),
-                                                         self.conversation.id), 0)
+        self.assertEqual(
+            socket_slots.conversation_count(str(self.conversation.tenant_id), self.conversation.id),
+            0,
+        )
         self.assertEqual(group_members(self.conversation), set())
 
     async def test_missing_token(self):

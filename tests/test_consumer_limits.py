@@ -153,7 +153,6 @@ class IdleTests(LimitTestMixin, TestCase):
         self.assertGreaterEqual(loop.time() - last_ping, 0.3 - 0.05)
         await comm.disconnect()
 
-
     async def test_frames_sent_keep_it_open(self):
         comm = await self.open()
         for watermark in range(1, 7):  # two idle periods of deliveries
@@ -187,6 +186,9 @@ class StreamLimitsSettingsTests(SimpleTestCase):
             ({"MAX_REPLAY": True}, "MAX_REPLAY"),
             ("300", "dict"),
         ]:
-            with self.subTest(value=value), override_settings(WEBCHAT_STREAM=value):
-                with self.assertRaisesMessage(ImproperlyConfigured, expected):
-                    stream_limits()
+            with (
+                self.subTest(value=value),
+                override_settings(WEBCHAT_STREAM=value),
+                self.assertRaisesMessage(ImproperlyConfigured, expected),
+            ):
+                stream_limits()

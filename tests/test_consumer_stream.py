@@ -4,7 +4,7 @@ import asyncio
 from unittest import mock
 
 from asgiref.sync import sync_to_async
-from django.test import TestCase, TransactionTestCase
+from django.test import TestCase, TransactionTestCase, override_settings
 
 from tests.support.streams import (
     RecordingStreamConsumer,
@@ -105,8 +105,12 @@ class ReplayTests(StreamTestMixin, TestCase):
             {"type": "webchat.watermark", "tenant_id": "x", "conversation_id": "y", "watermark": 9}
         )
         await consumer.webchat_watermark(
-            {"type": "webchat.watermark", "tenant_id": self.group_id[0],
-             "conversation_id": self.conversation.id, "watermark": True}
+            {
+                "type": "webchat.watermark",
+                "tenant_id": self.group_id[0],
+                "conversation_id": self.conversation.id,
+                "watermark": True,
+            }
         )
         self.assertEqual((consumer.wanted, consumer.reads), (5, 1))
         await comm.disconnect()
@@ -202,8 +206,36 @@ class SignalPathTests(StreamTestMixin, TransactionTestCase):
 
         await asyncio.gather(writer("a"), writer("b"))
         texts = await self.collect_until(comm, 30)
-        self.assertEqual(sorted(texts), sorted([f"a{i}" for i in range(15)] +
-                                               [f"b{i}" for i in range(15)]))
-        self.assertEqual(texts.index("a0") < texts.index("a14"), True)
+        self.assertEqual(
+            sorted(texts), sorted([f"a{i}" for i in range(15)] + [f"b{i}" for i in range(15)])
+        )
+        # Each writer's activities arrive in the order it wrote them.
+        for prefix in "ab":
+            self.assertEqual(
+                [t for t in texts if t.startswith(prefix)], [f"{prefix}{i}" for i in range(15)]
+            )
         self.assertTrue(await comm.receive_nothing(0.2))
+        await comm.disconnect()
+
+
+@override_settings(
+    CHANNEL_LAYERS={
+        "default": {
+            "BACKEND": "notifier.layers.LocalChannelLayer",
+            "CONFIG": {"group_expiry": 0.6},
+        }
+    },
+    WEBCHAT_STREAM={"IDLE_TIMEOUT": 0.1},
+)
+class GroupMembershipTests(StreamTestMixin, TestCase):
+    async def test_membership_is_renewed_before_the_layer_expires_it(self):
+        comm = await self.open()
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        while loop.time() - started < 2.0:  # more than three group_expiry periods
+            await comm.send_input({"type": "websocket.receive", "text": ""})
+            await asyncio.sleep(0.03)
+        await sync_to_async(bulk_activities)(self.conversation, 1)
+        await bump(self.conversation, 1)
+        self.assertEqual((await receive_set(self, comm))[1], 1)
         await comm.disconnect()

@@ -189,7 +189,9 @@ class TwoReplicaMixin:
         echo, answer = on_b.activities[:2]
         self.assertEqual((echo["text"], echo["from"]["role"]), ("hello from A", "user"))
         self.assertEqual(echo["channelData"], {"clientActivityID": "hello from A"})
-        self.assertEqual((answer["text"], answer["from"]["role"]), ("You said: hello from A", "bot"))
+        self.assertEqual(
+            (answer["text"], answer["from"]["role"]), ("You said: hello from A", "bot")
+        )
         self.assertEqual(answer["replyToId"], user_id)
 
         sent = time.monotonic()

@@ -31,6 +31,7 @@ pings are invisible here; they detect dead peers on their own (``--ping-timeout`
 """
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -80,7 +81,9 @@ def parse_watermark(raw: str | None) -> int | None:
 
 def activity_set(activities: list, watermark: int) -> str:
     """Encode one ActivitySet frame. ASCII escapes keep lone surrogates sendable."""
-    return json.dumps({"activities": activities, "watermark": str(watermark)}, separators=(",", ":"))
+    return json.dumps(
+        {"activities": activities, "watermark": str(watermark)}, separators=(",", ":")
+    )
 
 
 def _conversation_state(conversation_id: str):
@@ -110,6 +113,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._shut = False
         self._reader: asyncio.Task | None = None
         self._closer: asyncio.Task | None = None
+        self._rejoiner: asyncio.Task | None = None
+        self._joined_at = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
 
@@ -182,6 +187,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         # or announced to this socket afterwards. The layer is process-local: no Redis call.
         self.group = group_name(tenant_id, conversation_id)
         await self.channel_layer.group_add(self.group, self.channel_name)
+        self._joined_at = asyncio.get_running_loop().time()
         await self.accept()
         self.cursor = self.wanted = watermark
         self._touch()
@@ -264,7 +270,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             logger.exception("Stream read failed for a conversation; closing the socket")
             await self._close_with(CloseCode.SERVER_ERROR, "server error, reconnect")
 
-    # Idle timeout
+    # Idle timeout and group membership
 
     def _touch(self):
         self._last_activity = asyncio.get_running_loop().time()
@@ -275,16 +281,31 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._idle_timer = loop.call_at(deadline, self._idle_check)
 
     def _idle_check(self):
-        """Called by the loop at the idle deadline: close, or wait for the new deadline."""
+        """Called by the loop at the idle deadline: close, or wait for the new deadline.
+
+        It runs at least once per ``IDLE_TIMEOUT`` while the socket lives, so it also renews
+        the group membership before the layer's ``group_expiry`` (a day by default) ends it:
+        daphne may keep a socket longer (``--websocket_timeout -1``) and a socket that
+        silently left its group would hear nothing more.
+        """
         self._idle_timer = None
         if self._closing:
             return
         loop = asyncio.get_running_loop()
         if loop.time() < self._last_activity + self._limits.IDLE_TIMEOUT:
             self._arm_idle_timer()
+            renew_after = getattr(self.channel_layer, "group_expiry", 86400) / 2
+            renewing = self._rejoiner is not None and not self._rejoiner.done()
+            if loop.time() - self._joined_at >= renew_after and not renewing:
+                self._rejoiner = loop.create_task(self._renew_membership())
             return
         logger.info("Stream idle for %s s: closing", self._limits.IDLE_TIMEOUT)
         self._closer = loop.create_task(self._close_with(CloseCode.IDLE_TIMEOUT, "idle timeout"))
+
+    async def _renew_membership(self):
+        """Join the group again: layers restart a member's ``group_expiry`` on each add."""
+        self._joined_at = asyncio.get_running_loop().time()
+        await self.channel_layer.group_add(self.group, self.channel_name)
 
     # Closing
 
@@ -313,13 +334,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._idle_timer.cancel()
             self._idle_timer = None
         current = asyncio.current_task()
-        for task in (self._reader, self._closer):
+        for task in (self._reader, self._closer, self._rejoiner):
             if task is not None and task is not current and not task.done():
                 task.cancel()
-                try:
+                with contextlib.suppress(asyncio.CancelledError):
                     await task
-                except asyncio.CancelledError:
-                    pass
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
             self.group = None
