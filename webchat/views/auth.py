@@ -8,7 +8,7 @@ not exist for it), a token for another conversation gets 403.
 
 from dataclasses import dataclass
 
-from webchat.models import Conversation, Tenant, TenantSecret
+from webchat.models import Conversation, TenantSecret
 from webchat.tokens import TokenClaims, TokenError, read_token
 
 from .errors import DirectLineError, forbidden, not_found
@@ -82,14 +82,6 @@ def require_token(caller: Caller, what: str) -> TokenClaims:
     if caller.by_secret:
         raise forbidden(f"{what} needs a token; a secret does not expire and needs no refresh.")
     return caller.claims
-
-
-def tenant_of(caller: Caller) -> Tenant:
-    """Return the caller's tenant; 403 when it was deleted after the token was issued."""
-    tenant = Tenant.objects.filter(pk=caller.tenant_id).first()
-    if tenant is None:
-        raise forbidden("The tenant of this token no longer exists.")
-    return tenant
 
 
 def conversation_for(caller: Caller, conversation_id: str) -> Conversation:

@@ -11,7 +11,7 @@ from django.http import JsonResponse
 from webchat.models import Conversation
 from webchat.tokens import issue_token
 
-from .auth import authenticate, conversation_for, tenant_of
+from .auth import authenticate, conversation_for
 from .conf import directline_limits
 from .errors import directline_view, not_found
 from .payloads import check_watermark_within, parse_user, parse_watermark, read_json_body
@@ -80,7 +80,7 @@ def start_conversation(request):
         # The token names the user; a different user in the body cannot override it.
         user_id, user_name = claims.user_id, claims.user_name
     else:
-        conversation = Conversation.objects.create(tenant=tenant_of(caller))
+        conversation = Conversation.objects.create(tenant_id=caller.tenant_id)
         user_id = user_id or new_user_id()
     token = issue_token(caller.tenant_id, conversation.id, user_id, user_name)
     return JsonResponse(conversation_body(request, conversation.id, token), status=201)

@@ -168,7 +168,7 @@ def attachment(request, conversation_id, attachment_id, filename):
     name = f"{STORAGE_PREFIX}/{conversation.id}/{attachment_id}/{filename}"
     try:
         handle = default_storage.open(name, "rb")
-    except (FileNotFoundError, SuspiciousFileOperation) as exc:
+    except (FileNotFoundError, IsADirectoryError, SuspiciousFileOperation) as exc:
         raise not_found("No such attachment.") from exc
     content_type = mimetypes.guess_type(filename)[0] or "application/octet-stream"
     inline = content_type in INLINE_TYPES
