@@ -129,6 +129,11 @@ WEBCHAT_NOTIFIER = {
 if os.environ.get("WEBCHAT_NOTIFIER_INSTANCE_ID"):
     WEBCHAT_NOTIFIER["INSTANCE_ID"] = os.environ["WEBCHAT_NOTIFIER_INSTANCE_ID"]
 
+# The stream's per-replica limits (webchat/limits.py): the idle timeout (seconds without a
+# frame either way; default 300) can be tuned per deployment.
+if os.environ.get("WEBCHAT_STREAM_IDLE_TIMEOUT"):
+    WEBCHAT_STREAM = {"IDLE_TIMEOUT": float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])}
+
 # The demo page links to the same conversation on these replicas (scripts/cluster sets it).
 WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")
 
