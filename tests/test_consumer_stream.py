@@ -9,6 +9,7 @@ from django.test import TestCase, TransactionTestCase, override_settings
 from tests.support.streams import (
     RecordingStreamConsumer,
     append,
+    assert_refused,
     bulk_activities,
     bump,
     communicator,
@@ -183,6 +184,15 @@ class ReplayTests(StreamTestMixin, TestCase):
             await bump(self.conversation, 6)
             self.assertEqual(await receive_close(self, comm), CloseCode.SERVER_ERROR)
         await comm.disconnect()
+
+    async def test_database_failure_at_connect_refuses_with_4500(self):
+        comm = communicator(stream_path(self.conversation.id, self.token))
+        with (
+            mock.patch("webchat.consumers._conversation_state", side_effect=RuntimeError("down")),
+            self.assertLogs("webchat.consumers", "ERROR"),
+        ):
+            await assert_refused(self, comm, CloseCode.SERVER_ERROR)
+        self.assertEqual(socket_slots.conversation_count(*self.group_id), 0)
 
 
 class SignalPathTests(StreamTestMixin, TransactionTestCase):

@@ -163,7 +163,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if watermark is None:
             return await self._refuse(CloseCode.BAD_WATERMARK, "watermark not valid")
 
-        state = await database_sync_to_async(_conversation_state)(conversation_id)
+        try:
+            state = await database_sync_to_async(_conversation_state)(conversation_id)
+        except Exception:
+            logger.exception("Stream could not read the conversation; refusing with 4500")
+            return await self._refuse(CloseCode.SERVER_ERROR, "server error, reconnect")
         if state is None:
             return await self._refuse(CloseCode.NOT_FOUND, "conversation not found")
         tenant_id, current = str(state[0]), state[1]

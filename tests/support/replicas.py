@@ -35,8 +35,10 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .redis_server import SHARED_URL as REDIS_URL
+from .redis_server import redis_answers
+
 ROOT = Path(__file__).resolve().parents[2]
-REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_ADMIN_URL = os.environ.get(
     "TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
@@ -45,13 +47,7 @@ STARTUP_TIMEOUT = 60  # seconds; generous, the machine is shared
 
 def redis_unavailable(url=REDIS_URL) -> str | None:
     """None if Redis answers at ``url``, else why not (for ``skipTest``)."""
-    import redis
-
-    try:
-        redis.Redis.from_url(url, socket_connect_timeout=1, socket_timeout=1).ping()
-    except Exception as exc:
-        return f"Redis does not answer at {url}: {exc}"
-    return None
+    return None if redis_answers(url) else f"Redis does not answer at {url}"
 
 
 def postgres_unavailable() -> str | None:
