@@ -69,6 +69,7 @@ def directline_view(*methods: str):
         @functools.wraps(view)
         def wrapper(request, *args, **kwargs):
             if request.method not in allowed:
+                logger.info("Direct Line %s %s refused: 405", request.method, request.path)
                 response = error_response(
                     405,
                     "MethodNotAllowed",
