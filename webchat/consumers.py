@@ -207,9 +207,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if text is not None:
             if not text:
                 return
-            # A str of n characters is at most 4n UTF-8 bytes: encode only when it matters.
-            size = len(text) if len(text) * 4 <= self._limits.MAX_FRAME_BYTES else None
-            size = size if size is not None else len(text.encode("utf-8", "surrogatepass"))
+            # n characters are n to 4n UTF-8 bytes: encode only when the bound is not enough.
+            size = len(text)
+            if size * 4 > self._limits.MAX_FRAME_BYTES:
+                size = len(text.encode("utf-8", "surrogatepass"))
         else:
             size = len(message.get("bytes") or b"")
         if size > self._limits.MAX_FRAME_BYTES:
