@@ -1,6 +1,9 @@
-"""scripts/cluster as documented: two replicas on the Redis backplane, one database, and the
-demo page on both; a message posted through one reaches a socket on the other; Ctrl-C
-(SIGTERM) stops every replica."""
+"""The README's run commands, as documented.
+
+scripts/serve: the service with the demo page (the real Web Chat UI bundle) at /.
+scripts/cluster: two replicas on the Redis backplane, one database, and the demo page on
+both; a message posted through one reaches a socket on the other; Ctrl-C stops them all.
+"""
 
 import asyncio
 import http.cookiejar
@@ -37,16 +40,22 @@ def port_open(port):
         return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
-class ClusterScriptTests(SimpleTestCase):
+class RunScriptCase(SimpleTestCase):
+    """Runs one script of scripts/ in its own process group, on a fresh database."""
+
+    script = None
+    replicas = 1
+
     def setUp(self):
         problem = redis_unavailable()
         if problem:
-            raise AssertionError(f"scripts/cluster needs Redis: {problem}")
-        self.directory = tempfile.TemporaryDirectory(prefix="webchat-cluster-")
+            raise AssertionError(f"scripts/{self.script} needs Redis: {problem}")
+        self.directory = tempfile.TemporaryDirectory(prefix="webchat-run-script-")
         self.addCleanup(self.directory.cleanup)
-        self.ports = [free_port(), free_port()]
+        self.ports = [free_port() for _ in range(self.replicas)]
         env = {
             **os.environ,
+            "PORT": str(self.ports[0]),
             "CLUSTER_PORTS": " ".join(map(str, self.ports)),
             "DATABASE_URL": f"sqlite:///{self.directory.name}/db.sqlite3",
             "MEDIA_ROOT": f"{self.directory.name}/media",
@@ -56,12 +65,12 @@ class ClusterScriptTests(SimpleTestCase):
             "LOG_LEVEL": "WARNING",
         }
         env.pop("SQLITE_TEST_NAME", None)
-        self.log = open(Path(self.directory.name) / "cluster.log", "w+")  # noqa: SIM115
+        self.log = open(Path(self.directory.name) / "script.log", "w+")  # noqa: SIM115
         self.addCleanup(self.log.close)
         # Its own process group, so that cleanup reaches the replicas even if the script
         # itself died: the group is the one this test made, stopped by its id.
         self.process = subprocess.Popen(
-            [str(ROOT / "scripts" / "cluster")],
+            [str(ROOT / "scripts" / self.script)],
             cwd=ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -127,6 +136,28 @@ class ClusterScriptTests(SimpleTestCase):
         )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
+
+
+class ServeScriptTests(RunScriptCase):
+    script = "serve"
+
+    def test_the_service_shows_the_demo_page_with_the_web_chat_bundle(self):
+        page = self.wait_until_serving(self.ports[0])
+        self.assertIn("the real Web Chat UI 4.18.1", page)
+        url = f"http://127.0.0.1:{self.ports[0]}/demo/webchat.js?v=4.18.1"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            self.assertEqual(response.status, 200)
+            self.assertGreater(int(response.headers["Content-Length"]), 3_000_000)
+        started = self.demo_token(self.ports[0])
+        conversation = self.directline(
+            self.ports[0], "POST", "/conversations", started["token"], {}
+        )
+        self.assertEqual(conversation["conversationId"], started["conversationId"])
+
+
+class ClusterScriptTests(RunScriptCase):
+    script = "cluster"
+    replicas = 2
 
     async def test_two_replicas_one_conversation_and_ctrl_c_stops_them(self):
         first, second = self.ports
