@@ -75,9 +75,13 @@ class Chromium:
         binary = require_chromium()
         user_data_dir = tempfile.mkdtemp(prefix="webchat-e2e-chromium-")
         log_file = open(log_path, "wb")  # noqa: SIM115 (closed in close())
+        # Its temporary files go in the profile too, so close() removes everything it made.
+        temp_dir = os.path.join(user_data_dir, "tmp")
+        os.mkdir(temp_dir)
         process = subprocess.Popen(
             [binary, *FLAGS, f"--user-data-dir={user_data_dir}", "--remote-debugging-port=0"]
             + ["about:blank"],
+            env={**os.environ, "TMPDIR": temp_dir},
             stdin=subprocess.DEVNULL,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -149,7 +153,11 @@ class Chromium:
         return page
 
     async def close(self):
-        """Close the socket, stop the reader, end the browser and remove its profile."""
+        """Close the browser (SIGTERM if it does not), stop the reader, remove its profile."""
+        if self._ws is not None and self.process.poll() is None:
+            with contextlib.suppress(Exception):
+                await self.send("Browser.close", timeout=10)
+                await asyncio.to_thread(self.process.wait, 10)
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()
