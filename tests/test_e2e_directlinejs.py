@@ -27,7 +27,7 @@ TIMEOUT = 30  # seconds for anything that should take well under one
 # The client waits 3-15 s at random before it reconnects, then replays.
 RECONNECT_TIMEOUT = 15 + TIMEOUT
 # Short enough that a quiet socket is closed by the server within the test.
-IDLE_TIMEOUT = 3
+IDLE_TIMEOUT = 4
 SIGNING_KEY = secrets.token_urlsafe(32)
 
 ACTIVITY_ID = r"{conversation}\|[0-9]{{7}}"
