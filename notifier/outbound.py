@@ -97,10 +97,15 @@ class AsyncSender:
         self._task = self.loop.create_task(self._run(), name="notifier-redis-sender")
 
     def put_nowait(self, payload):
-        """Queue one payload; never blocks, never raises. Only call on :attr:`loop`."""
+        """Queue one payload; never blocks, never raises. Only call on :attr:`loop`.
+
+        Returns whether a batch or more is waiting: a publisher that never yields (a tight
+        loop of ``apublish`` calls) should then yield once so this task can send it.
+        """
         if self._queue.push(payload):
             self.counters.incr("mirror_dropped")
         self._wakeup.set()
+        return len(self._queue.items) >= BATCH_SIZE
 
     async def _run(self):
         client = aioredis.Redis.from_url(

@@ -98,7 +98,9 @@ class BaseNotifier:
         """Deliver ``event`` to local consumers, then hand it to the backend. Never raises."""
         self.counters.incr("published")
         await self.local_send(event)
-        self._mirror(event)
+        if self._mirror(event):
+            # The backend's queue holds a batch: let its sender run (a yield, not a wait).
+            await asyncio.sleep(0)
 
     async def local_send(self, event):
         """Group-send ``event`` on this process's channel layer; also the listener's delivery.
@@ -152,7 +154,9 @@ class BaseNotifier:
 
     def _mirror(self, event):
         """Hook run right after the local send, on the publisher's loop: pass ``event`` on to
-        other processes. Must neither block nor raise. The base class delivers locally only."""
+        other processes. Must neither block nor raise. Returns whether an async publisher
+        should yield once to let the backend's sender catch up. The base class does nothing."""
+        return False
 
     def listener(self, **kwargs):
         """Return a :class:`~notifier.listener.Listener` fed by this backend's transport, or

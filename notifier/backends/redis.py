@@ -111,7 +111,7 @@ class RedisNotifier(BaseNotifier):
         except (TypeError, ValueError) as exc:
             self.counters.incr("mirror_failures")
             logger.debug("cannot encode %r for the backplane: %s", event, exc)
-            return
+            return False
         try:
             current = asyncio.get_running_loop()
         except RuntimeError:
@@ -119,15 +119,15 @@ class RedisNotifier(BaseNotifier):
         sender = self._async_sender
         if sender is not None and sender.running:
             if sender.loop is current:
-                sender.put_nowait(payload)
-                return
+                return sender.put_nowait(payload)
             if sender.loop.is_running():
                 try:
                     sender.loop.call_soon_threadsafe(sender.put_nowait, payload)
-                    return
+                    return False
                 except RuntimeError:  # the loop closed meanwhile
                     pass
         self._get_thread_sender().put_nowait(payload)
+        return False
 
     def _get_thread_sender(self):
         with self._thread_sender_lock:
