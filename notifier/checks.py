@@ -36,7 +36,7 @@ def check_settings(app_configs=None, **kwargs):
     """Validate every key of ``WEBCHAT_NOTIFIER``; warn about a doubling channel layer."""
     notifier_settings = get_settings()
     try:
-        notifier_settings.options
+        _ = notifier_settings.options
     except InvalidNotifierConfiguration as exc:
         return [_error(exc)]
     messages = []

@@ -3,11 +3,11 @@
 ::
 
     WEBCHAT_NOTIFIER = {
-        "BACKEND": "memory",   # "memory", "redis", or the dotted path of a BaseNotifier subclass
-        "URL": None,           # Redis URL; None: reuse the Redis URL of CHANNEL_LAYERS or CACHES
+        "BACKEND": "memory",  # "memory", "redis", or a dotted path to a BaseNotifier subclass
+        "URL": None,  # Redis URL; None: reuse the Redis URL of CHANNEL_LAYERS or CACHES
         "CHANNEL": "greentic:webchat:notify",  # the global pub/sub channel (wire v1)
-        "CAPACITY": 1000,      # notifications waiting to be mirrored to Redis; beyond: oldest dropped
-        "INSTANCE_ID": None,   # this process's id on the wire (a UUID); None: a fresh one per process
+        "CAPACITY": 1000,  # notifications waiting for Redis; when full the oldest is dropped
+        "INSTANCE_ID": None,  # this process's id on the wire (a UUID); None: fresh per process
     }
 
 Nothing is read at import time. :func:`get_settings` builds a snapshot on first use and drops

@@ -39,6 +39,12 @@ BATCH_SIZE = 256
 #: and capped low so notifications resume within a second of Redis answering again.
 RETRY_SCHEDULE_MS = (100, 250, 500, 1000)
 
+#: Longest an async publisher waits for room in the queue, and only while Redis answers.
+MAX_PUBLISH_WAIT = 0.005
+
+#: A round trip slower than this counts as Redis not answering: publishers stop waiting.
+SLOW_ROUND_TRIP = 0.05
+
 
 def client_options(*, connect_timeout, socket_timeout):
     """Options shared by both senders' clients (no hidden retries beyond one reconnect)."""
@@ -84,7 +90,11 @@ class AsyncSender:
         self.loop = None
         self._task = None
         self._wakeup = None
+        self._space = None
         self._inflight = 0
+        self._inflight_since = None
+        self._failing = False
+        self._high_water = max(1, min(BATCH_SIZE, capacity // 2))
 
     @property
     def running(self):
@@ -94,18 +104,43 @@ class AsyncSender:
         """Called once by the notifier's ``astart()`` on the loop that will own the task."""
         self.loop = asyncio.get_running_loop()
         self._wakeup = asyncio.Event()
+        self._space = asyncio.Event()
         self._task = self.loop.create_task(self._run(), name="notifier-redis-sender")
 
     def put_nowait(self, payload):
         """Queue one payload; never blocks, never raises. Only call on :attr:`loop`.
 
-        Returns whether a batch or more is waiting: a publisher that never yields (a tight
-        loop of ``apublish`` calls) should then yield once so this task can send it.
+        Returns whether the queue reached its high-water mark (a batch, or half the capacity):
+        the async publisher should then ``await relieve()``.
         """
         if self._queue.push(payload):
             self.counters.incr("mirror_dropped")
         self._wakeup.set()
-        return len(self._queue.items) >= BATCH_SIZE
+        return len(self._queue.items) >= self._high_water
+
+    async def relieve(self):
+        """Called by an async publisher after ``put_nowait`` returned True.
+
+        A publisher that never awaits anything else (a tight ``apublish`` loop) would starve
+        this task, so it yields once. While Redis answers promptly it also waits, at most
+        MAX_PUBLISH_WAIT, for the queue to drop below the high-water mark: backpressure
+        instead of drops. While Redis fails or a round trip hangs, it does not wait.
+        """
+        await asyncio.sleep(0)
+        if len(self._queue.items) < self._high_water or not self._healthy():
+            return
+        self._space.clear()
+        try:
+            async with asyncio.timeout(MAX_PUBLISH_WAIT):
+                await self._space.wait()
+        except TimeoutError:
+            pass
+
+    def _healthy(self):
+        if self._failing:
+            return False
+        since = self._inflight_since
+        return since is None or self.loop.time() - since < SLOW_ROUND_TRIP
 
     async def _run(self):
         client = aioredis.Redis.from_url(
@@ -118,7 +153,10 @@ class AsyncSender:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                 batch = self._queue.take()
+                if len(self._queue.items) < self._high_water:
+                    self._space.set()
                 self._inflight = len(batch)
+                self._inflight_since = self.loop.time()
                 try:
                     async with client.pipeline(transaction=False) as pipe:
                         for payload in batch:
@@ -129,11 +167,13 @@ class AsyncSender:
                     self.counters.incr("mirror_failures", len(batch))
                     logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
                                  len(batch), mask_url(self.url), exc)
-                    self._inflight = 0
+                    self._failing = True
+                    self._inflight, self._inflight_since = 0, None
                     await asyncio.sleep(backoff.next_delay())
                 else:
                     self.counters.incr("mirrored", len(batch))
-                    self._inflight = 0
+                    self._failing = False
+                    self._inflight, self._inflight_since = 0, None
                     backoff.reset()
         finally:
             await client.aclose()

@@ -13,6 +13,7 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from django.conf import settings
 from django.test import SimpleTestCase
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from notifier import wire
 from notifier.events import NotifyEvent
@@ -219,7 +220,7 @@ class RefusedConnectionTests(SimpleTestCase):
 
     async def test_check_fails_on_a_closed_port(self):
         listener, _, _ = make_listener(closed_port_url(), unique_channel())
-        with self.assertRaises(Exception):
+        with self.assertRaises(RedisConnectionError):
             await listener.check()
 
 

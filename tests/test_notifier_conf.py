@@ -111,9 +111,10 @@ class UrlFallbackTests(SimpleTestCase):
             self.assertIsNone(conf.get_settings().url)
 
     def test_missing_url_names_what_to_set(self):
-        with override_settings(WEBCHAT_NOTIFIER={"BACKEND": "redis"}):
-            with self.assertRaises(InvalidNotifierConfiguration) as caught:
-                conf.get_settings().url
+        with override_settings(WEBCHAT_NOTIFIER={"BACKEND": "redis"}), self.assertRaises(
+            InvalidNotifierConfiguration
+        ) as caught:
+            _ = conf.get_settings().url
         self.assertIn('WEBCHAT_NOTIFIER["URL"]', caught.exception.hint)
         self.assertIn("CHANNEL_LAYERS", caught.exception.hint)
 

@@ -31,11 +31,10 @@ class WatermarkSignalTests(TestCase):
         self.assertEqual(len(receivers), 1)
 
     def test_publishes_after_the_transaction_commits(self):
-        with self.captureOnCommitCallbacks(execute=False) as callbacks:
-            with transaction.atomic():
-                self.bump(5)
-                # Registered robustly, on the default database, but not run yet.
-                self.assertTrue(connection.run_on_commit[-1][2])
+        with self.captureOnCommitCallbacks(execute=False) as callbacks, transaction.atomic():
+            self.bump(5)
+            # Registered robustly, on the default database, but not run yet.
+            self.assertTrue(connection.run_on_commit[-1][2])
         self.assertEqual(len(callbacks), 1)
         callbacks[0]()
         self.assertEqual(self.receive(), watermark_message(NotifyEvent("tenant-a", "conv-1", 5)))

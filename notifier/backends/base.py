@@ -99,8 +99,7 @@ class BaseNotifier:
         self.counters.incr("published")
         await self.local_send(event)
         if self._mirror(event):
-            # The backend's queue holds a batch: let its sender run (a yield, not a wait).
-            await asyncio.sleep(0)
+            await self._relieve()
 
     async def local_send(self, event):
         """Group-send ``event`` on this process's channel layer; also the listener's delivery.
@@ -157,6 +156,11 @@ class BaseNotifier:
         other processes. Must neither block nor raise. Returns whether an async publisher
         should yield once to let the backend's sender catch up. The base class does nothing."""
         return False
+
+    async def _relieve(self):
+        """Called by :meth:`apublish` when :meth:`_mirror` returned True: give the backend's
+        sender a chance to catch up (a few milliseconds at most)."""
+        await asyncio.sleep(0)
 
     def listener(self, **kwargs):
         """Return a :class:`~notifier.listener.Listener` fed by this backend's transport, or

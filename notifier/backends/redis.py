@@ -129,6 +129,11 @@ class RedisNotifier(BaseNotifier):
         self._get_thread_sender().put_nowait(payload)
         return False
 
+    async def _relieve(self):
+        sender = self._async_sender
+        if sender is not None and sender.loop is asyncio.get_running_loop():
+            await sender.relieve()
+
     def _get_thread_sender(self):
         with self._thread_sender_lock:
             if self._thread_sender is None:

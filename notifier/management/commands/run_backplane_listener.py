@@ -1,4 +1,4 @@
-"""``manage.py run_backplane_listener``: a thin front for :class:`notifier.service.ListenerService`."""
+"""``manage.py run_backplane_listener``: a thin front for ``notifier.service.ListenerService``."""
 
 import uuid
 
