@@ -125,6 +125,7 @@ WEBCHAT_NOTIFIER = {
     "BACKEND": os.environ.get("WEBCHAT_NOTIFIER_BACKEND", "memory"),
     "URL": REDIS_URL,
     "CHANNEL": os.environ.get("WEBCHAT_NOTIFIER_CHANNEL", "greentic:webchat:notify"),
+    "CAPACITY": int(os.environ.get("WEBCHAT_NOTIFIER_CAPACITY", "1000")),
 }
 if os.environ.get("WEBCHAT_NOTIFIER_INSTANCE_ID"):
     WEBCHAT_NOTIFIER["INSTANCE_ID"] = os.environ["WEBCHAT_NOTIFIER_INSTANCE_ID"]
