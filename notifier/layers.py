@@ -44,6 +44,11 @@ logger = logging.getLogger(__name__)
 # Values that a shallow copy of a message may share between receivers.
 _IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
 
+# Channel names already validated, with their capacity: a consumer's state comes and goes
+# with every message handed over, and re-running the name regex each time would double the
+# cost of a receive. Cleared when full, so it stays bounded.
+_NAME_CACHE_SIZE = 65536
+
 # Deques of bookkeeping entries are rebuilt without their dead entries once dead ones
 # outnumber live ones by this much: amortised O(1) per entry, memory O(live entries).
 _COMPACT_SLACK = 1024
@@ -106,6 +111,7 @@ class LocalChannelLayer(BaseChannelLayer):
         self._joins = deque()  # (joined_at, group, channel) in join order
         self._dropped_full = 0
         self._expired = 0
+        self._capacities = {}  # see _NAME_CACHE_SIZE
 
     # Channel layer API
 
@@ -123,7 +129,9 @@ class LocalChannelLayer(BaseChannelLayer):
 
         Called in a loop by each consumer. Cancelling a waiting receive loses no message.
         """
-        self._expire(time.monotonic())
+        now = time.monotonic()
+        if self._due(now):
+            self._expire(now)
         state = self._channel(channel)
         if state.queue:
             entry = state.queue.popleft()
@@ -185,15 +193,15 @@ class LocalChannelLayer(BaseChannelLayer):
             self.require_valid_group_name(group)
             return
         now = time.monotonic()
-        self._expire(now)
+        if self._due(now):
+            self._expire(now)
         channels = self.channels
-        capacity = self.get_capacity
         # Delivering only resolves futures (their callbacks run later): no member can come or
         # go while this loop runs, so the dict needs no copy.
         for name in self.groups.get(group, ()):
             state = channels.get(name)
             if state is None:
-                state = channels[name] = _Channel(capacity(name))
+                state = channels[name] = _Channel(self._capacity(name))
             if not self._deliver(state, name, copy(message), now):
                 self._dropped_full += 1
                 logger.debug("group %s: channel %s is full, message dropped", group, name)
@@ -233,10 +241,19 @@ class LocalChannelLayer(BaseChannelLayer):
     def _channel(self, name):
         state = self.channels.get(name)
         if state is None:
-            # Names already in the dict were checked when they went in.
-            self.require_valid_channel_name(name)
-            state = self.channels[name] = _Channel(self.get_capacity(name))
+            state = self.channels[name] = _Channel(self._capacity(name))
         return state
+
+    def _capacity(self, name):
+        """Validate the channel ``name`` (raises ``TypeError``) and return its capacity."""
+        capacity = self._capacities.get(name)
+        if capacity is None:
+            self.require_valid_channel_name(name)
+            capacity = self.get_capacity(name)
+            if len(self._capacities) >= _NAME_CACHE_SIZE:
+                self._capacities.clear()
+            self._capacities[name] = capacity
+        return capacity
 
     def _deliver(self, state, name, message, now):
         waiters = state.waiters
@@ -267,6 +284,14 @@ class LocalChannelLayer(BaseChannelLayer):
     def _forget_if_idle(self, name, state):
         if not state.queue and not state.waiters and self.channels.get(name) is state:
             del self.channels[name]
+
+    def _due(self, now):
+        """Whether a queued message or a membership has outlived its expiry (cheap)."""
+        expiries, joins = self._expiries, self._joins
+        return bool(
+            (expiries and expiries[0][0] <= now)
+            or (joins and joins[0][0] <= now - self.group_expiry)
+        )
 
     def _expire(self, now):
         expiries = self._expiries

@@ -1,6 +1,7 @@
 """Wire v1 against the reference's vectors, serde's corners beyond them, and properties."""
 
 import base64
+import dataclasses
 import json
 import uuid
 from functools import cache
@@ -136,6 +137,14 @@ class SerdeCornerTests(SimpleTestCase):
         self.assertEqual(message.tenant_id, "\U0001f600")
         self.assertEqual(message.new_watermark, 2**64 - 1)
         self.assertEqual(wire.decode(f'["t","c",7,1,"{OTHER}"]'.encode()).event.new_watermark, 7)
+
+    def test_decoded_message_is_an_ordinary_frozen_dataclass(self):
+        message = wire.decode(payload(tenant='"x"', watermark="5"))
+        self.assertEqual(message, wire.WireMessage("x", "c", 5, 1, uuid.UUID(OTHER)))
+        self.assertEqual(hash(message), hash(wire.WireMessage("x", "c", 5, 1, uuid.UUID(OTHER))))
+        with self.assertRaises(dataclasses.FrozenInstanceError):
+            message.version = 2
+        self.assertEqual(message.event, NotifyEvent("x", "c", 5))
 
     def test_error_names_the_problem(self):
         cases = {
