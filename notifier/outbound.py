@@ -1,7 +1,10 @@
 """The Redis notifier's outbound side: bounded queues of wire payloads, drained by one owner.
 
 Publishers only append to a queue (microseconds, never a Redis round trip), so a slow or dead
-Redis never blocks them. Two drainers exist because publishers live in two worlds:
+Redis never blocks them. (An async publisher in a loop that never awaits anything else is
+asked to yield, and while Redis answers promptly to wait up to 5 ms for room: backpressure
+instead of drops. See :meth:`AsyncSender.relieve`.) Two drainers exist because publishers
+live in two worlds:
 
 * :class:`AsyncSender`: one task on the loop that runs the consumers (started by the
   notifier's owner), for publishes from async code and from threads that hop to that loop.
