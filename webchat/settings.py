@@ -121,6 +121,32 @@ CHANNEL_LAYERS = {
 
 REDIS_URL = os.environ.get("REDIS_URL")
 
+# CHANNEL_LAYER picks the layer the consumers listen on: "local" (the default above) or, to
+# compare designs (bench/load.py), a channels_redis layer on REDIS_URL: "redis-core"
+# (RedisChannelLayer, capacity CHANNEL_CAPACITY) or "redis-pubsub" (RedisPubSubChannelLayer).
+# A cross-process layer goes with the memory notifier, whose group send then reaches every
+# replica; with the Redis notifier each consumer would hear every bump twice (notifier.W001).
+_CHANNEL_LAYER_BACKENDS = {
+    "redis-core": "channels_redis.core.RedisChannelLayer",
+    "redis-pubsub": "channels_redis.pubsub.RedisPubSubChannelLayer",
+}
+_CHANNEL_LAYER = os.environ.get("CHANNEL_LAYER", "local")
+if _CHANNEL_LAYER in _CHANNEL_LAYER_BACKENDS:
+    CHANNEL_LAYERS["default"] = {
+        "BACKEND": _CHANNEL_LAYER_BACKENDS[_CHANNEL_LAYER],
+        "CONFIG": {"hosts": [REDIS_URL or "redis://127.0.0.1:6379/0"]},
+    }
+    if _CHANNEL_LAYER == "redis-core":
+        CHANNEL_LAYERS["default"]["CONFIG"]["capacity"] = int(
+            os.environ.get("CHANNEL_CAPACITY", "100")
+        )
+elif _CHANNEL_LAYER != "local":
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        f"CHANNEL_LAYER={_CHANNEL_LAYER!r}: use local, redis-core or redis-pubsub."
+    )
+
 WEBCHAT_NOTIFIER = {
     "BACKEND": os.environ.get("WEBCHAT_NOTIFIER_BACKEND", "memory"),
     "URL": REDIS_URL,
