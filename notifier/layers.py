@@ -46,7 +46,7 @@ _IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
 
 # Channel names already validated, with their capacity: a consumer's state comes and goes
 # with every message handed over, and re-running the name regex each time would double the
-# cost of a receive. Cleared when full, so it stays bounded.
+# cost of a receive. Cleared when full, so it stays bounded. Group names likewise.
 _NAME_CACHE_SIZE = 65536
 
 # Deques of bookkeeping entries are rebuilt without their dead entries once dead ones
@@ -112,6 +112,7 @@ class LocalChannelLayer(BaseChannelLayer):
         self._dropped_full = 0
         self._expired = 0
         self._capacities = {}  # see _NAME_CACHE_SIZE
+        self._valid_groups = set()  # likewise, for group_send to groups with no members
 
     # Channel layer API
 
@@ -190,7 +191,13 @@ class LocalChannelLayer(BaseChannelLayer):
         """Send ``message`` to every member of ``group``; full members skip it (counted)."""
         copy = _copier(message)
         if group not in self.groups:
-            self.require_valid_group_name(group)
+            # The common case in a process without consumers (a publisher): still refuse a bad
+            # name, as channels' layers do, but run the regex once per name.
+            if group not in self._valid_groups:
+                self.require_valid_group_name(group)
+                if len(self._valid_groups) >= _NAME_CACHE_SIZE:
+                    self._valid_groups.clear()
+                self._valid_groups.add(group)
             return
         now = time.monotonic()
         if self._due(now):
