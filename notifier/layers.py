@@ -281,7 +281,14 @@ class LocalChannelLayer(BaseChannelLayer):
         return True
 
     def _requeue(self, name, message):
+        # To another receiver already waiting on the channel, else back at the queue's head.
         state = self._channel(name)
+        waiters = state.waiters
+        while waiters:
+            waiter = waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(message)
+                return
         now = time.monotonic()
         entry = [now + self.expiry, name, message]
         state.queue.appendleft(entry)

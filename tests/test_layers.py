@@ -168,6 +168,19 @@ class BehaviourTests(SimpleTestCase):
         self.assertEqual((await receive_within(layer, "chan"))["type"], "precious")
         self.assertEqual(layer.channels, {})
 
+    async def test_a_message_given_back_goes_to_the_next_waiting_receiver(self):
+        layer = LocalChannelLayer()
+        first = asyncio.create_task(layer.receive("chan"))
+        await asyncio.sleep(0)
+        second = asyncio.create_task(layer.receive("chan"))
+        await asyncio.sleep(0)
+        await layer.send("chan", {"type": "precious"})
+        first.cancel()
+        with self.assertRaises(asyncio.CancelledError):
+            await first
+        self.assertEqual((await asyncio.wait_for(second, 2))["type"], "precious")
+        self.assertEqual(layer.stats()["queued"], 0)
+
     async def test_each_receiver_gets_its_own_copy(self):
         layer = LocalChannelLayer()
         for channel in ("a", "b"):
