@@ -183,7 +183,10 @@ async def subscribe(args):
 
     async def consume(layer, channel):
         while True:
-            record((await layer.receive(channel))["watermark"])
+            message = await layer.receive(channel)
+            # Anything else the backplane may tell consumers is not what is being timed.
+            if message.get("type") == "webchat.watermark":
+                record(message["watermark"])
 
     async def consume_queue(queue):
         while True:
