@@ -11,13 +11,29 @@ subscribed again. Anything else that goes wrong is logged with its traceback and
 restarts after 500 ms. Messages published while it was away are lost (pub/sub is at most
 once): they are hints to re-read the database, which stays the truth.
 
+Two optional companions close that gap (:meth:`RedisNotifier.listener
+<notifier.backends.redis.RedisNotifier.listener>` gives both):
+
+* a :class:`~notifier.resync.Resyncer`, asked after every subscription (and when a peer
+  announces on ``<channel>:resync`` that it lost notifications) to make every local consumer
+  re-read from its cursor;
+* a :class:`~notifier.probe.Probe`, whose messages on ``<channel>:probe:<instance id>``
+  (subscribed on the same connection) prove that messages still arrive: a probe that does not
+  come back makes the listener drop the connection and reconnect, and a probe PUBLISH that
+  Redis accepts while the listener waits to reconnect cuts the wait short.
+
+Messages stamped with a publish time (:mod:`notifier.lag`) feed the :attr:`Listener.lag`
+histogram.
+
 The listener is a class with an owner: ``start()`` makes the task, ``aclose()`` cancels it
 and waits. Other code reads :attr:`Listener.state`, :attr:`Listener.attempt` and
 :attr:`Listener.counters` (or :meth:`Listener.stats`) from any thread.
 """
 
 import asyncio
+import json
 import logging
+import time
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -25,10 +41,12 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import wire
+from . import lag, wire
 from .backoff import Backoff
 from .conf import DEFAULT_CHANNEL, mask_url
-from .stats import Counters
+from .probe import ProbeOverdue
+from .resync import CONNECT, PEER, RECONNECT, control_channel
+from .stats import Counters, Histogram
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +96,10 @@ class Listener:
     ``instance_id``: this process's UUID (its own messages are dropped). ``backoff``: a
     :class:`notifier.backoff.Backoff`. ``ping_interval``: seconds of silence after which the
     listener PINGs, and gives the connection up when that PING gets no answer in as long.
+    ``resyncer``: a :class:`~notifier.resync.Resyncer` asked to resync the local consumers
+    after each subscription and on a peer's request. ``probe``: a
+    :class:`~notifier.probe.Probe` on this listener's probe channel, run while the listener
+    runs.
     """
 
     def __init__(
@@ -92,6 +114,8 @@ class Listener:
         connect_timeout=2.0,
         ping_interval=15.0,
         restart_delay=RESTART_DELAY,
+        resyncer=None,
+        probe=None,
     ):
         self.url = url
         self.channel = channel
@@ -108,9 +132,17 @@ class Listener:
         self.attempt = 0
         #: The error that ended the last connection, if any.
         self.last_error = None
-        self.counters = Counters("delivered", *DROP_REASONS, "connects", "disconnects",
-                                 "errors")
+        self.resyncer = resyncer
+        self.probe = probe
+        self.control_channel = control_channel(channel)
+        self._control_bytes = self.control_channel.encode()
+        self._channel_bytes = channel.encode()
+        self.counters = Counters("received", "delivered", *DROP_REASONS, "connects",
+                                 "disconnects", "errors", "peer_resyncs")
+        #: Seconds from a stamped message's PUBLISH to its delivery here.
+        self.lag = Histogram()
         self._connected = asyncio.Event()
+        self._wake = None
         self._task = None
 
     def __repr__(self):
@@ -121,9 +153,23 @@ class Listener:
     def connected(self):
         return self.state == CONNECTED
 
+    @property
+    def channels(self):
+        """The channels subscribed on the one connection: global, control, probe."""
+        channels = [self.channel, self.control_channel]
+        if self.probe is not None:
+            channels.append(self.probe.channel)
+        return channels
+
     def stats(self):
         """State and counters as one dict (for health endpoints and tests)."""
         return {"state": self.state, "attempt": self.attempt, **self.counters.snapshot()}
+
+    def wake(self):
+        """Called on the loop when Redis is known to answer again (the probe got a PUBLISH
+        through): a reconnect delay in progress ends now."""
+        if self._wake is not None and self.state != CONNECTED:
+            self._wake.set()
 
     def start(self):
         """Called by the owner on its loop: run :meth:`run` as a task that :meth:`aclose`
@@ -131,6 +177,7 @@ class Listener:
         if self._task is not None and not self._task.done():
             raise RuntimeError(f"{self!r} is already running")
         self._connected = asyncio.Event()
+        self._wake = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(
             self.run(), name=f"notifier-listener:{self.channel}"
         )
@@ -158,12 +205,16 @@ class Listener:
         (by :meth:`aclose` when started with :meth:`start`)."""
         logger.info("backplane listener starting: channel %r at %s, instance %s",
                     self.channel, mask_url(self.url), self.instance_id)
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        if self.probe is not None:
+            self.probe.start()
         try:
             while True:
                 try:
                     await self._session()
                 except CONNECTION_ERRORS as exc:
-                    await asyncio.sleep(self._connection_lost(exc))
+                    await self._sleep_unless_woken(self._connection_lost(exc))
                 except Exception as exc:
                     self.counters.incr("errors")
                     self._gone(exc)
@@ -174,14 +225,37 @@ class Listener:
             self._connected.clear()
             self.state = CLOSED
             logger.info("backplane listener stopped: channel %r", self.channel)
+            # Our own cancellation propagates out of the first await: both are stopped first.
+            companions = [c for c in (self.probe, self.resyncer) if c is not None]
+            for companion in companions:
+                companion.cancel()
+            # Each aclose() re-raises our cancellation: gather awaits them all regardless.
+            await asyncio.gather(*(c.aclose() for c in companions), return_exceptions=True)
+
+    async def _sleep_unless_woken(self, delay):
+        wake = self._wake
+        wake.clear()
+        try:
+            async with asyncio.timeout(delay):
+                await wake.wait()
+            logger.info("backplane listener: Redis answers again, reconnecting now")
+        except TimeoutError:
+            pass
 
     async def check(self):
-        """Connect and subscribe once, then disconnect; raise on failure (``--check``)."""
+        """Connect and subscribe once, then disconnect; raise on failure (``--check``).
+
+        With a probe, one probe must also make its round trip (the same proof as readiness);
+        returns its time in seconds (None without a probe).
+        """
         client, pubsub = self._connect()
         try:
             async with asyncio.timeout(self.connect_timeout * 2):
-                await pubsub.subscribe(self.channel)
-                await self._confirm(pubsub)
+                await pubsub.subscribe(*self.channels)
+                await self._confirm(pubsub, len(self.channels))
+            if self.probe is not None:
+                return await self.probe.round_trip(pubsub)
+            return None
         finally:
             await pubsub.aclose()
             await client.aclose()
@@ -199,14 +273,15 @@ class Listener:
         )
         return client, client.pubsub()
 
-    async def _confirm(self, pubsub):
-        # Redis answers SUBSCRIBE before it forwards any message on the channel.
-        while True:
+    async def _confirm(self, pubsub, count=1):
+        # Redis answers SUBSCRIBE (once per channel) before it forwards any message on it.
+        confirmed = 0
+        while confirmed < count:
             response = await pubsub.parse_response(block=False, timeout=self.connect_timeout)
             if response is None:
                 raise TimeoutError(f"no SUBSCRIBE confirmation within {self.connect_timeout} s")
             if response[0] == b"subscribe":
-                return
+                confirmed += 1
 
     async def _session(self):
         self.state = RECONNECTING if self.attempt else CONNECTING
@@ -214,29 +289,56 @@ class Listener:
         try:
             # subscribe() before any read: redis-py refuses get_message() on an unsubscribed
             # PubSub (its connection is only made by the first command).
-            await pubsub.subscribe(self.channel)
-            await self._confirm(pubsub)
+            channels = self.channels
+            await pubsub.subscribe(*channels)
+            await self._confirm(pubsub, len(channels))
             self._subscribed()
-            pinged = False
+            probe = self.probe
+            # With a probe, wake up at least once per probe interval to see if one is overdue.
+            wait = self.ping_interval if probe is None else min(self.ping_interval,
+                                                                probe.interval)
+            heard_at, pinged_at = time.monotonic(), None
             while True:
-                response = await pubsub.parse_response(block=False, timeout=self.ping_interval)
+                response = await pubsub.parse_response(block=False, timeout=wait)
+                now = time.monotonic()
+                if probe is not None:
+                    overdue = probe.overdue()
+                    if overdue:
+                        raise ProbeOverdue(f"subscriber connection wedged: {overdue}")
                 if response is None:
-                    if pinged:
-                        raise TimeoutError(f"no answer to PING within {self.ping_interval} s")
-                    await pubsub.ping()
-                    pinged = True
+                    if pinged_at is not None:
+                        if now - pinged_at >= self.ping_interval:
+                            raise TimeoutError(
+                                f"no answer to PING within {self.ping_interval} s")
+                    elif now - heard_at >= self.ping_interval:
+                        await pubsub.ping()
+                        pinged_at = now
                     continue
-                pinged = False
+                heard_at, pinged_at = now, None
                 if response[0] == b"message":
-                    await self.handle(response[2])
+                    source = response[1]
+                    if source == self._channel_bytes:
+                        await self.handle(response[2])
+                    elif probe is not None and probe.is_probe(source):
+                        probe.received(response[2])
+                    elif source == self._control_bytes:
+                        self._control(response[2])
         finally:
             self._connected.clear()
+            if self.probe is not None:
+                self.probe.unsubscribed()
             await pubsub.aclose()
             await client.aclose()
 
     def _subscribed(self):
         after = self.attempt
         self.counters.incr("connects")
+        if self.probe is not None:
+            self.probe.subscribed()
+        if self.resyncer is not None:
+            # Anything published while we were not subscribed is lost for us: every local
+            # consumer re-reads from its cursor (jittered; see notifier.resync).
+            self.resyncer.request(CONNECT if self.counters["connects"] == 1 else RECONNECT)
         self.state = CONNECTED
         self.attempt = 0
         self.last_error = None
@@ -268,6 +370,7 @@ class Listener:
     async def handle(self, payload):
         """Decode one payload and deliver or drop it. Returns ``None`` when delivered, else
         the drop reason. Called by the loop for every message; tests call it directly."""
+        self.counters.incr("received")
         try:
             message = wire.decode(payload)
         except wire.MalformedPayload as exc:
@@ -279,8 +382,25 @@ class Listener:
             return self._drop(UNKNOWN_VERSION, payload)
         await self._deliver(message.event)
         self.counters.incr("delivered")
+        stamped = lag.read(payload)
+        if stamped is not None:
+            self.lag.observe(time.time() - stamped / 1000.0)
         self.observer.delivered(self, message)
         return None
+
+    def _control(self, payload):
+        """A message on the control channel: a peer lost notifications, resync (not our own)."""
+        try:
+            request = json.loads(payload)
+            origin = request["instance_id"]
+        except (ValueError, TypeError, KeyError):
+            logger.debug("ignoring a malformed resync request of %d bytes", len(payload))
+            return
+        if origin == str(self.instance_id) or self.resyncer is None:
+            return
+        self.counters.incr("peer_resyncs")
+        logger.info("backplane peer %s lost notifications: resyncing local consumers", origin)
+        self.resyncer.request(PEER)
 
     def _drop(self, reason, payload, error=None):
         self.counters.incr(reason)

@@ -13,8 +13,23 @@ live in two worlds:
 
 Both pipeline whatever has queued up into one round trip, keep publication order, drop the
 oldest payload when the queue is full (a newer watermark supersedes an older one), and count
-every payload as ``mirrored``, ``mirror_failures`` or ``mirror_dropped``. Failures are logged
-at debug: pub/sub is at-most-once anyway, and the database stays the truth.
+every payload. Failures are logged at debug: pub/sub is at-most-once anyway, and the
+database stays the truth.
+
+A failed round trip is not the end of its notifications: while our PUBLISH fails, the other
+replicas (and the reference's) miss our bumps and, if their own connections are fine, have
+no reason to suspect it. So the payloads of a failed round trip wait to be sent again, first
+in the next batch, keeping only the newest per conversation (a newer watermark covers an
+older one: counted ``mirror_superseded``), at most ``capacity`` conversations. Once Redis
+takes publishes again, the other replicas' consumers get each bump late but get it. When
+some had to be given up (more failed conversations than ``capacity``, or the queue itself
+overflowed), the sender also publishes a resync request on ``<channel>:resync``: our
+replicas then re-read every local socket (see :mod:`notifier.resync`).
+
+Counters: ``mirrored`` (sent; re-sent ones too), ``mirror_failures`` (payloads in failed
+round trips, once per attempt), ``mirror_dropped`` (given up: queue or retry set full,
+unsent at shutdown), ``mirror_superseded`` (a newer bump of the same conversation replaced
+it while it waited to be re-sent), ``resync_requests`` (resync requests published).
 """
 
 import asyncio
@@ -32,6 +47,7 @@ from redis.retry import Retry
 
 from .backoff import Backoff
 from .conf import mask_url
+from .resync import control_channel
 
 logger = logging.getLogger(__name__)
 
@@ -62,31 +78,100 @@ def client_options(*, connect_timeout, socket_timeout):
 
 
 class _Queue:
-    """The bounded FIFO both senders share; ``push`` returns whether it dropped the oldest."""
+    """The bounded FIFO both senders share, and the payloads of failed round trips.
 
-    def __init__(self, capacity):
+    Items are ``(key, payload)``: the key names the conversation (``(tenant_id,
+    conversation_id)``), or is None for a resync request. ``push`` returns whether it dropped
+    the oldest item.
+    """
+
+    def __init__(self, capacity, resync_request=None):
         self.capacity = capacity
         self.items = collections.deque()
+        #: key -> payload of failed round trips, oldest first; sent before ``items``.
+        self.retry = collections.OrderedDict()
+        #: Notifications were given up: publish ``resync_request`` with the next batch.
+        self.lost = False
+        self.resync_request = resync_request
 
-    def push(self, payload):
+    def __len__(self):
+        return len(self.items) + len(self.retry)
+
+    def push(self, item):
         dropped = len(self.items) >= self.capacity
         if dropped:
             self.items.popleft()
-        self.items.append(payload)
+            self.lost = True
+        self.items.append(item)
         return dropped
 
     def take(self):
-        return [self.items.popleft() for _ in range(min(len(self.items), BATCH_SIZE))]
+        """The next batch: retries first (they are older), then queued items, then a resync
+        request when notifications were lost."""
+        batch = []
+        retry = self.retry
+        while retry and len(batch) < BATCH_SIZE:
+            batch.append(retry.popitem(last=False))
+        items = self.items
+        while items and len(batch) < BATCH_SIZE:
+            batch.append(items.popleft())
+        if self.lost and self.resync_request is not None and len(batch) < BATCH_SIZE:
+            self.lost = False
+            batch.append((None, self.resync_request))
+        return batch
+
+    def failed(self, batch):
+        """Keep a failed batch for the next one; return ``(superseded, dropped)`` counts."""
+        superseded = dropped = 0
+        retry = self.retry
+        for key, payload in batch:
+            if key is None:
+                self.lost = True  # the resync request goes out again with the next batch
+                continue
+            if key in retry:
+                superseded += 1  # later in the batch means newer
+                retry.move_to_end(key)
+            retry[key] = payload
+        while len(retry) > self.capacity:
+            retry.popitem(last=False)
+            dropped += 1
+            self.lost = True
+        return superseded, dropped
+
+    def discard(self):
+        """Empty everything (shutdown); return how many notifications were given up."""
+        count = len(self.items) + len(self.retry)
+        self.items.clear()
+        self.retry.clear()
+        return count
+
+
+def _sent(counters, batch):
+    notifications = sum(1 for key, _ in batch if key is not None)
+    counters.incr("mirrored", notifications)
+    if notifications != len(batch):
+        counters.incr("resync_requests")
+
+
+def _failed(counters, queue, batch):
+    counters.incr("mirror_failures", sum(1 for key, _ in batch if key is not None))
+    superseded, dropped = queue.failed(batch)
+    if superseded:
+        counters.incr("mirror_superseded", superseded)
+    if dropped:
+        counters.incr("mirror_dropped", dropped)
 
 
 class AsyncSender:
     """Drains the queue from one task on one event loop; all methods run on that loop."""
 
-    def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout):
+    def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout,
+                 resync_request=None):
         self.url = url
         self.channel = channel
+        self.control_channel = control_channel(channel)
         self.counters = counters
-        self._queue = _Queue(capacity)
+        self._queue = _Queue(capacity, resync_request)
         self._options = client_options(
             connect_timeout=connect_timeout, socket_timeout=socket_timeout
         )
@@ -110,13 +195,13 @@ class AsyncSender:
         self._space = asyncio.Event()
         self._task = self.loop.create_task(self._run(), name="notifier-redis-sender")
 
-    def put_nowait(self, payload):
-        """Queue one payload; never blocks, never raises. Only call on :attr:`loop`.
+    def put_nowait(self, item):
+        """Queue one ``(key, payload)``; never blocks, never raises. Only call on :attr:`loop`.
 
         Returns whether the queue reached its high-water mark (a batch, or half the capacity):
         the async publisher should then ``await relieve()``.
         """
-        if self._queue.push(payload):
+        if self._queue.push(item):
             self.counters.incr("mirror_dropped")
         self._wakeup.set()
         return len(self._queue.items) >= self._high_water
@@ -152,7 +237,7 @@ class AsyncSender:
         backoff = Backoff(RETRY_SCHEDULE_MS)
         try:
             while True:
-                if not self._queue.items:
+                if not self._queue.items and not self._queue.retry:
                     self._wakeup.clear()
                     await self._wakeup.wait()
                 batch = self._queue.take()
@@ -162,19 +247,20 @@ class AsyncSender:
                 self._inflight_since = self.loop.time()
                 try:
                     async with client.pipeline(transaction=False) as pipe:
-                        for payload in batch:
-                            pipe.publish(self.channel, payload)
+                        for key, payload in batch:
+                            pipe.publish(self.channel if key is not None else
+                                         self.control_channel, payload)
                         await pipe.execute()
                 except Exception as exc:
                     # CancelledError is no Exception: shutdown goes straight through.
-                    self.counters.incr("mirror_failures", len(batch))
+                    _failed(self.counters, self._queue, batch)
                     logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
                                  len(batch), mask_url(self.url), exc)
                     self._failing = True
                     self._inflight, self._inflight_since = 0, None
                     await asyncio.sleep(backoff.next_delay())
                 else:
-                    self.counters.incr("mirrored", len(batch))
+                    _sent(self.counters, batch)
                     self._failing = False
                     self._inflight, self._inflight_since = 0, None
                     backoff.reset()
@@ -188,7 +274,7 @@ class AsyncSender:
         if task is None:
             return
         deadline = self.loop.time() + flush_timeout
-        while (self._queue.items or self._inflight) and not task.done():
+        while (len(self._queue) or self._inflight) and not task.done():
             if self.loop.time() >= deadline:
                 break
             await asyncio.sleep(0.005)
@@ -198,20 +284,21 @@ class AsyncSender:
         except asyncio.CancelledError:
             if asyncio.current_task().cancelling():
                 raise
-        unsent = len(self._queue.items)
+        unsent = self._queue.discard()
         if unsent:
-            self.counters.incr("mirror_failures", unsent)
-            self._queue.items.clear()
+            self.counters.incr("mirror_dropped", unsent)
 
 
 class ThreadSender:
     """Drains the queue from one daemon thread with a synchronous client; thread-safe."""
 
-    def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout):
+    def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout,
+                 resync_request=None):
         self.url = url
         self.channel = channel
+        self.control_channel = control_channel(channel)
         self.counters = counters
-        self._queue = _Queue(capacity)
+        self._queue = _Queue(capacity, resync_request)
         self._options = client_options(
             connect_timeout=connect_timeout, socket_timeout=socket_timeout
         )
@@ -220,13 +307,14 @@ class ThreadSender:
         self._closing = False
         self._inflight = 0
 
-    def put_nowait(self, payload):
-        """Queue one payload from any thread; starts the thread on first use. Never blocks."""
+    def put_nowait(self, item):
+        """Queue one ``(key, payload)`` from any thread; starts the thread on first use.
+        Never blocks."""
         with self._cond:
             if self._closing:
-                self.counters.incr("mirror_failures")
+                self.counters.incr("mirror_dropped")
                 return
-            if self._queue.push(payload):
+            if self._queue.push(item):
                 self.counters.incr("mirror_dropped")
             if self._thread is None:
                 self._thread = threading.Thread(
@@ -242,31 +330,31 @@ class ThreadSender:
         try:
             while True:
                 with self._cond:
-                    while not self._queue.items and not self._closing:
+                    while not len(self._queue) and not self._closing:
                         self._cond.wait()
-                    if not self._queue.items:
+                    if not len(self._queue):
                         return
                     batch = self._queue.take()
                     self._inflight = len(batch)
                 try:
                     pipe = client.pipeline(transaction=False)
-                    for payload in batch:
-                        pipe.publish(self.channel, payload)
+                    for key, payload in batch:
+                        pipe.publish(self.channel if key is not None else self.control_channel,
+                                     payload)
                     pipe.execute()
                 except Exception as exc:
-                    self.counters.incr("mirror_failures", len(batch))
                     logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
                                  len(batch), mask_url(self.url), exc)
                     with self._cond:
+                        _failed(self.counters, self._queue, batch)
                         self._inflight = 0
                         if self._closing:
                             # Shutting down and Redis is away: give up on the rest.
-                            self.counters.incr("mirror_failures", len(self._queue.items))
-                            self._queue.items.clear()
+                            self.counters.incr("mirror_dropped", self._queue.discard())
                             return
                         self._cond.wait(backoff.next_delay())
                 else:
-                    self.counters.incr("mirrored", len(batch))
+                    _sent(self.counters, batch)
                     backoff.reset()
                     with self._cond:
                         self._inflight = 0
@@ -278,7 +366,7 @@ class ThreadSender:
         """Wait up to ``timeout`` s until everything queued so far was sent or failed."""
         with self._cond:
             return self._cond.wait_for(
-                lambda: not self._queue.items and not self._inflight, timeout
+                lambda: not len(self._queue) and not self._inflight, timeout
             )
 
     def close(self, timeout=2.0):

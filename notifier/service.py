@@ -77,10 +77,11 @@ class ListenerService:
         self.notifier.verify(self.timeout)
 
     def check(self):
-        """Connect and subscribe once, then disconnect (``--check``); raise
-        :class:`BackplaneUnavailable` naming the URL (password masked) on failure."""
+        """Connect and subscribe once, make one probe round trip through Redis (the proof
+        readiness uses), then disconnect (``--check``). Returns the round trip in seconds;
+        raises :class:`BackplaneUnavailable` naming the URL (password masked) on failure."""
         try:
-            asyncio.run(self.listener.check())
+            return asyncio.run(self.listener.check())
         except Exception as exc:
             raise BackplaneUnavailable(
                 f"Cannot subscribe to {self.listener.channel!r} at {mask_url(self.listener.url)}"

@@ -1,5 +1,6 @@
-"""Thread-safe counters that background loops increment and any thread may read."""
+"""Counters and histograms that background loops update and any thread may read."""
 
+import bisect
 import threading
 
 
@@ -29,3 +30,45 @@ class Counters:
 
     def __repr__(self):
         return f"Counters({self.snapshot()!r})"
+
+
+#: Bucket upper bounds (seconds) for backplane latencies: 0.5 ms to 10 s.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0)
+
+
+class Histogram:
+    """A fixed-bucket histogram cheap enough for the listener's per-message path.
+
+    ``observe`` is a ``bisect`` and two additions, with no lock: it is called from one event
+    loop, and a scrape from another thread at worst sees one observation half recorded
+    (``count`` and ``sum`` may disagree by one value for one scrape), which Prometheus
+    tolerates. Exposed by :mod:`notifier.metrics` as a Prometheus histogram.
+    """
+
+    def __init__(self, buckets=LATENCY_BUCKETS):
+        if list(buckets) != sorted(set(buckets)) or not buckets:
+            raise ValueError(f"buckets must be strictly increasing, got {buckets!r}")
+        self.buckets = tuple(buckets)
+        # One count per bucket, plus the +Inf bucket at the end (not cumulative).
+        self._counts = [0] * (len(self.buckets) + 1)
+        self.count = 0
+        self.sum = 0.0
+
+    def observe(self, value):
+        """Record one value (negative values, e.g. from clock skew, count as 0)."""
+        if value < 0:
+            value = 0.0
+        self._counts[bisect.bisect_left(self.buckets, value)] += 1
+        self.count += 1
+        self.sum += value
+
+    def cumulative(self):
+        """``[(upper bound, cumulative count), ..., ("+Inf", count)]`` for exposition."""
+        counts = list(self._counts)
+        total = 0
+        result = []
+        for bound, count in zip((*self.buckets, float("inf")), counts, strict=True):
+            total += count
+            result.append((bound, total))
+        return result

@@ -70,6 +70,8 @@ class ListenerCommandTests(SimpleTestCase):
                                      env=redis_env(SHARED_URL))
         self.assertEqual(code, 0, output)
         self.assertIn("ok: subscribed to 'unused-channel' at redis://127.0.0.1:6379/0", output)
+        # The same proof as /readyz: a probe made a round trip through Redis.
+        self.assertRegex(output, r"; probe round trip [0-9]+\.[0-9] ms")
 
 
 class ListenerCommandFailureTests(SimpleTestCase):

@@ -4,18 +4,25 @@ The PUBLISH is fire-and-forget: the payload joins a bounded queue that one owned
 drains (see :mod:`notifier.outbound`), so a publisher never waits on Redis, even while it is
 down. Other replicas' listeners turn the message back into a local group send; this
 process's own listener drops it as a self-echo (its consumers already have it).
+
+Each payload carries a publish timestamp (``"ts"``, see :mod:`notifier.lag`) unless
+``publish_timestamps=False``. The listener this backend builds probes its subscription
+(:mod:`notifier.probe`) and resyncs the local consumers after each (re)subscription and on a
+peer's request (:mod:`notifier.resync`).
 """
 
 import asyncio
+import json
 import logging
 import threading
+import time
 
 import redis
 from channels.layers import DEFAULT_CHANNEL_LAYER
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from .. import wire
+from .. import lag, wire
 from ..conf import DEFAULT_CHANNEL, mask_url
 from ..exceptions import BackplaneUnavailable
 from ..outbound import AsyncSender, ThreadSender
@@ -30,10 +37,13 @@ class RedisNotifier(BaseNotifier):
     ``url``: a redis://, rediss:// or unix:// URL. ``channel``: the global channel.
     ``capacity``: notifications waiting to be sent; when full the oldest is dropped and
     counted. ``connect_timeout``/``socket_timeout``: seconds, for the sender and the listener.
+    ``publish_timestamps``: add ``"ts"`` (ms) to each payload, for the lag histogram.
     """
 
     requires_url = True
-    COUNTERS = BaseNotifier.COUNTERS + ("mirrored", "mirror_failures", "mirror_dropped")
+    COUNTERS = BaseNotifier.COUNTERS + (
+        "mirrored", "mirror_failures", "mirror_dropped", "mirror_superseded", "resync_requests",
+    )
 
     def __init__(
         self,
@@ -45,8 +55,10 @@ class RedisNotifier(BaseNotifier):
         channel_layer=DEFAULT_CHANNEL_LAYER,
         connect_timeout=2.0,
         socket_timeout=2.0,
+        publish_timestamps=True,
     ):
         super().__init__(instance_id=instance_id, channel_layer=channel_layer)
+        self.publish_timestamps = publish_timestamps
         self.url = url
         self.channel = channel
         self.capacity = capacity
@@ -77,7 +89,13 @@ class RedisNotifier(BaseNotifier):
             "counters": self.counters,
             "connect_timeout": self.connect_timeout,
             "socket_timeout": self.socket_timeout,
+            "resync_request": self.resync_request(),
         }
+
+    def resync_request(self, reason="lost"):
+        """The payload that asks our other replicas to resync (see :mod:`notifier.resync`)."""
+        return json.dumps({"resync": True, "instance_id": str(self.instance_id),
+                           "reason": reason}).encode()
 
     async def astart(self):
         """Bind to the running loop and start the sender task there (see the base class)."""
@@ -112,6 +130,10 @@ class RedisNotifier(BaseNotifier):
             self.counters.incr("mirror_failures")
             logger.debug("cannot encode %r for the backplane: %s", event, exc)
             return False
+        if self.publish_timestamps:
+            payload = lag.stamp(payload, time.time_ns() // 1_000_000)
+        # Keyed by conversation: while Redis fails, a newer bump replaces an older one.
+        item = ((event.tenant_id, event.conversation_id), payload)
         try:
             current = asyncio.get_running_loop()
         except RuntimeError:
@@ -119,14 +141,14 @@ class RedisNotifier(BaseNotifier):
         sender = self._async_sender
         if sender is not None and sender.running:
             if sender.loop is current:
-                return sender.put_nowait(payload)
+                return sender.put_nowait(item)
             if sender.loop.is_running():
                 try:
-                    sender.loop.call_soon_threadsafe(sender.put_nowait, payload)
+                    sender.loop.call_soon_threadsafe(sender.put_nowait, item)
                     return False
                 except RuntimeError:  # the loop closed meanwhile
                     pass
-        self._get_thread_sender().put_nowait(payload)
+        self._get_thread_sender().put_nowait(item)
         return False
 
     async def _relieve(self):
@@ -148,12 +170,19 @@ class RedisNotifier(BaseNotifier):
         sender = self._thread_sender
         return True if sender is None else sender.flush(timeout)
 
-    def listener(self, *, observer=None, deliver=None, **kwargs):
+    def listener(self, *, observer=None, deliver=None, probe=True, resync=True, **kwargs):
         """Return a listener on this notifier's channel that drops this instance's echoes and
-        delivers through :meth:`local_send` (or ``deliver``)."""
-        from ..listener import Listener
+        delivers through :meth:`local_send` (or ``deliver``).
 
-        return Listener(
+        ``probe``: give it a :class:`~notifier.probe.Probe` (True), a dict of Probe options,
+        or none (False). ``resync``: give it a :class:`~notifier.resync.Resyncer` on this
+        notifier's channel layer (True), a dict of Resyncer options, or none (False).
+        """
+        from ..listener import Listener
+        from ..probe import Probe, probe_channel
+        from ..resync import Resyncer
+
+        listener = Listener(
             self.url,
             channel=self.channel,
             instance_id=self.instance_id,
@@ -162,6 +191,15 @@ class RedisNotifier(BaseNotifier):
             connect_timeout=self.connect_timeout,
             **kwargs,
         )
+        if resync:
+            options = resync if isinstance(resync, dict) else {}
+            listener.resyncer = Resyncer(lambda: self.channel_layer, **options)
+        if probe:
+            options = {"connect_timeout": self.connect_timeout,
+                       **(probe if isinstance(probe, dict) else {})}
+            listener.probe = Probe(self.url, probe_channel(self.channel, self.instance_id),
+                                   on_answer=lambda receivers: listener.wake(), **options)
+        return listener
 
     def verify(self, timeout=2.0):
         """PING Redis; raise :class:`BackplaneUnavailable` (URL masked) within ``timeout`` s.

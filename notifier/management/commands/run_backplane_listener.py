@@ -26,7 +26,8 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument(
             "--check", action="store_true",
-            help="Connect and subscribe once, then exit: 0 when it worked, 1 with the reason.",
+            help="Connect and subscribe once and make one probe round trip through Redis "
+            "(as /readyz does), then exit: 0 when it worked, 1 with the reason.",
         )
         parser.add_argument(
             "--instance-id", type=_uuid, metavar="UUID",
@@ -58,12 +59,14 @@ class Command(BaseCommand):
             ) from exc
         try:
             service.verify()
-            if options["check"]:
-                service.check()
+            round_trip = service.check() if options["check"] else None
         except ImproperlyConfigured as exc:
             raise CommandError(str(exc)) from exc
         if options["check"]:
             listener = service.listener
-            self.stdout.write(f"ok: subscribed to {listener.channel!r} at {mask_url(listener.url)}")
+            probe = "" if round_trip is None else f"; probe round trip {round_trip * 1000:.1f} ms"
+            self.stdout.write(
+                f"ok: subscribed to {listener.channel!r} at {mask_url(listener.url)}{probe}"
+            )
             return
         service.run()
