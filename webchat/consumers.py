@@ -46,6 +46,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from notifier.events import group_name
 
 from .limits import StreamLimits, socket_slots, stream_limits
+from .metrics import stream_stats
 from .models import Conversation
 from .tokens import TokenError, read_token
 from .transcript import activities_since
@@ -243,6 +244,19 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._drain())
 
+    async def webchat_resync(self, event):
+        """Called for each ``webchat.resync`` sent to the group: the backplane may have missed
+        notifications (its listener reconnected), so read once from the cursor."""
+        if self._closing or self.conversation_id is None:
+            return
+        stream_stats.resyncs += 1
+        # Nothing announced a watermark: claim one above the cursor, so the reader (this one
+        # or the one in flight) reads once more; the cursor still decides what is sent.
+        self.wanted = max(self.wanted, self.cursor + 1)
+        self._dirty = True
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.create_task(self._drain())
+
     async def _drain(self, first=False):
         """Read from the cursor and send, until no bump above the cursor is pending.
 
@@ -262,10 +276,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 )
                 if self._closing:
                     return
+                if first:
+                    first = False
+                    stream_stats.replayed(len(activities))
                 # A full page may hide more than was announced: read on.
                 more = len(activities) == limit
                 if activities:
                     await self.send(text_data=activity_set(activities, newest))
+                    stream_stats.sent(len(activities))
                     self._touch()
                     self.cursor = newest
                     self.wanted = max(self.wanted, newest)

@@ -94,6 +94,10 @@ class SocketSlots:
     def conversation_count(self, tenant_id: str, conversation_id: str) -> int:
         return self._conversations.get((tenant_id, conversation_id), 0)
 
+    def tenant_counts(self) -> dict:
+        """A copy of the open sockets by tenant (read by the metrics at scrape time)."""
+        return dict(self._tenants)
+
 
 #: The process's counters: the limits are per replica.
 socket_slots = SocketSlots()
