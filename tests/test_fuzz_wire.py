@@ -21,6 +21,7 @@ delivered events reach the channel layer, and a valid message afterwards is stil
 import asyncio
 import threading
 import time
+import unittest
 import uuid
 
 from django.test import SimpleTestCase
@@ -33,6 +34,7 @@ from notifier.backends.redis import RedisNotifier
 from notifier.events import NotifyEvent, group_name, watermark_message
 from notifier.layers import LocalChannelLayer
 from notifier.listener import CONNECTED, ListenerObserver
+from notifier.resync import control_channel
 from tests.support.redis_server import RedisServer, requires_redis_server, unique_channel
 from tests.support.wire_fuzz import (
     DELIVER,
@@ -105,6 +107,13 @@ def corner_payloads(instance_id):
         ),
         ("10,000 repeated ignored keys", message(b',"k":1' * 10_000), DELIVER),
         ("1 MiB of leading whitespace", b" " * 2**20 + message(), DELIVER),
+        # Our publishers append a "ts" (ms) that listeners read back for the lag histogram.
+        ("ts 0", message(b',"ts":0'), DELIVER),
+        ("ts of 16 digits", message(b',"ts":' + b"9" * 16), DELIVER),
+        ("ts of 17 digits", message(b',"ts":' + b"9" * 17), DELIVER),
+        ("ts negative", message(b',"ts":-5'), DELIVER),
+        ("ts a string", message(b',"ts":"1700000000000"'), DELIVER),
+        ("ts nested", message(b',"ts":{"ts":1}'), DELIVER),
         ("1 MiB of NUL bytes", b"\x00" * 2**20, wire.MALFORMED),
         ("1 MiB of 0xFF bytes", b"\xff" * 2**20, wire.MALFORMED),
     ]
@@ -337,16 +346,24 @@ class ListenerFuzzTests(SimpleTestCase):
 
     def assertValidMessageStillDelivered(self):
         event = NotifyEvent("tenant-after-fuzz", "conversation-after-fuzz", 12345)
+        group = group_name(event.tenant_id, event.conversation_id)
 
         async def join():
             name = await self.layer.new_channel()
-            await self.layer.group_add(group_name(event.tenant_id, event.conversation_id), name)
+            await self.layer.group_add(group, name)
             return name
+
+        async def receive(name):
+            # Peers' resync requests also reach the group: {"type": "webchat.resync"}.
+            while True:
+                message = await self.layer.receive(name)
+                if message["type"] != "webchat.resync":
+                    await self.layer.group_discard(group, name)
+                    return message
 
         name = self.loop.run(join())
         self.publish([(wire.encode(event, uuid.uuid4()), DELIVER, event)])
-        received = self.loop.run(self.layer.receive(name))
-        self.assertEqual(received, watermark_message(event))
+        self.assertEqual(self.loop.run(receive(name)), watermark_message(event))
 
     def test_generated_payloads_published_raw(self):
         batches = []
@@ -395,3 +412,46 @@ class ListenerFuzzTests(SimpleTestCase):
         self.assertAlive()
         self.assertValidMessageStillDelivered()
         self.assertAlive()
+
+    def publish_control(self, payloads):
+        """PUBLISH ``payloads`` raw on the control channel (where replicas ask each other to
+        resync), then one valid message on the global channel: Redis delivers in order on
+        the listener's one connection, so once that message is in, every control message
+        before it has been handled."""
+        control = control_channel(self.channel)
+        pipe = self.publisher.pipeline(transaction=False)
+        for raw in payloads:
+            pipe.publish(control, raw)
+        self.assertEqual(pipe.execute(), [1] * len(payloads))
+        self.assertValidMessageStillDelivered()
+
+    def test_generated_payloads_on_the_control_channel(self):
+        count = []
+
+        @fuzz(40)
+        @given(
+            drawn=st.lists(st.tuples(shapes, SEEDS), min_size=4, max_size=4),
+            raws=st.lists(st.binary(max_size=200), min_size=5, max_size=5),
+        )
+        def check(drawn, raws):
+            payloads = [render(shape, seed).raw for shape, seed in drawn] + raws
+            payloads += [b'{"instance_id": "%s"}' % str(SELF_ID).encode(), b'{"instance_id": 1}']
+            count.append(len(payloads))
+            self.publish_control(payloads)
+
+        check()
+        self.assertGreaterEqual(sum(count), 40 * 11)
+        self.assertAlive()
+
+    # A notifier bug, reported with this test rather than fixed here (notifier/listener.py
+    # belongs to another engineer): Listener._control() catches ValueError, TypeError and
+    # KeyError around json.loads(), but deeply nested JSON raises RecursionError. It escapes
+    # the session loop, which counts an error, drops the connection and reconnects 0.5 s
+    # later (resyncing every local consumer). Anyone who can PUBLISH can repeat that twice a
+    # second. Fix: catch RecursionError there too (as notifier.wire.decode does).
+    @unittest.expectedFailure
+    def test_deeply_nested_json_on_the_control_channel(self):
+        deep = b"[" * 100_000 + b"]" * 100_000
+        with self.assertNoLogs("notifier.listener", "ERROR"):
+            self.publish_control([deep, b'{"instance_id":' + deep + b"}"])
+            self.assertAlive()
