@@ -17,4 +17,8 @@ class WebchatConfig(AppConfig):
         # Direct Line (issue 3): a bad bot path or size limit fails at `check`, not mid-request.
         checks.register(check_bot_setting)
         checks.register(check_directline_limits)
+        # Issue 5: who may read /metrics.
+        from .metrics_access import check_metrics_settings
+
+        checks.register(check_metrics_settings)
         webchat_checks.refuse_unsafe_production()

@@ -15,8 +15,10 @@ django_asgi_app = get_asgi_application()
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
 from notifier.asgi import with_backplane  # noqa: E402
+from webchat.ops import OpsEndpoints  # noqa: E402
 from webchat.routing import websocket_application  # noqa: E402
 
+# OpsEndpoints answers /healthz, /readyz and /metrics before Django (see webchat/ops.py).
 application = with_backplane(
-    ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+    OpsEndpoints(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application}))
 )

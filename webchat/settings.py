@@ -50,6 +50,8 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First, so it sees every response's final status (webchat/http_metrics.py).
+    "webchat.http_metrics.request_metrics",
     "django.middleware.security.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -160,6 +162,14 @@ if os.environ.get("WEBCHAT_NOTIFIER_INSTANCE_ID"):
 # frame either way; default 300) can be tuned per deployment.
 if os.environ.get("WEBCHAT_STREAM_IDLE_TIMEOUT"):
     WEBCHAT_STREAM = {"IDLE_TIMEOUT": float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])}
+
+# Who may read /metrics (webchat/metrics_access.py): by default everyone with DEBUG on and
+# loopback only with DEBUG off; a bearer token and/or client networks open it up.
+WEBCHAT_METRICS = {
+    "ENABLED": env_bool("WEBCHAT_METRICS_ENABLED", True),
+    "ALLOWED_IPS": env_list("WEBCHAT_METRICS_ALLOWED_IPS") or None,
+    "TOKEN": os.environ.get("WEBCHAT_METRICS_TOKEN") or None,
+}
 
 # The demo page links to the same conversation on these replicas (scripts/cluster sets it).
 WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")
