@@ -38,10 +38,11 @@ import re
 from enum import IntEnum
 from urllib.parse import parse_qs
 
+from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
-from channels.db import database_sync_to_async
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
+from django.db import DEFAULT_DB_ALIAS, connections
 
 from notifier.events import group_name
 
@@ -85,6 +86,35 @@ def activity_set(activities: list, watermark: int) -> str:
     return json.dumps(
         {"activities": activities, "watermark": str(watermark)}, separators=(",", ":")
     )
+
+
+def _on_kept_connection(function, *args):
+    """Run ``function(*args)`` on this thread's database connection, keeping it open.
+
+    Channels' ``database_sync_to_async`` closes the connection around every call, and with
+    ``CONN_MAX_AGE = 0`` (what ASGI needs for request threads) each stream read then opened
+    and closed one: more work than the read, and on SQLite the last close of a file also
+    checkpoints its WAL. Stream reads all run on one thread (see :func:`stream_db`), so one
+    connection per process serves them. A connection that failed and no longer answers is
+    closed, so the next read opens a fresh one.
+    """
+    try:
+        return function(*args)
+    finally:
+        connection = connections[DEFAULT_DB_ALIAS]
+        if (
+            connection.connection is not None
+            and connection.errors_occurred
+            and not connection.in_atomic_block
+            and not connection.is_usable()
+        ):
+            connection.close()
+
+
+async def stream_db(function, *args):
+    """Await ``function(*args)`` on the process's stream database thread (thread-sensitive:
+    outside a request, one thread per process; in tests, the test's own thread)."""
+    return await sync_to_async(_on_kept_connection, thread_sensitive=True)(function, *args)
 
 
 def _conversation_state(conversation_id: str):
@@ -132,7 +162,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
         Channels' own dispatch runs ``close_old_connections`` in a worker thread before every
         handler: a thread hop per ping and per watermark bump. This consumer touches the
-        database only through ``database_sync_to_async``, which cleans up around each call.
+        database only through :func:`stream_db`, which looks after its connection.
         """
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
@@ -165,7 +195,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return await self._refuse(CloseCode.BAD_WATERMARK, "watermark not valid")
 
         try:
-            state = await database_sync_to_async(_conversation_state)(conversation_id)
+            state = await stream_db(_conversation_state, conversation_id)
         except Exception:
             logger.exception("Stream could not read the conversation; refusing with 4500")
             return await self._refuse(CloseCode.SERVER_ERROR, "server error, reconnect")
@@ -271,8 +301,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             while not self._closing and (more or (self._dirty and self.wanted > self.cursor)):
                 self._dirty = False
                 self.reads += 1
-                activities, newest = await database_sync_to_async(activities_since)(
-                    self.conversation_id, self.cursor, limit
+                activities, newest = await stream_db(
+                    activities_since, self.conversation_id, self.cursor, limit
                 )
                 if self._closing:
                     return

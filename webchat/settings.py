@@ -94,6 +94,18 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 20, "transaction_mode": "IMMEDIATE", "init_command": "PRAGMA journal_mode=WAL;"}
     )
     DATABASES["default"]["TEST"] = {"NAME": os.environ.get("SQLITE_TEST_NAME") or None}
+    # SQLITE_SYNCHRONOUS=NORMAL: in WAL mode a commit skips its fsync (still safe from
+    # corruption; the newest commits may be lost if the machine, not the process, crashes).
+    # Unset: SQLite's default, FULL. bench/load.py measures both.
+    if os.environ.get("SQLITE_SYNCHRONOUS"):
+        _synchronous = os.environ["SQLITE_SYNCHRONOUS"].strip().upper()
+        if _synchronous not in {"OFF", "NORMAL", "FULL", "EXTRA"}:
+            from django.core.exceptions import ImproperlyConfigured
+
+            raise ImproperlyConfigured(
+                f"SQLITE_SYNCHRONOUS={_synchronous!r}: use OFF, NORMAL, FULL or EXTRA."
+            )
+        DATABASES["default"]["OPTIONS"]["init_command"] += f"PRAGMA synchronous={_synchronous};"
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
