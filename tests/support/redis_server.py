@@ -14,6 +14,7 @@ Private server (tests that stop, restart or kill Redis)::
     server = RedisServer.start_for(self)   # free port, stopped by pid in cleanup
     server.url                              # redis://127.0.0.1:<port>/0
     server.stop(); server.start()           # restart on the same port
+    server.kill(); server.start()           # SIGKILL, then restart empty
     server.client().execute_command("CLIENT", "KILL", "TYPE", "pubsub")
 
 ``closed_port_url()`` gives a URL where nothing listens (for strict-startup failures).
@@ -131,6 +132,13 @@ class RedisServer:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+
+    def kill(self, timeout=10.0):
+        """SIGKILL the server by its pid (a crash: nothing saved, clients cut) and wait."""
+        process, self.process = self.process, None
+        if process is not None:
+            process.kill()
+            process.wait(timeout)
 
     def cleanup(self):
         self.stop()

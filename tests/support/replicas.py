@@ -97,6 +97,12 @@ class Replica:
         except OSError:
             return "(no log)"
 
+    def kill(self, timeout=10):
+        """SIGKILL by pid (a crash: no shutdown hook runs) and wait for the exit."""
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(timeout)
+
     def stop(self, timeout=10):
         """SIGTERM, then SIGKILL after ``timeout`` seconds; by pid, this process only."""
         if self.process.poll() is None:
