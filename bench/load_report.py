@@ -1,0 +1,297 @@
+"""The table, the targets and the docs section of ``bench/load.py``."""
+
+import math
+
+from bench.load_support import machine_description, plot_latencies, summary_ms, write_section
+
+P99_TARGET_MS = 25
+
+
+def merge_latencies(reports):
+    """Merge the client processes' dumps: ``{phase: {"same", "other", "last_frame_ns"}}``."""
+    merged = {}
+    for report in reports:
+        for phase, data in report.items():
+            into = merged.setdefault(
+                phase, {"same": [], "other": [], "stored": [], "last_frame_ns": None}
+            )
+            into["stored"].extend(data.get("stored", []))
+            into["same"].extend(data["same"])
+            into["other"].extend(data["other"])
+            last = data["last_frame_ns"]
+            if last is not None:
+                into["last_frame_ns"] = max(into["last_frame_ns"] or 0, last)
+    return merged
+
+
+def phase_numbers(result, phase_key, tag):
+    """Latency and cost numbers of one posted phase of one design's result."""
+    posted = result.get(phase_key)
+    if not posted:
+        return {}
+    lat = result["latencies"].get(
+        tag, {"same": [], "other": [], "stored": [], "last_frame_ns": None}
+    )
+    every = summary_ms(lat["same"] + lat["other"])
+    stored = summary_ms(lat["stored"])
+    ok = posted["ok"]
+    redis_calls = posted["redis"]
+    out = {
+        "rate": posted["rate"],
+        "ok": ok,
+        "statuses": posted["statuses"],
+        "behind_ms": posted["behind_ms"],
+        "http_p50": posted["http_ms"]["p50"],
+        "http_p99": posted["http_ms"]["p99"],
+        "p50": every["p50"],
+        "p99": every["p99"],
+        "max": every["max"],
+        "stored_p50": stored["p50"],
+        "stored_p99": stored["p99"],
+        "p99_same": summary_ms(lat["same"])["p99"],
+        "p99_other": summary_ms(lat["other"])["p99"],
+        "frames": posted["received"],
+        "expected": posted["expected_frames"],
+        "redis_per_activity": sum(redis_calls.values()) / max(1, ok),
+        "publish_per_activity": redis_calls.get("publish", 0) / max(1, ok),
+        "redis_commands": redis_calls,
+        "usage": posted["usage"],
+    }
+    last, first = lat["last_frame_ns"], posted["first_ns"]
+    if last and first and posted["received"] >= posted["expected_frames"]:
+        out["delivered_rate"] = ok / ((last - first) / 1e9)
+    else:
+        out["delivered_rate"] = float("nan")
+    return out
+
+
+def numbers(result):
+    connect = result["connect"]
+    out = {
+        "design": result["design"],
+        "connected": connect["connected"],
+        "sockets": connect["sockets"],
+        "connect_errors": connect["errors"],
+        "connect_seconds": connect["seconds"],
+        "redis_per_connect": connect["redis_per_connect"],
+        "connect_redis": connect["redis"],
+        "redis_background": result.get("redis_background", {}),
+        "paced": phase_numbers(result, "paced", "m"),
+        "burst": phase_numbers(result, "burst", "b"),
+        "crowded": phase_numbers(result, "crowded", "c"),
+    }
+    idle = result.get("idle")
+    if idle:
+        out["idle"] = {
+            "sockets_on_replica0": connect["connected"] // 2 + idle["connected"],
+            "connected": idle["connected"],
+            "errors": idle["errors"],
+            "seconds": idle["seconds"],
+            "redis_per_connect": idle["redis_per_connect"],
+            "rss_before_mb": idle["rss_before_mb"],
+            "rss_after_mb": idle["rss_after_mb"],
+            "kb_per_socket": 1024 * (idle["rss_after_mb"] - idle["rss_before_mb"])
+            / max(1, idle["connected"]),
+            "open_at_end": result.get("open_at_end"),
+        }
+    return out
+
+
+def print_design(result):
+    n = numbers(result)
+    paced = n["paced"]
+    print(
+        f"  {n['design']}: {n['connected']}/{n['sockets']} sockets, "
+        f"{n['redis_per_connect']:.2f} Redis cmds/connect; paced {paced['rate']:.0f}/s "
+        f"p50 {paced['p50']:.1f} p99 {paced['p99']:.1f} max {paced['max']:.1f} ms, "
+        f"frames {paced['frames']}/{paced['expected']}, "
+        f"{paced['redis_per_activity']:.2f} cmds/activity; burst "
+        f"{n['burst']['delivered_rate']:.0f} activities/s delivered",
+        flush=True,
+    )
+
+
+def _fmt(value, digits=1):
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    if isinstance(value, float):
+        return f"{value:,.{digits}f}"
+    return f"{value:,}"
+
+
+# (label, getter, digits, compare: True when a ratio is meaningful)
+ROWS = [
+    ("sockets open (both replicas)", lambda n: n["connected"], 0, False),
+    ("Redis commands per connect", lambda n: n["redis_per_connect"], 2, False),
+    ("Redis background commands/s, nothing happening",
+     lambda n: sum(n["redis_background"].values()), 1, False),
+    ("connect time for all sockets (s)", lambda n: n["connect_seconds"], 1, True),
+    ("paced: activities/s achieved", lambda n: n["paced"]["rate"], 1, True),
+    ("paced: POST→frame p50 (ms)", lambda n: n["paced"]["p50"], 1, True),
+    ("paced: POST→frame p99 (ms)", lambda n: n["paced"]["p99"], 1, True),
+    ("paced: POST→frame max (ms)", lambda n: n["paced"]["max"], 1, True),
+    ("paced: stored→frame p50 / p99 (ms; fan-out path only)",
+     lambda n: f"{_fmt(n['paced']['stored_p50'])} / {_fmt(n['paced']['stored_p99'])}", 1, False),
+    ("paced: p99 same replica / other replica (ms)",
+     lambda n: f"{_fmt(n['paced']['p99_same'])} / {_fmt(n['paced']['p99_other'])}", 1, False),
+    ("paced: frames received / expected",
+     lambda n: f"{n['paced']['frames']:,} / {n['paced']['expected']:,}", 0, False),
+    ("paced: POST answer p50 / p99 (ms)",
+     lambda n: f"{_fmt(n['paced']['http_p50'])} / {_fmt(n['paced']['http_p99'])}", 1, False),
+    ("paced: Redis commands per activity", lambda n: n["paced"]["redis_per_activity"], 2, True),
+    ("paced: PUBLISH per activity", lambda n: n["paced"]["publish_per_activity"], 2, False),
+    ("paced: CPU replica 0 / 1 (% of a core)",
+     lambda n: "{:.0f} / {:.0f}".format(n["paced"]["usage"]["replica0"]["cpu"],
+                                        n["paced"]["usage"]["replica1"]["cpu"]), 0, False),
+    ("paced: CPU redis / poster / clients (%)",
+     lambda n: "{:.0f} / {:.0f} / {:.0f}".format(
+         n["paced"]["usage"]["redis"]["cpu"], n["paced"]["usage"]["poster"]["cpu"],
+         sum(v["cpu"] for k, v in n["paced"]["usage"].items() if k.startswith("clients"))),
+     0, False),
+    ("paced: CPU of other people's processes (% of a core)",
+     lambda n: n["paced"]["usage"]["others"]["cpu"], 0, False),
+    ("paced: machine busy, all processes (% of all cores)",
+     lambda n: n["paced"]["usage"]["machine"]["cpu"], 0, False),
+    ("paced: peak RSS replica 0 / 1 (MB)",
+     lambda n: "{:.0f} / {:.0f}".format(n["paced"]["usage"]["replica0"]["rss_mb"],
+                                        n["paced"]["usage"]["replica1"]["rss_mb"]), 0, False),
+    ("burst: activities/s posted", lambda n: n["burst"]["rate"], 0, True),
+    ("burst: activities/s delivered to every socket",
+     lambda n: n["burst"]["delivered_rate"], 0, True),
+    ("burst: POST→frame p99 (ms)", lambda n: n["burst"]["p99"], 1, True),
+    ("burst: stored→frame p99 (ms)", lambda n: n["burst"]["stored_p99"], 1, True),
+    ("burst: CPU replica 0 / 1 (%)",
+     lambda n: "{:.0f} / {:.0f}".format(n["burst"]["usage"]["replica0"]["cpu"],
+                                        n["burst"]["usage"]["replica1"]["cpu"]), 0, False),
+    ("idle: sockets on replica 0", lambda n: n.get("idle", {}).get("sockets_on_replica0"), 0,
+     False),
+    ("idle: Redis commands per connect", lambda n: n.get("idle", {}).get("redis_per_connect"),
+     2, False),
+    ("idle: replica 0 RSS before → after (MB)",
+     lambda n: "{:.0f} → {:.0f}".format(n["idle"]["rss_before_mb"], n["idle"]["rss_after_mb"])
+     if n.get("idle") else None, 0, False),
+    ("idle: RSS per socket (KB)", lambda n: n.get("idle", {}).get("kb_per_socket"), 1, True),
+    ("crowded: POST→frame p99 (ms)", lambda n: n.get("crowded", {}).get("p99"), 1, True),
+]  # fmt: skip
+
+
+class Report:
+    def __init__(self, args, results, command):
+        self.args = args
+        self.results = results
+        self.command = command
+        self.per_design = [numbers(r) for r in results]
+
+    def numbers(self):
+        return {"command": self.command, "machine": machine_description(),
+                "designs": self.per_design}  # fmt: skip
+
+    def table(self):
+        designs = [n["design"] for n in self.per_design]
+        base = self.per_design[0]
+        others = self.per_design[1:]
+        head = ["", *designs, *(f"{n['design']} / {base['design']}" for n in others)]
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for label, get, digits, compare in ROWS:
+            cells = [label]
+            values = []
+            for n in self.per_design:
+                try:
+                    value = get(n)
+                except (KeyError, TypeError):
+                    value = None
+                values.append(value)
+                cells.append(value if isinstance(value, str) else _fmt(value, digits))
+            for value in values[1:]:
+                if compare and isinstance(value, int | float) and values[0]:
+                    cells.append(f"{value / values[0]:.2f}×")
+                else:
+                    cells.append("")
+            lines.append("| " + " | ".join(cells) + " |")
+        return "\n".join(lines)
+
+    def targets(self):
+        n = next((n for n in self.per_design if n["design"] == "backplane"), None)
+        if n is None:
+            return []
+        a = self.args
+        paced = n["paced"]
+        idle = n.get("idle", {})
+        lossless = paced["frames"] >= paced["expected"]
+        out = [
+            (f"{a.sockets:,} sockets per replica, p99 POST→frame ≤ {P99_TARGET_MS} ms at "
+             f"{a.rate:g} activities/s", paced["p99"] <= P99_TARGET_MS and lossless
+             and paced["rate"] >= 0.97 * a.rate and n["connected"] == 2 * a.sockets,
+             f"p99 {paced['p99']:.1f} ms at {paced['rate']:.0f}/s, "
+             f"{n['connected']:,} sockets, frames {paced['frames']:,}/{paced['expected']:,}"),
+            (f"{a.idle:,} idle sockets on one replica",
+             idle.get("sockets_on_replica0", 0) >= a.idle
+             and (idle.get("open_at_end") or 0) >= a.idle + a.sockets,
+             f"{idle.get('sockets_on_replica0', 0):,} open, "
+             f"{idle.get('kb_per_socket', float('nan')):.1f} KB RSS each"),
+            ("0 Redis commands per connect", n["redis_per_connect"] == 0
+             and idle.get("redis_per_connect", 0) == 0,
+             f"{n['redis_per_connect']:.2f} (load), {idle.get('redis_per_connect', 0):.2f} (idle)"),
+            ("≤ 1 PUBLISH per activity", paced["publish_per_activity"] <= 1.0,
+             f"{paced['publish_per_activity']:.2f} PUBLISH, "
+             f"{paced['redis_per_activity']:.2f} commands in all"),
+        ]  # fmt: skip
+        rivals = [m for m in self.per_design if m["design"] != "backplane"]
+        if rivals:
+            ours = n["burst"]["delivered_rate"]
+            best = max((m["burst"]["delivered_rate"] for m in rivals), default=float("nan"))
+            out.append(("throughput ahead of both channels_redis layers",
+                        ours > best, f"{ours:.0f} vs " + ", ".join(
+                            f"{m['design']} {m['burst']['delivered_rate']:.0f}" for m in rivals)
+                        + " activities/s delivered"))  # fmt: skip
+        return out
+
+    def markdown(self, plots):
+        a = self.args
+        lines = [
+            "### Results (generated by `bench/load.py`)",
+            "",
+            f"Command: `.venv/bin/python {self.command}`",
+            "",
+            f"Machine: {machine_description()}. Clients, poster, Redis and both replicas "
+            "share these cores (their CPU is in the table).",
+            "",
+            f"Setup: {a.sockets:,} sockets per replica ({a.fanout} per conversation on each "
+            f"replica), {a.client_procs} client processes, database {a.database}, paced "
+            f"{a.rate:g} activities/s for {a.duration:g} s after {a.warmup:g} s warm-up, "
+            f"burst {a.burst:g} s with {a.connections} connections per replica, then "
+            f"{a.idle:,} sockets on replica 0 and {a.rate:g}/s for {a.duration / 2:g} s "
+            "(\"crowded\").",
+            "",
+            self.table(),
+            "",
+            "Targets (backplane design):",
+            "",
+        ]  # fmt: skip
+        for what, met, detail in self.targets():
+            lines.append(f"- {'met' if met else '**missed**'}: {what} ({detail})")
+        lines.append("")
+        for design, plot in plots:
+            lines.append(f"![POST-to-frame latency, {design}]({plot})")
+        return "\n".join(lines) + "\n"
+
+    def write(self, path):
+        plots = []
+        for result in self.results:
+            lat = result["latencies"].get("m", {"same": [], "other": []})
+            name = f"load-latency-{result['design']}.png"
+            plot_latencies(
+                path.parent / name,
+                f"{result['design']}: POST→frame, {self.args.sockets:,} sockets/replica, "
+                f"{self.args.rate:g} activities/s",
+                {"same replica": lat["same"], "other replica": lat["other"]},
+                P99_TARGET_MS,
+            )
+            plots.append((result["design"], name))
+        write_section(path, self.markdown(plots))
+
+
+def print_targets(report):
+    for what, met, detail in report.targets():
+        print(f"  {'MET   ' if met else 'MISSED'} {what}: {detail}")
+
