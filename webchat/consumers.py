@@ -38,17 +38,16 @@ import re
 from enum import IntEnum
 from urllib.parse import parse_qs
 
-from asgiref.sync import sync_to_async
 from channels.consumer import get_handler_name
 from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
-from django.db import DEFAULT_DB_ALIAS, connections
 
 from notifier.events import group_name
 
 from .limits import StreamLimits, socket_slots, stream_limits
 from .metrics import stream_stats
 from .models import Conversation
+from .stream_reads import shared_reads, stream_db
 from .tokens import TokenError, read_token
 from .transcript import activities_since
 
@@ -86,35 +85,6 @@ def activity_set(activities: list, watermark: int) -> str:
     return json.dumps(
         {"activities": activities, "watermark": str(watermark)}, separators=(",", ":")
     )
-
-
-def _on_kept_connection(function, *args):
-    """Run ``function(*args)`` on this thread's database connection, keeping it open.
-
-    Channels' ``database_sync_to_async`` closes the connection around every call, and with
-    ``CONN_MAX_AGE = 0`` (what ASGI needs for request threads) each stream read then opened
-    and closed one: more work than the read, and on SQLite the last close of a file also
-    checkpoints its WAL. Stream reads all run on one thread (see :func:`stream_db`), so one
-    connection per process serves them. A connection that failed and no longer answers is
-    closed, so the next read opens a fresh one.
-    """
-    try:
-        return function(*args)
-    finally:
-        connection = connections[DEFAULT_DB_ALIAS]
-        if (
-            connection.connection is not None
-            and connection.errors_occurred
-            and not connection.in_atomic_block
-            and not connection.is_usable()
-        ):
-            connection.close()
-
-
-async def stream_db(function, *args):
-    """Await ``function(*args)`` on the process's stream database thread (thread-sensitive:
-    outside a request, one thread per process; in tests, the test's own thread)."""
-    return await sync_to_async(_on_kept_connection, thread_sensitive=True)(function, *args)
 
 
 def _conversation_state(conversation_id: str):
@@ -162,7 +132,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
         Channels' own dispatch runs ``close_old_connections`` in a worker thread before every
         handler: a thread hop per ping and per watermark bump. This consumer touches the
-        database only through :func:`stream_db`, which looks after its connection.
+        database only through :mod:`webchat.stream_reads`, which looks after its connection.
         """
         handler = getattr(self, get_handler_name(message), None)
         if handler is None:
@@ -301,9 +271,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             while not self._closing and (more or (self._dirty and self.wanted > self.cursor)):
                 self._dirty = False
                 self.reads += 1
-                activities, newest = await stream_db(
+                # Shared with the other sockets of this conversation at the same cursor.
+                page = await shared_reads.read(
                     activities_since, self.conversation_id, self.cursor, limit
                 )
+                activities, newest = page.activities, page.newest
                 if self._closing:
                     return
                 if first:
@@ -312,7 +284,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 # A full page may hide more than was announced: read on.
                 more = len(activities) == limit
                 if activities:
-                    await self.send(text_data=activity_set(activities, newest))
+                    if page.frame is None:
+                        page.frame = activity_set(activities, newest)
+                    await self.send(text_data=page.frame)
                     stream_stats.sent(len(activities))
                     self._touch()
                     self.cursor = newest

@@ -1,0 +1,130 @@
+"""The stream's database reads: one kept connection per process, reads shared and batched.
+
+Every watermark bump makes each subscribed socket re-read its conversation from its cursor.
+Read one by one, each socket paid a thread hop and its own query, and each encoded the same
+frame again. Here (measured with ``bench/load.py``, see docs/benchmarks.md):
+
+* reads run on one thread per process that keeps its database connection
+  (:func:`stream_db`), instead of opening and closing one per read;
+* reads that wait together go to that thread in one hop, and sockets of one conversation at
+  the same cursor share one query and one encoded frame (:class:`SharedReads`).
+"""
+
+import asyncio
+from dataclasses import dataclass, field
+
+from asgiref.sync import sync_to_async
+from django.db import DEFAULT_DB_ALIAS, connections
+
+
+def _on_kept_connection(function, *args):
+    """Run ``function(*args)`` on this thread's database connection, keeping it open.
+
+    Channels' ``database_sync_to_async`` closes the connection around every call, and with
+    ``CONN_MAX_AGE = 0`` (what ASGI needs for request threads) each stream read then opened
+    and closed one: more work than the read, and on SQLite the last close of a file also
+    checkpoints its WAL. Stream reads all run on one thread (see :func:`stream_db`), so one
+    connection per process serves them. A connection that failed and no longer answers is
+    closed, so the next read opens a fresh one.
+    """
+    try:
+        return function(*args)
+    finally:
+        connection = connections[DEFAULT_DB_ALIAS]
+        if (
+            connection.connection is not None
+            and connection.errors_occurred
+            and not connection.in_atomic_block
+            and not connection.is_usable()
+        ):
+            connection.close()
+
+
+async def stream_db(function, *args):
+    """Await ``function(*args)`` on the process's stream database thread (thread-sensitive:
+    outside a request, one thread per process; in tests, the test's own thread)."""
+    return await sync_to_async(_on_kept_connection, thread_sensitive=True)(function, *args)
+
+
+@dataclass(slots=True)
+class Page:
+    """What one read returned: ``activities`` after the cursor and the ``newest`` watermark.
+    Shared by every socket that asked for the same read: never mutate it."""
+
+    activities: list
+    newest: int
+    frame: str | None = field(default=None)  # the encoded ActivitySet, once someone needs it
+
+
+def _read_all(keys):
+    """Called in the stream database thread with a batch: one outcome per key, in order (a
+    failing read gives its exception, the others still run)."""
+    outcomes = []
+    for read, *args in keys:
+        try:
+            outcomes.append(Page(*read(*args)))
+        except Exception as exc:
+            outcomes.append(exc)
+    return outcomes
+
+
+def _retrieve(future):
+    # A socket that went away leaves its outcome unread: do not log it as "never retrieved".
+    if not future.cancelled():
+        future.exception()
+
+
+class SharedReads:
+    """Batches the stream reads of one event loop.
+
+    ``await read(function, *args)`` returns ``Page(*function(*args))``, run on the stream
+    database thread. Reads asked for while no batch waits start one; a batch starts on the
+    next loop iteration and takes every read asked for until then, in one thread hop, with
+    one query per distinct ``(function, *args)``. A read never joins a batch that already
+    started: it asked after its bump arrived, so it must see rows committed before the bump.
+
+    The batch task belongs to this object and ends by itself when no read waits; a socket
+    that goes away while its read is in flight does not cancel the read for the others.
+    """
+
+    def __init__(self):
+        self._loop = None
+        self._waiting = {}
+        self._runner = None
+
+    async def read(self, function, *args) -> Page:
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new loop (tests): the old one took its tasks along
+            self._loop, self._waiting, self._runner = loop, {}, None
+        key = (function, *args)
+        future = self._waiting.get(key)
+        if future is None:
+            future = self._waiting[key] = loop.create_future()
+            future.add_done_callback(_retrieve)
+        if self._runner is None or self._runner.done():
+            self._runner = loop.create_task(self._run())
+        return await asyncio.shield(future)
+
+    async def _run(self):
+        await asyncio.sleep(0)  # let the other sockets woken by the same bump ask too
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            try:
+                outcomes = await stream_db(_read_all, list(batch))
+            except asyncio.CancelledError:
+                for future in batch.values():
+                    future.cancel()
+                raise
+            except Exception as exc:  # the hop itself failed: every read of the batch did
+                outcomes = [exc] * len(batch)
+            for future, outcome in zip(batch.values(), outcomes, strict=True):
+                if future.done():
+                    continue
+                if isinstance(outcome, Exception):
+                    future.set_exception(outcome)
+                else:
+                    future.set_result(outcome)
+
+
+#: The process's shared reads (one event loop serves the consumers).
+shared_reads = SharedReads()
