@@ -35,6 +35,7 @@ import os
 import platform
 import select
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -158,14 +159,17 @@ async def publish(args):
     if args.phase == "burst":
         await paced(send, WARM, WARM_RATE, args.groups, 0)
         await asyncio.sleep(0.5)
+        cpu = time.process_time()
         phases["burst_start"] = time.monotonic_ns()
         await burst(args.burst, WARM)
         phases["burst_end"] = time.monotonic_ns()
+        await close()  # the backplane's sender flushes what is still queued
+        phases["publisher_cpu_us"] = (time.process_time() - cpu) / args.burst * 1e6
     else:
         phases["paced_start"] = time.monotonic_ns()
         await paced(send, args.paced, args.rate, args.groups, WARM + args.burst)
         phases["paced_end"] = time.monotonic_ns()
-    await close()
+        await close()
     if args.contender == "backplane":
         phases["publisher_counters"] = notifier.stats()
     print(json.dumps(phases), flush=True)
@@ -175,11 +179,17 @@ async def publish(args):
 
 
 async def subscribe(args):
-    sent, received = [], []
+    sent, received, cpu = [], [], {}
 
     def record(watermark):
         received.append(time.monotonic_ns())
         sent.append(watermark)
+        # CPU seconds this process spent on the burst: unlike wall-clock throughput, barely
+        # moved by whatever else runs on the machine.
+        if len(received) == WARM:
+            cpu["start"] = time.process_time()
+        elif len(received) == WARM + args.burst:
+            cpu["end"] = time.process_time()
 
     async def consume(layer, channel):
         while True:
@@ -255,6 +265,8 @@ async def subscribe(args):
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if len(cpu) == 2:
+        stats["subscriber_cpu_us"] = (cpu["end"] - cpu["start"]) / args.burst * 1e6
     Path(args.out).write_text(json.dumps({"sent": sent, "received": received, "stats": stats}))
 
 
@@ -407,6 +419,8 @@ def run_scenario(args, contender, groups):
         "p99_ms": percentile(paced_latency, 0.99),
         "stats": data["stats"],
         "publisher": phases.get("publisher_counters"),
+        "subscriber_cpu_us": data["stats"].pop("subscriber_cpu_us", float("nan")),
+        "publisher_cpu_us": phases["publisher_cpu_us"],
     }
 
 
@@ -482,7 +496,9 @@ def orchestrate(args):
                     print(
                         f"round {round_number}/{args.repeat} {contender:>12} G={groups:>6}: "
                         f"{result['throughput']:>9,.0f}/s  "
-                        f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  lost "
+                        f"p50 {result['p50_ms']:.2f} ms  p99 {result['p99_ms']:.2f} ms  CPU "
+                        f"sub {result['subscriber_cpu_us']:.1f} pub "
+                        f"{result['publisher_cpu_us']:.1f} µs  lost "
                         f"{result['burst_lost']}+{result['paced_lost']}  (setup "
                         f"{result['setup_s']:.1f} s) {json.dumps(result['stats'])}",
                         flush=True,
@@ -492,6 +508,8 @@ def orchestrate(args):
                 rounds = sorted(runs[contender, groups], key=lambda r: r["throughput"])
                 median = dict(rounds[len(rounds) // 2])
                 median["rounds"] = [r["throughput"] for r in runs[contender, groups]]
+                for cost in ("subscriber_cpu_us", "publisher_cpu_us"):
+                    median[cost] = statistics.median(r[cost] for r in runs[contender, groups])
                 results.append(median)
     finally:
         redis_process.terminate()
@@ -518,8 +536,9 @@ def render(args, results, layer_rates):
     by = {(r["contender"], r["groups"]): r for r in results}
     lines = [
         "| contender | groups | notifications/s | vs raw | vs RedisChannelLayer "
-        "| p50 ms | p99 ms | lost | every round, notifications/s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| p50 ms | p99 ms | lost | CPU µs/notification: subscriber, publisher "
+        "| every round, notifications/s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |",
     ]
     for r in results:
         lines.append(
@@ -527,6 +546,7 @@ def render(args, results, layer_rates):
             f"| {ratio(r, by.get(('raw', r['groups'])), 2)} "
             f"| {ratio(r, by.get(('redis_layer', r['groups'])), 1)} "
             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['burst_lost'] + r['paced_lost']} "
+            f"| {r['subscriber_cpu_us']:.1f}, {r['publisher_cpu_us']:.1f} "
             f"| {', '.join(f'{t:,.0f}' for t in r['rounds'])} |"
         )
     text = [
