@@ -49,6 +49,30 @@ def issue_token(tenant_id, conversation_id: str, user_id: str, user_name=None) -
     return jwt.encode(claims, signing_key(), algorithm=ALGORITHM)
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _claims_well_formed(claims: dict) -> bool:
+    """Whether verified claims have the shapes ``issue_token`` writes.
+
+    Only a holder of the signing key can get here with other shapes, but PyJWT is lenient
+    (it takes ``"exp": "1700000000"``), and ``int()`` reads ``"\u0661"`` (ARABIC-INDIC ONE)
+    as tenant 1, while a tenant id past a bigint fails in the database: keep them all out.
+    """
+    tenant_id = claims["tid"]
+    name = claims.get("name")
+    return (
+        all(isinstance(claims[key], str) for key in ("tid", "conv", "user"))
+        and tenant_id.isascii()
+        and tenant_id.isdigit()
+        and len(tenant_id) <= 18
+        and (name is None or isinstance(name, str))
+        and _is_number(claims["exp"])
+        and _is_number(claims["iat"])
+    )
+
+
 def read_token(token: str) -> TokenClaims:
     """Verify ``token`` and return its claims, or raise TokenError."""
     try:
@@ -63,7 +87,7 @@ def read_token(token: str) -> TokenClaims:
         raise TokenError("TokenExpired", "The token has expired.") from exc
     except jwt.InvalidTokenError as exc:
         raise TokenError("BadArgument", "The token is not valid.") from exc
-    if not all(isinstance(claims[key], str) for key in ("tid", "conv", "user")):
+    if not _claims_well_formed(claims):
         raise TokenError("BadArgument", "The token is not valid.")
     return TokenClaims(
         tenant_id=claims["tid"],

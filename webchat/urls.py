@@ -4,7 +4,7 @@ The stream (``conversations/<id>/stream``) is a WebSocket route, in ``webchat/ro
 """
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import path, re_path
 
 from .views import activities, bot_api, conversations, fallback, tokens, uploads
 
@@ -45,7 +45,10 @@ urlpatterns = [
         bot_api.bot_activities,
         name="directline-bot-activities",
     ),
-    path(directline + "<path:rest>", fallback.unknown_endpoint, name="directline-unknown"),
+    # Any other path under the prefix, the bare prefix and paths with a newline included
+    # (<path:> is ".+", which stops at one): a Direct Line 404, not Django's HTML page.
+    re_path(r"^v3/directline(?P<rest>/[\s\S]*)?\Z", fallback.unknown_endpoint,
+            name="directline-unknown"),
 ]
 
 # The demo page (issue 4): /, /demo/token and /demo/webchat.js, served with DEBUG=1 only.

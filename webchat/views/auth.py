@@ -15,6 +15,7 @@ from .errors import DirectLineError, forbidden, not_found
 
 #: Longer values are refused unread: secrets are 43 characters, our tokens a few hundred.
 MAX_CREDENTIAL_LENGTH = 4096
+CONVERSATION_ID_MAX_LENGTH = Conversation._meta.get_field("id").max_length
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,22 @@ def require_token(caller: Caller, what: str) -> TokenClaims:
     return caller.claims
 
 
+def could_exist(conversation_id: str) -> bool:
+    """Whether a conversation could have this id: not longer than the column, no NUL, no lone
+    surrogate (databases refuse those even in a query: a 500 rather than the 404 it is)."""
+    if len(conversation_id) > CONVERSATION_ID_MAX_LENGTH or "\x00" in conversation_id:
+        return False
+    return conversation_id.isascii() or not _has_surrogate(conversation_id)
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
 def conversation_for(caller: Caller, conversation_id: str) -> Conversation:
     """Return the conversation ``conversation_id`` if the caller may use it.
 
@@ -92,6 +109,8 @@ def conversation_for(caller: Caller, conversation_id: str) -> Conversation:
     """
     if caller.claims is not None and caller.claims.conversation_id != conversation_id:
         raise forbidden("The token is for another conversation.")
+    if not could_exist(conversation_id):
+        raise not_found(f"Conversation {conversation_id[:100]!r} not found.")
     conversation = Conversation.objects.filter(pk=conversation_id).first()
     if conversation is not None and str(conversation.tenant_id) != caller.tenant_id:
         if caller.claims is not None:

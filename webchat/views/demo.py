@@ -26,6 +26,7 @@ from django.views.decorators.http import require_GET, require_POST
 from webchat.models import Conversation, Tenant
 from webchat.tokens import issue_token
 
+from .auth import could_exist
 from .tokens import new_user_id, token_body
 
 logger = logging.getLogger(__name__)
@@ -74,12 +75,17 @@ def _requested_conversation_id(request):
         return None
     if len(request.body) > MAX_TOKEN_REQUEST_BYTES:
         raise ValueError("The request body is too large.")
-    body = json.loads(request.body)
+    try:
+        body = json.loads(request.body)
+    except RecursionError:  # not a ValueError: it would escape as a 500
+        raise ValueError("The request body nests too deeply.") from None
     if not isinstance(body, dict):
         raise ValueError('Send a JSON object, e.g. {} or {"conversationId": "..."}.')
     conversation_id = body.get("conversationId")
     if conversation_id is not None and (
-        not isinstance(conversation_id, str) or not conversation_id or len(conversation_id) > 64
+        not isinstance(conversation_id, str)
+        or not conversation_id
+        or not could_exist(conversation_id)  # long, NUL, lone surrogate: 500s in the query
     ):
         raise ValueError("conversationId must be a conversation id string.")
     return conversation_id

@@ -6,7 +6,7 @@ ALL_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD")
 
 
 @directline_view(*ALL_METHODS)
-def unknown_endpoint(request, rest):
+def unknown_endpoint(request, rest=""):
     """Called for unrouted paths, e.g. a trailing slash (Direct Line URLs have none)."""
     hint = " Direct Line URLs have no trailing slash." if rest.endswith("/") else ""
     raise not_found(f"No Direct Line endpoint at {request.path[:200]!r}.{hint}")

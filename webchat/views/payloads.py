@@ -2,7 +2,10 @@
 
 Everything here raises DirectLineError for bad input, before anything is written. JSON is
 checked for what a database would refuse later (NaN, NUL characters, lone surrogates: not
-valid in PostgreSQL ``jsonb``), so bad input is a 400, never a 500 at insert time.
+valid in PostgreSQL ``jsonb``), so bad input is a 400, never a 500 at insert time. So is
+nesting deeper than ``MAX_JSON_DEPTH``: Python parses about 1,000 levels from a shallow
+stack, but storing, serving and streaming re-encode the value from deeper stacks, where a
+document a little under that limit raised RecursionError (a 500).
 """
 
 import json
@@ -15,7 +18,10 @@ from .errors import DirectLineError, bad_argument, missing_property, too_large
 #: Watermarks are sequence numbers stored in a 64-bit column.
 MAX_WATERMARK = 2**63 - 1
 _WATERMARK = re.compile(r"[0-9]{1,19}")
+_DIGITS = re.compile(r"[0-9]+")
 MAX_USER_FIELD = 256
+#: Arrays and objects nested deeper than this are refused (Adaptive Cards need a few dozen).
+MAX_JSON_DEPTH = 100
 
 
 def _short(value: str, limit: int = 40) -> str:
@@ -47,16 +53,26 @@ def check_json_content_type(request) -> None:
         )
 
 
+def _too_deep() -> DirectLineError:
+    return DirectLineError(
+        400, "BadSyntax", f"JSON must not nest arrays and objects deeper than {MAX_JSON_DEPTH}."
+    )
+
+
 def _check_storable(value) -> None:
-    """400 if ``value`` holds text a database cannot store (NUL, lone surrogates)."""
-    stack = [value]
+    """400 if ``value`` holds text a database cannot store (NUL, lone surrogates) or nests
+    deeper than MAX_JSON_DEPTH."""
+    stack = [(value, 1)]
     while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_JSON_DEPTH:
+                raise _too_deep()
+            if isinstance(item, dict):
+                stack.extend((key, depth) for key in item)
+                stack.extend((child, depth + 1) for child in item.values())
+            else:
+                stack.extend((child, depth + 1) for child in item)
         elif isinstance(item, str):
             if "\x00" in item:
                 raise bad_argument("JSON strings must not contain NUL (\\u0000) characters.")
@@ -78,7 +94,9 @@ def parse_json(raw: bytes):
         raise DirectLineError(400, "BadSyntax", "The body is not valid UTF-8.") from exc
     try:
         value = json.loads(text, parse_constant=_refuse_constant)
-    except (ValueError, RecursionError) as exc:
+    except RecursionError as exc:
+        raise _too_deep() from exc
+    except ValueError as exc:
         raise DirectLineError(400, "BadSyntax", f"The body is not valid JSON: {exc}") from exc
     _check_storable(value)
     return value
@@ -90,6 +108,11 @@ def read_json_body(request, max_bytes: int, *, required: bool):
     Called by views that take JSON. Raises 413 above ``max_bytes``, 415 for a body that
     is not declared as JSON, 400 for bad JSON or a missing required body.
     """
+    declared = request.META.get("CONTENT_LENGTH")
+    if declared and not _DIGITS.fullmatch(declared):
+        # Django's request.body would raise ValueError (a 500); servers such as daphne
+        # refuse this themselves, other front ends may pass it on.
+        raise bad_argument(f"Content-Length {_short(declared)} is not a number of bytes.")
     if _content_length(request) > max_bytes:
         raise too_large(f"The body is larger than {max_bytes} bytes.")
     try:
