@@ -143,6 +143,7 @@ class Listener:
         self.lag = Histogram()
         self._connected = asyncio.Event()
         self._wake = None
+        self._woken = False  # once per run of failures: then the backoff decides again
         self._task = None
 
     def __repr__(self):
@@ -167,8 +168,10 @@ class Listener:
 
     def wake(self):
         """Called on the loop when Redis is known to answer again (the probe got a PUBLISH
-        through): a reconnect delay in progress ends now."""
-        if self._wake is not None and self.state != CONNECTED:
+        through): a reconnect delay in progress ends now. Once per run of failures, so a
+        listener that still cannot subscribe keeps to its backoff."""
+        if self._wake is not None and self.state != CONNECTED and not self._woken:
+            self._woken = True
             self._wake.set()
 
     def start(self):
@@ -233,14 +236,15 @@ class Listener:
             await asyncio.gather(*(c.aclose() for c in companions), return_exceptions=True)
 
     async def _sleep_unless_woken(self, delay):
+        # A wake that came during the failed attempt counts too: it is not cleared first.
         wake = self._wake
-        wake.clear()
         try:
             async with asyncio.timeout(delay):
                 await wake.wait()
             logger.info("backplane listener: Redis answers again, reconnecting now")
         except TimeoutError:
             pass
+        wake.clear()
 
     async def check(self):
         """Connect and subscribe once, then disconnect; raise on failure (``--check``).
@@ -332,6 +336,8 @@ class Listener:
 
     def _subscribed(self):
         after = self.attempt
+        self._woken = False
+        self._wake.clear()
         self.counters.incr("connects")
         if self.probe is not None:
             self.probe.subscribed()
