@@ -493,3 +493,47 @@ class TokenTamperingTests(AttackTestCase):
                 response = self.send("GET", conv, HTTP_AUTHORIZATION=header)
                 self.assertRefused(response, 401, 403)
         self.assertNothingWritten()
+
+
+class RefusedBeforeAnyViewTests(AttackTestCase):
+    """What Django refuses before routing (handler400) still answers in Direct Line's shape."""
+
+    def test_hosts_outside_allowed_hosts(self):
+        for host in ("evil.example", "127.0.0.1:8000@evil.example", "\xff\xfe", "h" * 8192):
+            with self.subTest(host=host[:20]):
+                with self.assertLogs("django.security", "ERROR"):
+                    response = self.send(
+                        "POST",
+                        self.conv_path + "/activities",
+                        b'{"type": "message"}',
+                        credential=self.token,
+                        HTTP_HOST=host,
+                    )
+                error = self.assertRefused(response, 400, code="BadArgument")
+                self.assertNotIn(host[:20], error["message"])
+        self.assertNothingWritten()
+
+    def test_other_paths_keep_djangos_page(self):
+        with self.assertLogs("django.security", "ERROR"):
+            response = self.client.get("/admin/", HTTP_HOST="evil.example")
+        self.assertEqual(response.status_code, 400)
+        self.assertNotEqual(response.get("Content-Type"), "application/json")
+
+
+@override_settings(DEBUG=True)
+class DemoTokenTests(AttackTestCase):
+    """``POST /demo/token`` (DEBUG only) reads a JSON body too."""
+
+    def test_bad_bodies(self):
+        cases = {
+            "1,500 nested arrays": b"[" * 1500 + b"]" * 1500,
+            "a NUL in the id": b'{"conversationId": "a\\u0000b"}',
+            "a lone surrogate in the id": b'{"conversationId": "\\ud800"}',
+            "a 65-character id": b'{"conversationId": "' + b"a" * 65 + b'"}',
+            "invalid UTF-8": b'{"conversationId": "\xff"}',
+        }
+        for name, body in cases.items():
+            with self.subTest(name):
+                response = self.client.post("/demo/token", body, "application/json")
+                self.assertRefused(response, 400, code="BadArgument")
+        self.assertNothingWritten()

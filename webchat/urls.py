@@ -10,6 +10,9 @@ from .views import activities, bot_api, conversations, fallback, tokens, uploads
 
 directline = "v3/directline/"
 
+# What Django refuses before any view (e.g. a Host outside ALLOWED_HOSTS): a Direct Line body.
+handler400 = "webchat.views.errors.bad_request"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path(directline + "tokens/generate", tokens.generate_token, name="directline-generate"),

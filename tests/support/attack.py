@@ -12,6 +12,7 @@ the server closes it or ``timeout`` passes, for what an HTTP client library cann
 """
 
 import base64
+import contextlib
 import hashlib
 import hmac
 import json
@@ -206,15 +207,15 @@ class RawResponse:
         return json.loads(self.body)
 
 
-def raw_exchange(port: int, data: bytes, timeout: float = 10.0, shutdown=True) -> RawResponse:
-    """Send ``data`` on a new connection to 127.0.0.1:``port`` and read until it closes."""
+def raw_exchange(port: int, data: bytes, timeout: float = 10.0) -> RawResponse:
+    """Send ``data`` on a new connection to 127.0.0.1:``port`` and read until it closes.
+
+    The write side stays open (Twisted drops a request whose client half-closed), so a
+    request that never ends waits for the server or ``timeout``."""
     with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-        try:
+        # The server may refuse before reading it all: then read what it said.
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(data)
-            if shutdown:
-                sock.shutdown(socket.SHUT_WR)
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server refused before reading it all: read what it said
         chunks, timed_out = [], False
         deadline = time.monotonic() + timeout
         while True:
@@ -231,10 +232,24 @@ def raw_exchange(port: int, data: bytes, timeout: float = 10.0, shutdown=True) -
             chunks.append(chunk)
     raw = b"".join(chunks)
     head, _, body = raw.partition(b"\r\n\r\n")
+    if b"\r\ntransfer-encoding: chunked" in head.lower():
+        body = _dechunk(body)
     status = None
     if head.startswith(b"HTTP/1."):
         status = int(head.split(b" ", 2)[1])
     return RawResponse(status, head, body, timed_out)
+
+
+def _dechunk(body: bytes) -> bytes:
+    out = []
+    while body:
+        size_line, _, rest = body.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out.append(rest[:size])
+        body = rest[size + 2 :]
+    return b"".join(out)
 
 
 def request_bytes(method, path, headers=(), body=b"", host=b"127.0.0.1") -> bytes:

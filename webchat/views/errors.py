@@ -12,6 +12,7 @@ import logging
 from django.core.exceptions import RequestDataTooBig, SuspiciousOperation
 from django.http import JsonResponse
 from django.http.multipartparser import MultiPartParserError
+from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 logger = logging.getLogger(__name__)
@@ -105,3 +106,18 @@ def directline_view(*methods: str):
         return csrf_exempt(wrapper)
 
     return decorate
+
+
+def bad_request(request, exception):
+    """Django's ``handler400``: called for what Django refuses before any view runs (a Host
+    outside ALLOWED_HOSTS, a SuspiciousOperation in a middleware). Direct Line clients get
+    the error body; other paths Django's own page. Django has already logged the cause
+    (``django.security``); the message does not echo the offending input."""
+    if request.path.startswith("/v3/directline"):
+        return error_response(
+            400,
+            "BadArgument",
+            "The request was refused before it reached the service "
+            "(e.g. a Host header this service does not serve).",
+        )
+    return defaults.bad_request(request, exception)
