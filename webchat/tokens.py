@@ -9,6 +9,9 @@ from django.conf import settings
 EXPIRES_IN = 1800
 ALGORITHM = "HS256"
 ISSUER = "webchat-directline"
+#: Ours are a few hundred characters (ids and names are bounded); longer ones are refused
+#: before any decoding, on the stream as over REST.
+MAX_TOKEN_LENGTH = 4096
 
 
 class TokenError(Exception):
@@ -75,6 +78,8 @@ def _claims_well_formed(claims: dict) -> bool:
 
 def read_token(token: str) -> TokenClaims:
     """Verify ``token`` and return its claims, or raise TokenError."""
+    if len(token) > MAX_TOKEN_LENGTH:
+        raise TokenError("BadArgument", "The token is not valid.")
     try:
         claims = jwt.decode(
             token,
