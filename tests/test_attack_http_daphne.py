@@ -13,104 +13,15 @@ and the replica still serving. Its access log must hold no 5xx and no "Internal 
 The PostgreSQL class repeats what only PostgreSQL refused with a 500 (NUL in ids).
 """
 
-import re
 import socket
 import time
-import uuid
-from unittest import SkipTest
 
-import psycopg
 from django.test import SimpleTestCase
 
-from tests.support.attack import (
-    claims_for,
-    forge_claims,
-    raw_exchange,
-    request_bytes,
-    sqlite_counts,
-)
-from tests.support.replicas import postgres_unavailable, redis_unavailable, start_cluster
+from tests.support.attack import claims_for, forge_claims, request_bytes
+from tests.support.attack_replica import SIGNING_KEY, ReplicaAttackMixin
 
 API = "/v3/directline"
-_ACCESS_STATUS = re.compile(rb'" (\d{3}) \d+\s*$', re.MULTILINE)
-
-
-#: Attacks meet the production configuration (DEBUG=0: no debug pages).
-SIGNING_KEY = f"attack-suite-signing-key-{uuid.uuid4().hex}"
-PRODUCTION_ENV = {
-    "DEBUG": "0",
-    "DJANGO_SECRET_KEY": f"attack-suite-secret-key-{uuid.uuid4().hex}{uuid.uuid4().hex}",
-    "WEBCHAT_TOKEN_SIGNING_KEY": SIGNING_KEY,
-    "ALLOWED_HOSTS": "127.0.0.1,localhost",
-    "CORS_ALLOWED_ORIGINS": "https://www.example.com",
-}
-
-
-class ReplicaAttackMixin:
-    database = "sqlite"
-    extra_env = PRODUCTION_ENV
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        reason = redis_unavailable()
-        if reason is None and cls.database == "postgres":
-            reason = postgres_unavailable()
-        if reason:
-            raise SkipTest(reason)
-        cls.cluster = start_cluster(cls, replicas=1, database=cls.database, extra_env=cls.extra_env)
-        cls.replica = cls.cluster.replicas[0]
-        cls.secret = cls.cluster.create_tenant()
-        status, body = cls.cluster.http(0, "POST", f"{API}/conversations", {}, secret=cls.secret)
-        assert status == 201, body
-        cls.conversation_id, cls.token = body["conversationId"], body["token"]
-
-    def setUp(self):
-        self.before = self.counts()
-
-    def tearDown(self):
-        self.assertServing()
-        self.assertEqual(self.counts(), self.before, "something was written")
-        self.assertNoServerErrors()
-
-    def counts(self):
-        if self.database == "sqlite":
-            return sqlite_counts(self.cluster.database_url)
-        with psycopg.connect(self.cluster.database_url) as connection:
-            return {
-                table: connection.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
-                for table in ("webchat_activity", "webchat_conversation", "webchat_tenant")
-            }
-
-    def send(self, data, timeout=10.0):
-        return raw_exchange(self.replica.port, data, timeout=timeout)
-
-    def assertServing(self):
-        self.assertIsNone(self.replica.process.poll(), self.replica.log_tail())
-        status, body = self.cluster.http(
-            0, "GET", f"{API}/conversations/{self.conversation_id}", secret=self.secret
-        )
-        self.assertEqual(status, 200, body)
-
-    def assertNoServerErrors(self):
-        log = self.replica.log_path.read_bytes()
-        statuses = [int(status) for status in _ACCESS_STATUS.findall(log)]
-        self.assertTrue(statuses, "no access log lines")
-        self.assertFalse([s for s in statuses if s >= 500], self.replica.log_tail())
-        self.assertNotIn(b"Internal Server Error", log)
-
-    def assertAnswer(self, response, allowed, case="", directline=True):
-        """The status is one of ``allowed`` (None: closed without an answer); Django's
-        refusals under /v3/directline carry the Direct Line error body."""
-        self.assertIn(response.status, allowed, f"{case}: {response.head[:200]!r}")
-        refused = response.status is not None and response.status >= 400
-        # daphne's own refusals (its HTTP parser's) carry no Content-Type; Django's must be
-        # the Direct Line error body.
-        if directline and refused and b"\r\ncontent-type:" in response.head.lower():
-            self.assertIn(b"content-type: application/json", response.head.lower(), case)
-            error = response.json.get("error")
-            self.assertEqual(set(error), {"code", "message"}, case)
-            self.assertLessEqual(len(error["message"]), 400, case)
 
 
 class DaphneAttackTests(ReplicaAttackMixin, SimpleTestCase):

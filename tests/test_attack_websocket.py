@@ -12,13 +12,25 @@ sent, no slot is taken, no group joined, nothing read or written. Every abuse of
 socket: it never writes, and the slots come back (a new socket per slot still connects).
 """
 
+import asyncio
+import json
+import struct
+
+import websockets
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
 from channels.testing import WebsocketCommunicator
-from django.test import TestCase, override_settings
+from django.test import SimpleTestCase, TestCase, override_settings
 
 from notifier.events import NotifyEvent, group_name, watermark_message
-from tests.support.attack import claims_for, insider_tokens, tampered_tokens
+from tests.support.attack import (
+    claims_for,
+    insider_tokens,
+    raw_exchange,
+    request_bytes,
+    tampered_tokens,
+)
+from tests.support.attack_replica import API, RawWebSocket, ReplicaAttackMixin
 from tests.support.streams import (
     TIMEOUT,
     RecordingStreamConsumer,
@@ -342,3 +354,142 @@ class FrameTests(StreamAttackTestCase):
         self.assertEqual(([a["id"] for a in activities], watermark), ([stored["id"]], 1))
         await comm.disconnect()
         self.assertNoTraces()
+
+
+class DaphneStreamAttackTests(ReplicaAttackMixin, SimpleTestCase):
+    """The stream of a production-configured daphne replica, with real and raw clients."""
+
+    def setUp(self):
+        # A fresh conversation per test: its five slots are this test's alone.
+        self.conversation_id, self.token = self.start_conversation()
+        self.url = (
+            f"{self.replica.ws_url}{API}/conversations/{self.conversation_id}/stream"
+            f"?watermark=&t={self.token}"
+        )
+        super().setUp()
+
+    def tearDown(self):
+        super().tearDown()
+        self.assertNotIn(b"Exception inside application", self.replica.log_path.read_bytes())
+
+    async def closed_with(self, ws):
+        """The code the server closed ``ws`` with (1006 when it dropped the connection)."""
+        with self.assertRaises(websockets.ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(ws.recv(), TIMEOUT)
+        return closed.exception.rcvd.code if closed.exception.rcvd else 1006
+
+    async def assertAllFiveSlotsFree(self):
+        """Five sockets connect and stay open; a sixth is refused: no slot leaked."""
+        sockets = [await websockets.connect(self.url, open_timeout=TIMEOUT) for _ in range(5)]
+        try:
+            for ws in sockets:
+                try:  # the replay, if the test wrote; then nothing, and no close
+                    frame = json.loads(await asyncio.wait_for(ws.recv(), 0.3))
+                    self.assertEqual(set(frame), {"activities", "watermark"})
+                    await asyncio.wait_for(ws.recv(), 0.3)
+                    self.fail("a second frame nobody asked for")
+                except TimeoutError:
+                    pass
+            async with websockets.connect(self.url, open_timeout=TIMEOUT) as sixth:
+                self.assertEqual(await self.closed_with(sixth), CloseCode.TOO_MANY_SOCKETS)
+        finally:
+            for ws in sockets:
+                await ws.close()
+
+    async def test_a_socket_flood_past_five_per_conversation(self):
+        opened = [await websockets.connect(self.url, open_timeout=TIMEOUT) for _ in range(5)]
+        for _ in range(15):
+            async with websockets.connect(self.url, open_timeout=TIMEOUT) as extra:
+                self.assertEqual(await self.closed_with(extra), CloseCode.TOO_MANY_SOCKETS)
+        status, posted = await asyncio.to_thread(
+            self.cluster.http, 0, "POST", f"{API}/conversations/{self.conversation_id}/activities",
+            {"type": "message", "text": "to the five"}, token=self.token,
+        )  # fmt: skip
+        self.assertEqual(status, 200, posted)
+        for ws in opened:
+            frame = json.loads(await asyncio.wait_for(ws.recv(), TIMEOUT))
+            self.assertIn(posted["id"], [a["id"] for a in frame["activities"]])
+            await ws.close()
+        await asyncio.sleep(0.5)  # the bot's reply lands too
+        self.before = self.counts()
+        await self.assertAllFiveSlotsFree()
+
+    async def test_frames_over_the_limit_floods_and_binary_frames(self):
+        over = await websockets.connect(self.url, open_timeout=TIMEOUT, max_size=None)
+        await over.send("x" * (1024 * 1024 + 1))
+        self.assertIn(await self.closed_with(over), {1006, 1009})
+        async with websockets.connect(self.url, open_timeout=TIMEOUT) as ws:
+            for index in range(5_000):
+                await ws.send(("", "{}", b"\x00\xff", "x" * 100, b"")[index % 5])
+            with self.assertRaises(TimeoutError):
+                await asyncio.wait_for(ws.recv(), 0.5)  # nothing answers a client frame
+            self.assertEqual(self.counts(), self.before)
+        await self.assertAllFiveSlotsFree()
+
+    async def test_raw_protocol_violations(self):
+        path = f"{API}/conversations/{self.conversation_id}/stream?t={self.token}"
+        text, binary, ping, close = 0x1, 0x2, 0x9, 0x8
+        cases = [
+            ("invalid UTF-8 in a text frame", [(text, b"\xff\xfe", {})]),
+            ("an encoded surrogate in a text frame", [(text, b"\xed\xa0\x80", {})]),
+            ("an unmasked frame", [(text, b"hello", {"mask": False})]),
+            ("a ping over 125 bytes", [(ping, b"p" * 200, {})]),
+            ("a fragmented ping", [(ping, b"p", {"fin": False})]),
+            ("a continuation with no start", [(0x0, b"tail", {})]),
+            ("a reserved opcode", [(0x3, b"?", {})]),
+            ("reserved bits", [(text, b"x", {"rsv": 0b111})]),
+            ("a close code of 999", [(close, struct.pack("!H", 999), {})]),
+            ("a close code of 1005", [(close, struct.pack("!H", 1005), {})]),
+            ("a close payload of one byte", [(close, b"\x03", {})]),
+            ("a new message inside a fragmented one", [(text, b"a", {"fin": False}),
+                                                       (binary, b"b", {})]),
+            ("a fragmented frame of 2 MiB", [(text, b"x" * 2**20, {"fin": False}),
+                                            (0x0, b"x" * 2**20, {})]),
+        ]  # fmt: skip
+        for case, frames in cases:
+            with self.subTest(case):
+                client = await asyncio.to_thread(RawWebSocket.connect, self.replica.port, path)
+                try:
+                    self.assertEqual(client.status, 101, client.head)
+                    for opcode, payload, options in frames:
+                        client.send_frame(opcode, payload, **options)
+                    code = await asyncio.to_thread(client.close_code)
+                    self.assertIn(code, {None, 1002, 1007, 1009}, case)
+                finally:
+                    client.close()
+        await self.assertAllFiveSlotsFree()
+
+    async def test_broken_handshakes(self):
+        stream = f"{API}/conversations/{self.conversation_id}/stream"
+        good = f"{stream}?t={self.token}".encode()
+        upgrade = [("Upgrade", "websocket"), ("Connection", "Upgrade")]
+        key = [("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAA==")]
+        v13 = [("Sec-WebSocket-Version", "13")]
+        cases = [
+            ("no key", request_bytes("GET", good, upgrade + v13)),
+            # (autobahn also speaks the hybi drafts' version 8)
+            ("version 99", request_bytes("GET", good, upgrade + key
+                                         + [("Sec-WebSocket-Version", "99")])),
+            ("a POST upgrade", request_bytes("POST", good, upgrade + key + v13)),
+            ("raw bytes in the query",
+             request_bytes("GET", stream.encode() + b"?t=\xff\xfe", upgrade + key + v13)),
+            ("a protocol header of 64 KB", request_bytes(
+                "GET", good, upgrade + key + v13 + [("Sec-WebSocket-Protocol", "p," * 32_000)])),
+        ]  # fmt: skip
+        for case, data in cases:
+            with self.subTest(case):
+                response = await asyncio.to_thread(raw_exchange, self.replica.port, data, 5.0)
+                self.assertIn(response.status, {None, 400, 403, 404, 405, 426}, case)
+        # Refusals through a real client, the token in a percent-encoded mess.
+        for query, code in (
+            (f"t={self.token}%FF", 4401),
+            ("t=%00", 4401),
+            ("T=x", 4401),
+            (f"t={self.token}&watermark=%D9%A1", 4400),
+        ):
+            async with websockets.connect(
+                f"{self.replica.ws_url}{stream}?{query}", open_timeout=TIMEOUT
+            ) as ws:
+                self.assertEqual(await self.closed_with(ws), code, query)
+        await self.assertAllFiveSlotsFree()
