@@ -3,7 +3,9 @@
 For each message on the global channel, in the reference's order: decode it (else drop as
 ``malformed``), drop it when this instance published it (``self_echo``, whatever its UUID
 spelling or version), drop it when its version is not 1 (``unknown_version``), else deliver
-it to the local group. Each drop is counted by reason.
+it to the local group. Each drop is counted by reason. With signing keys
+(:mod:`notifier.signing`), a well-formed message that is unsigned or forged is dropped as
+``bad_signature`` before the self-echo check (a forgery claiming our id counts as one).
 
 When the connection fails the listener reconnects after 100, 250, 500, 1000, 2000, then
 every 5000 ms (±20 % jitter, see :mod:`notifier.backoff`), and starts over at 100 ms once
@@ -59,7 +61,8 @@ CLOSED = "closed"
 MALFORMED = "malformed"
 SELF_ECHO = "self_echo"
 UNKNOWN_VERSION = "unknown_version"
-DROP_REASONS = (MALFORMED, SELF_ECHO, UNKNOWN_VERSION)
+BAD_SIGNATURE = "bad_signature"
+DROP_REASONS = (MALFORMED, SELF_ECHO, UNKNOWN_VERSION, BAD_SIGNATURE)
 
 #: The only wire version a listener delivers.
 SUPPORTED_VERSION = 1
@@ -99,7 +102,8 @@ class Listener:
     ``resyncer``: a :class:`~notifier.resync.Resyncer` asked to resync the local consumers
     after each subscription and on a peer's request. ``probe``: a
     :class:`~notifier.probe.Probe` on this listener's probe channel, run while the listener
-    runs.
+    runs. ``signing``: a :class:`~notifier.signing.Keyring`; messages (and resync requests)
+    not signed with one of its keys are dropped (``bad_signature``), before the self-echo check.
     """
 
     def __init__(
@@ -116,6 +120,7 @@ class Listener:
         restart_delay=RESTART_DELAY,
         resyncer=None,
         probe=None,
+        signing=None,
     ):
         self.url = url
         self.channel = channel
@@ -134,11 +139,13 @@ class Listener:
         self.last_error = None
         self.resyncer = resyncer
         self.probe = probe
+        self.signing = signing
         self.control_channel = control_channel(channel)
         self._control_bytes = self.control_channel.encode()
         self._channel_bytes = channel.encode()
         self.counters = Counters("received", "delivered", *DROP_REASONS, "connects",
-                                 "disconnects", "errors", "peer_resyncs")
+                                 "disconnects", "errors", "peer_resyncs",
+                                 "control_bad_signature")
         #: Seconds from a stamped message's PUBLISH to its delivery here.
         self.lag = Histogram()
         self._connected = asyncio.Event()
@@ -305,7 +312,9 @@ class Listener:
             while True:
                 response = await pubsub.parse_response(block=False, timeout=wait)
                 now = time.monotonic()
-                if probe is not None:
+                # Wedged means silent: a listener that is merely behind (its probe queued after
+                # a burst it is still reading) is not, and leaving would lose the burst.
+                if probe is not None and response is None and now - heard_at > probe.timeout:
                     overdue = probe.overdue()
                     if overdue:
                         raise ProbeOverdue(f"subscriber connection wedged: {overdue}")
@@ -381,6 +390,10 @@ class Listener:
             message = wire.decode(payload)
         except wire.MalformedPayload as exc:
             return self._drop(MALFORMED, payload, exc)
+        if self.signing is not None:
+            forged = self.signing.verify(message, payload)
+            if forged is not None:
+                return self._drop(BAD_SIGNATURE, payload, forged)
         # Self-echo first: our own message is dropped whatever version it claims.
         if message.instance_id == self.instance_id:
             return self._drop(SELF_ECHO, payload)
@@ -396,6 +409,10 @@ class Listener:
 
     def _control(self, payload):
         """A message on the control channel: a peer lost notifications, resync (not our own)."""
+        if self.signing is not None and self.signing.verify_control(payload) is not None:
+            self.counters.incr("control_bad_signature")
+            logger.debug("ignoring a resync request of %d bytes: bad signature", len(payload))
+            return
         try:
             request = json.loads(payload)
             origin = request["instance_id"]

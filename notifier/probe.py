@@ -21,8 +21,9 @@ What the probe tells:
   subscriber turns it red within about 3 s.
 * :meth:`Probe.overdue`: a probe that Redis accepted after the subscription was confirmed has
   not come back within ``timeout`` seconds, or Redis said nobody is subscribed to the probe
-  channel: the subscriber connection is dead though its socket is open. The listener then
-  drops the connection and reconnects (and so resyncs its consumers).
+  channel: when the subscriber connection has also been silent that long, it is dead though
+  its socket is open. The listener then drops the connection and reconnects (and so resyncs
+  its consumers). A listener still reading a burst is behind, not wedged: it stays.
 * ``on_answer(receivers)``: Redis took a PUBLISH. While the listener waits out a reconnect
   delay (up to 5 s) this cuts the wait short, so it resubscribes within one probe interval
   (0.25 s while failing) of Redis answering again.

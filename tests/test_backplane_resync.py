@@ -5,6 +5,7 @@ once Redis is back, and asks its peers to resync when it had to give some up."""
 import asyncio
 import logging
 import time
+import uuid
 
 import redis.asyncio as aioredis
 from django.test import SimpleTestCase
@@ -157,6 +158,41 @@ class ListenerResyncTests(SimpleTestCase):
             self.assertEqual(resyncer.stats()[RECONNECT], 2)
         finally:
             await replica.aclose()
+
+    async def test_a_subscriber_dropped_over_its_output_buffer_limit_resyncs(self):
+        server = await asyncio.to_thread(RedisServer.start_for, self)
+        admin = aioredis.Redis.from_url(server.url)
+        channel = unique_channel()
+        layer = LocalChannelLayer()
+        notifier = RedisNotifier(server.url, channel=channel, channel_layer=layer)
+
+        async def slow_deliver(event):  # a listener that cannot keep up
+            await asyncio.sleep(0.01)
+            await notifier.local_send(event)
+
+        listener = notifier.listener(deliver=slow_deliver)
+        try:
+            await admin.config_set("client-output-buffer-limit", "pubsub 32kb 16kb 1")
+            await notifier.astart()
+            listener.start()
+            await listener.wait_connected(TIMEOUT)
+            await listener.resyncer.wait()
+            (member,) = await members(layer, 1)
+            # 32 MB, more than the kernel's socket buffers hold, read too slowly.
+            flood = wire.encode(NotifyEvent("t", "f" * 8192, 1), uuid.uuid4())
+            for _ in range(4):
+                async with admin.pipeline(transaction=False) as pipe:
+                    for _ in range(1000):
+                        pipe.publish(channel, flood)
+                    await pipe.execute()
+            message = await asyncio.wait_for(layer.receive(member), 15)
+            self.assertEqual(message, {"type": MESSAGE_TYPE, "reason": RECONNECT})
+            self.assertGreaterEqual(listener.counters["disconnects"], 1)
+            self.assertLess(listener.counters["received"], 4000)  # Redis dropped the rest
+        finally:
+            await listener.aclose()
+            await notifier.aclose()
+            await admin.aclose()
 
     async def test_failed_publishes_reach_the_other_replicas_once_redis_is_back(self):
         server = await asyncio.to_thread(RedisServer.start_for, self)
