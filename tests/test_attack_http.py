@@ -439,11 +439,19 @@ class TokenTamperingTests(AttackTestCase):
         return [("POST", "/conversations", b"{}"), ("POST", "/tokens/refresh", b"")]
 
     def assertAllRefused(self, tokens, calls, *statuses):
-        for name, token in tokens:
-            for method, path, body in calls:
-                with self.subTest(token=name, call=f"{method} {path}"):
-                    response = self.send(method, path, body, credential=token)
-                    self.assertRefused(response, *statuses)
+        with self.assertLogs("webchat.views.errors", "INFO") as logs:
+            for name, token in tokens:
+                for method, path, body in calls:
+                    with self.subTest(token=name, call=f"{method} {path}"):
+                        response = self.send(method, path, body, credential=token)
+                        self.assertRefused(response, *statuses)
+        # Refusals are logged, never with the credential (nor the secret it was signed with).
+        logged = "\n".join(logs.output)
+        for _, token in tokens:
+            for part in token.split("."):
+                if len(part) > 16:
+                    self.assertNotIn(part, logged)
+        self.assertNotIn(self.secret, logged)
         self.assertNothingWritten()
 
     def test_forged_and_broken_tokens(self):
