@@ -4,6 +4,9 @@ first publish. Registered in :meth:`notifier.apps.NotifierConfig.ready`.
 * ``notifier.E001`` unknown backend; ``E002`` no Redis URL for a backend that needs one;
   ``E003`` invalid URL; ``E004`` empty channel; ``E005`` bad capacity; ``E006`` instance id
   not a UUID; ``E007`` the setting is not a dict.
+* ``notifier.E030`` SIGNING_KEYS malformed (not a dict or "id:secret,..." string, a bad key
+  id); ``E031`` a signing secret empty or shorter than 32 bytes; ``E032`` SIGNING_KEY_ID not
+  one of SIGNING_KEYS (or missing while there are several keys, or set without keys).
 * ``notifier.E010`` Redis does not answer within 2 s (strict startup).
 * ``notifier.W001`` the Redis backend with a cross-process channel layer: every consumer
   would get each notification once per replica. ``W002`` unknown keys (typos).
@@ -25,7 +28,7 @@ CONNECTION_TIMEOUT = 2.0
 CROSS_PROCESS_LAYERS = ("channels_redis.", "channels_rabbitmq.", "channels_postgres.")
 
 # Validated in this order: a later property may depend on an earlier one (url on backend).
-_PROPERTIES = ("backend_class", "url", "channel", "capacity", "instance_id")
+_PROPERTIES = ("backend_class", "url", "channel", "capacity", "instance_id", "signing")
 
 
 def _error(exc):
@@ -53,7 +56,8 @@ def check_settings(app_configs=None, **kwargs):
         messages.append(checks.Warning(
             f"{SETTING_NAME} has unknown key(s) {', '.join(map(repr, unknown))}; they are "
             "ignored.",
-            hint="The keys are BACKEND, URL, CHANNEL, CAPACITY and INSTANCE_ID.",
+            hint="The keys are BACKEND, URL, CHANNEL, CAPACITY, INSTANCE_ID, SIGNING_KEYS and "
+            "SIGNING_KEY_ID.",
             obj=SETTING_NAME,
             id="notifier.W002",
         ))

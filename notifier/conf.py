@@ -8,6 +8,8 @@
         "CHANNEL": "greentic:webchat:notify",  # the global pub/sub channel (wire v1)
         "CAPACITY": 1000,  # notifications waiting for Redis; when full the oldest is dropped
         "INSTANCE_ID": None,  # this process's id on the wire (a UUID); None: fresh per process
+        "SIGNING_KEYS": None,  # {key id: secret} (or "k1:secret,k0:old"): signed wire, off if None
+        "SIGNING_KEY_ID": None,  # the key id publishers sign with (optional with one key)
     }
 
 Nothing is read at import time. :func:`get_settings` builds a snapshot on first use and drops
@@ -48,6 +50,8 @@ DEFAULTS = {
     "CHANNEL": DEFAULT_CHANNEL,
     "CAPACITY": 1000,
     "INSTANCE_ID": None,
+    "SIGNING_KEYS": None,
+    "SIGNING_KEY_ID": None,
 }
 
 URL_SCHEMES = ("redis", "rediss", "unix")
@@ -286,6 +290,21 @@ class NotifierSettings:
                 f"{SETTING_NAME}['INSTANCE_ID'] must be a UUID, not {value!r}.",
                 hint="Remove it to get a fresh id per process.",
                 check_id="notifier.E006",
+            ) from None
+
+    @cached_property
+    def signing(self):
+        """The :class:`~notifier.signing.Keyring` publishers sign with and listeners verify
+        with, or None when SIGNING_KEYS is unset (E030-E032 for bad keys; see
+        :mod:`notifier.signing`)."""
+        from .signing import Keyring, SigningConfigError
+
+        try:
+            return Keyring.from_options(self.options["SIGNING_KEYS"],
+                                        self.options["SIGNING_KEY_ID"])
+        except SigningConfigError as exc:
+            raise InvalidNotifierConfiguration(
+                f"{SETTING_NAME}: {exc}", hint=exc.hint, check_id=exc.check_id
             ) from None
 
 

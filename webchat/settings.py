@@ -169,6 +169,12 @@ WEBCHAT_NOTIFIER = {
 }
 if os.environ.get("WEBCHAT_NOTIFIER_INSTANCE_ID"):
     WEBCHAT_NOTIFIER["INSTANCE_ID"] = os.environ["WEBCHAT_NOTIFIER_INSTANCE_ID"]
+# Signed wire (notifier/signing.py), off unless keys are given: "k1:<secret>,k0:<old secret>"
+# (32+ bytes each) and the id that signs (optional with one key). Checked by notifier.E030-E032.
+if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEYS"):
+    WEBCHAT_NOTIFIER["SIGNING_KEYS"] = os.environ["WEBCHAT_NOTIFIER_SIGNING_KEYS"]
+if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEY_ID"):
+    WEBCHAT_NOTIFIER["SIGNING_KEY_ID"] = os.environ["WEBCHAT_NOTIFIER_SIGNING_KEY_ID"]
 
 # The stream's per-replica limits (webchat/limits.py): the idle timeout (seconds without a
 # frame either way; default 300) can be tuned per deployment.

@@ -9,6 +9,10 @@ Each payload carries a publish timestamp (``"ts"``, see :mod:`notifier.lag`) unl
 ``publish_timestamps=False``. The listener this backend builds probes its subscription
 (:mod:`notifier.probe`) and resyncs the local consumers after each (re)subscription and on a
 peer's request (:mod:`notifier.resync`).
+
+With signing keys (``signing``, a :class:`~notifier.signing.Keyring`), every payload and
+resync request carries a key id and an HMAC-SHA256 signature, and the listener drops what
+is unsigned or forged (see :mod:`notifier.signing`).
 """
 
 import asyncio
@@ -38,6 +42,8 @@ class RedisNotifier(BaseNotifier):
     ``capacity``: notifications waiting to be sent; when full the oldest is dropped and
     counted. ``connect_timeout``/``socket_timeout``: seconds, for the sender and the listener.
     ``publish_timestamps``: add ``"ts"`` (ms) to each payload, for the lag histogram.
+    ``signing``: a :class:`~notifier.signing.Keyring` to sign payloads with and verify
+    received ones with (None: the unsigned wire of the reference).
     """
 
     requires_url = True
@@ -56,9 +62,11 @@ class RedisNotifier(BaseNotifier):
         connect_timeout=2.0,
         socket_timeout=2.0,
         publish_timestamps=True,
+        signing=None,
     ):
         super().__init__(instance_id=instance_id, channel_layer=channel_layer)
         self.publish_timestamps = publish_timestamps
+        self.signing = signing
         self.url = url
         self.channel = channel
         self.capacity = capacity
@@ -74,6 +82,7 @@ class RedisNotifier(BaseNotifier):
             "channel": settings.channel,
             "capacity": settings.capacity,
             "instance_id": settings.instance_id,
+            "signing": settings.signing,
         }
         return cls(settings.url, **{**options, **overrides})
 
@@ -94,6 +103,8 @@ class RedisNotifier(BaseNotifier):
 
     def resync_request(self, reason="lost"):
         """The payload that asks our other replicas to resync (see :mod:`notifier.resync`)."""
+        if self.signing is not None:
+            return self.signing.sign_control(str(self.instance_id), reason)
         return json.dumps({"resync": True, "instance_id": str(self.instance_id),
                            "reason": reason}).encode()
 
@@ -130,8 +141,11 @@ class RedisNotifier(BaseNotifier):
             self.counters.incr("mirror_failures")
             logger.debug("cannot encode %r for the backplane: %s", event, exc)
             return False
-        if self.publish_timestamps:
-            payload = lag.stamp(payload, time.time_ns() // 1_000_000)
+        ts = time.time_ns() // 1_000_000 if self.publish_timestamps else None
+        if self.signing is not None:
+            payload = self.signing.sign(payload, ts)
+        elif ts is not None:
+            payload = lag.stamp(payload, ts)
         # Keyed by conversation: while Redis fails, a newer bump replaces an older one.
         item = ((event.tenant_id, event.conversation_id), payload)
         try:
@@ -182,6 +196,7 @@ class RedisNotifier(BaseNotifier):
         from ..probe import Probe, probe_channel
         from ..resync import Resyncer
 
+        kwargs.setdefault("signing", self.signing)
         listener = Listener(
             self.url,
             channel=self.channel,
