@@ -18,7 +18,9 @@ Names (counters end in ``_total``)::
     webchat_notifier_resync_requests_total      resync requests published for our peers
     webchat_backplane_received_total            messages on the global channel
     webchat_backplane_delivered_total           ... delivered to local groups
-    webchat_backplane_dropped_total{reason}     ... dropped: malformed, self_echo, unknown_version
+    webchat_backplane_dropped_total{reason}     ... dropped: malformed, self_echo, unknown_version,
+                                                bad_signature (signed wire only)
+    webchat_backplane_control_bad_signature_total  resync requests refused: unsigned or forged
     webchat_backplane_connects_total            subscriptions (the first one included)
     webchat_backplane_reconnects_total          subscriptions after the first
     webchat_backplane_disconnects_total         connections lost
@@ -115,6 +117,9 @@ class NotifierCollector:
         for reason in DROP_REASONS:
             dropped.add_metric([reason], counters[reason])
         yield dropped
+        yield _counter("webchat_backplane_control_bad_signature",
+                       "Resync requests refused as unsigned or forged (signed wire only).",
+                       counters["control_bad_signature"])
         connects = counters["connects"]
         yield _counter("webchat_backplane_connects", "Subscriptions, the first one included.",
                        connects)
