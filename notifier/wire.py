@@ -19,6 +19,13 @@ ignored value when it reads from a byte slice).
 
 Deciding what to do with a decoded message (self-echo first, then version) is the listener's
 job; :func:`classify` holds that order so the listener and the tests share it.
+
+Signed wire (optional, :mod:`notifier.signing`): with keys configured, our publishers add
+``"kid"`` and ``"sig"`` (HMAC-SHA256 over the canonical bytes: what :func:`encode` writes,
+with ``,"kid":"<id>"`` and the optional ``,"ts":<ms>`` before the closing brace) and
+listeners drop unsigned or forged messages as ``bad_signature``, between ``malformed`` and
+``self_echo``. Both are unknown fields to this decoder and to the reference, so signed
+messages stay wire v1; without keys :func:`encode`'s bytes are unchanged.
 """
 
 import json
