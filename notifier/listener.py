@@ -102,8 +102,9 @@ class Listener:
     ``resyncer``: a :class:`~notifier.resync.Resyncer` asked to resync the local consumers
     after each subscription and on a peer's request. ``probe``: a
     :class:`~notifier.probe.Probe` on this listener's probe channel, run while the listener
-    runs. ``signing``: a :class:`~notifier.signing.Keyring`; messages (and resync requests)
-    not signed with one of its keys are dropped (``bad_signature``), before the self-echo check.
+    runs. ``signing``: a :class:`~notifier.signing.Keyring`; messages not signed with one of
+    its keys are dropped (``bad_signature``, before the self-echo check), resync requests
+    ignored (``control_bad_signature``).
     """
 
     def __init__(
