@@ -198,41 +198,54 @@ class Run:
                for name, calls in delta.items()}  # fmt: skip
         return {name: calls for name, calls in net.items() if calls}
 
-    def post(self, seed, phase, rate, duration):
+    def post(self, seed, phase, rate, duration, writer=False):
         config = self.workdir / "targets.json"
         config.write_text(json.dumps({
             "ports": [r.port for r in self.cluster.replicas],
             "targets": [[c, seed["secrets"][t]] for c, t, _ in seed["conversations"]],
         }))  # fmt: skip
         out = self.workdir / f"post-{phase}.json"
+        command = [
+            PYTHON,
+            str(ROOT / "bench" / "load_poster.py"),
+            "--connections",
+            str(self.args.connections),
+        ]
+        if writer:
+            command = [PYTHON, str(ROOT / "bench" / "load_writer.py")]
         poster = subprocess.Popen(
-            [PYTHON, str(ROOT / "bench" / "load_poster.py"), "--config", str(config),
-             "--phase", phase, "--rate", str(rate), "--duration", str(duration),
-             "--connections", str(self.args.connections), "--out", str(out)], cwd=ROOT,
+            [*command, "--config", str(config), "--phase", phase, "--rate", str(rate),
+             "--duration", str(duration), "--out", str(out)], cwd=ROOT, env=self.cluster.env,
         )  # fmt: skip
         before = command_counts(self.redis)
-        window = Window({**self.pids,
-                         **{f"clients{i}": c.process.pid for i, c in enumerate(self.clients)}})
+        window = Window(
+            {**self.pids, **{f"clients{i}": c.process.pid for i, c in enumerate(self.clients)}}
+        )
         window.start()
-        if phase == "m" and self.args.profile and self.design == "backplane":
-            self.profile(duration)
+        if phase in ("m", "f") and self.args.profile and self.design == "backplane":
+            self.profile(phase, duration)
         # wait4: the poster's own CPU time, which /proc no longer has once it exited.
         _, status, rusage = os.wait4(poster.pid, 0)
         poster.returncode = os.waitstatus_to_exitcode(status)
         usage = window.stop()
-        usage["poster"] = {"cpu": 100 * (rusage.ru_utime + rusage.ru_stime) / window.seconds,
-                           "rss_mb": rusage.ru_maxrss / 1024}
+        usage["poster"] = {
+            "cpu": 100 * (rusage.ru_utime + rusage.ru_stime) / window.seconds,
+            "rss_mb": rusage.ru_maxrss / 1024,
+        }
         ours = sum(v["cpu"] for k, v in usage.items() if k != "machine")
-        usage["others"] = {"cpu": max(0.0, usage["machine"]["cpu"] * usage["machine"]["cores"]
-                                      - ours), "rss_mb": 0.0}
+        usage["others"] = {
+            "cpu": max(0.0, usage["machine"]["cpu"] * usage["machine"]["cores"] - ours),
+            "rss_mb": 0.0,
+        }
         result = json.loads(out.read_text())
         result["usage"] = usage
         result["redis_before"] = before
         return result
 
-    def profile(self, duration):
-        """py-spy both replicas for most of the paced phase (``--profile DIR``): raw
-        collapsed stacks, one file per replica, for flame graphs or a quick sort."""
+    def profile(self, phase, duration):
+        """py-spy both replicas for most of the paced POST phase and of the paced fan-out
+        phase (``--profile DIR``): raw collapsed stacks, one file per replica and phase,
+        for flame graphs or a quick sort."""
         target = Path(self.args.profile)
         target.mkdir(parents=True, exist_ok=True)
         spy = str(Path(PYTHON).parent / "py-spy")
@@ -241,23 +254,28 @@ class Run:
             subprocess.Popen(
                 [spy, "record", "--pid", str(r.process.pid), "--rate", "200", *idle,
                  "--duration", str(max(1, int(duration) - 1)), "--format", "raw",
-                 "--output", str(target / f"{self.design}-replica{r.index}.txt")],
+                 "--output", str(target / f"{self.design}-{phase}-replica{r.index}.txt")],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )
             for r in self.cluster.replicas
         ]  # fmt: skip
 
-    def drain(self, phase, expected, timeout):
-        """Wait until the clients counted ``expected`` activities of ``phase`` (or timeout)."""
-        deadline = time.monotonic() + timeout
+    def drain(self, phase, expected, stall=5.0, limit=90.0):
+        """Wait until the clients counted ``expected`` activities of ``phase``, or until
+        nothing new arrived for ``stall`` seconds (lost frames), ``limit`` at most."""
+        started = last_change = time.monotonic()
+        got = -1
         while True:
-            got = sum(a["phases"].get(phase, 0) for a in ask_all(self.clients, cmd="counts"))
-            if got >= expected or time.monotonic() > deadline:
+            now_got = sum(a["phases"].get(phase, 0) for a in ask_all(self.clients, cmd="counts"))
+            now = time.monotonic()
+            if now_got != got:
+                got, last_change = now_got, now
+            if got >= expected or now - last_change > stall or now - started > limit:
                 return got
-            time.sleep(0.2)
+            time.sleep(0.25)
 
-    def posted_phase(self, seed, phase, rate, duration, sockets_per_conversation):
-        posted = self.post(seed, phase, rate, duration)
+    def posted_phase(self, seed, phase, rate, duration, sockets_per_conversation, writer=False):
+        posted = self.post(seed, phase, rate, duration, writer)
         for spy in getattr(self, "_spies", []):
             spy.wait()
         self._spies = []
@@ -266,7 +284,7 @@ class Run:
         posted["redis"] = self.net(posted["redis_gross"], posted["seconds"])
         expected = sum(posted["per_conversation"].values()) * sockets_per_conversation
         posted["expected_frames"] = expected
-        posted["received"] = self.drain(phase, expected, timeout=15)
+        posted["received"] = self.drain(phase, expected)
         return posted
 
     def phases(self):
@@ -280,13 +298,25 @@ class Run:
         say(f"{self.design}: connected {self.result['connect']['connected']} in "
             f"{self.result['connect']['seconds']:.1f} s; warm-up")  # fmt: skip
         per_conversation = 2 * args.fanout
-        self.posted_phase(load, "w", args.rate, args.warmup, per_conversation)
-        say(f"{self.design}: {args.rate:g} activities/s for {args.duration:g} s")
-        self.result["paced"] = self.posted_phase(
-            load, "m", args.rate, args.duration, per_conversation
-        )
-        say(f"{self.design}: burst for {args.burst:g} s")
-        self.result["burst"] = self.posted_phase(load, "b", 0, args.burst, per_conversation)
+        if args.warmup:
+            self.posted_phase(load, "w", args.rate, args.warmup, per_conversation)
+        if args.duration:
+            say(f"{self.design}: {args.rate:g} activities/s for {args.duration:g} s")
+            self.result["paced"] = self.posted_phase(
+                load, "m", args.rate, args.duration, per_conversation
+            )
+        if args.fanout_only:
+            say(f"{self.design}: fan-out only: a worker writes {args.rate:g}/s, then as fast "
+                f"as it can, {args.fanout_only:g} s each, no HTTP")  # fmt: skip
+            self.result["fanout"] = self.posted_phase(
+                load, "f", args.rate, args.fanout_only, per_conversation, writer=True
+            )
+            self.result["fanout_burst"] = self.posted_phase(
+                load, "F", 0, args.fanout_only, per_conversation, writer=True
+            )
+        if args.burst:
+            say(f"{self.design}: POST burst for {args.burst:g} s")
+            self.result["burst"] = self.posted_phase(load, "b", 0, args.burst, per_conversation)
         extra = args.idle - args.sockets
         if extra > 0:
             say(f"{self.design}: seeding and connecting {extra} idle sockets on replica 0")
@@ -296,10 +326,11 @@ class Run:
             time.sleep(1.0)
             self.result["idle"]["rss_before_mb"] = rss_before / 2**20
             self.result["idle"]["rss_after_mb"] = self._rss("replica0") / 2**20
-            say(f"{self.design}: {args.rate:g}/s with {args.idle} sockets on replica 0")
-            self.result["crowded"] = self.posted_phase(
-                load, "c", args.rate, args.duration / 2, per_conversation
-            )
+            if args.duration:
+                say(f"{self.design}: {args.rate:g}/s with {args.idle} sockets on replica 0")
+                self.result["crowded"] = self.posted_phase(
+                    load, "c", args.rate, args.duration / 2, per_conversation
+                )
             counts = ask_all(self.clients, cmd="counts")
             self.result["open_at_end"] = sum(a["open"] for a in counts)
         reports = []
@@ -318,38 +349,88 @@ class Run:
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="300 sockets per replica, 1,000 idle, short phases (~2 min)")
-    parser.add_argument("--designs", default=",".join(DESIGNS),
-                        help=f"comma-separated, from {', '.join(DESIGNS)}")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="300 sockets per replica, 1,000 idle, short phases (~2 min)",
+    )
+    parser.add_argument(
+        "--designs", default=",".join(DESIGNS), help=f"comma-separated, from {', '.join(DESIGNS)}"
+    )
     parser.add_argument("--sockets", type=int, default=2000, help="sockets per replica")
-    parser.add_argument("--fanout", type=int, default=1,
-                        help="sockets per conversation on each replica (at most 5)")
+    parser.add_argument(
+        "--fanout", type=int, default=1, help="sockets per conversation on each replica (at most 5)"
+    )
     parser.add_argument("--rate", type=float, default=200, help="activities/s, paced phase")
-    parser.add_argument("--duration", type=float, default=20, help="seconds, paced phase")
+    parser.add_argument(
+        "--duration", type=float, default=15, help="seconds, paced POST phase (0: skip it)"
+    )
     parser.add_argument("--warmup", type=float, default=3, help="seconds at --rate first")
-    parser.add_argument("--burst", type=float, default=10, help="seconds, throughput phase")
-    parser.add_argument("--idle", type=int, default=10000,
-                        help="sockets on replica 0 in the idle phase (0: skip it)")
+    parser.add_argument(
+        "--burst", type=float, default=10, help="seconds, POST throughput phase (0: skip it)"
+    )
+    parser.add_argument(
+        "--fanout-only",
+        type=float,
+        default=10,
+        metavar="SECONDS",
+        help="seconds of the worker-writes phase (no HTTP; 0: skip it)",
+    )
+    parser.add_argument(
+        "--idle",
+        type=int,
+        default=10000,
+        help="sockets on replica 0 in the idle phase (0: skip it)",
+    )
     parser.add_argument("--client-procs", type=int, default=2, help="client processes")
-    parser.add_argument("--connect-concurrency", type=int, default=64,
-                        help="handshakes in flight per client process")
-    parser.add_argument("--connections", type=int, default=8,
-                        help="poster's keep-alive connections per replica")
+    parser.add_argument(
+        "--connect-concurrency",
+        type=int,
+        default=64,
+        help="handshakes in flight per client process",
+    )
+    parser.add_argument(
+        "--connections", type=int, default=8, help="poster's keep-alive connections per replica"
+    )
     parser.add_argument("--database", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--sqlite-synchronous", choices=("NORMAL", "FULL"), default="NORMAL",
-                        help="SQLite's PRAGMA synchronous, WAL mode (NORMAL: no fsync per commit)")
-    parser.add_argument("--write", metavar="PATH",
-                        help="write the section of docs/benchmarks.md and its plots beside it")
+    parser.add_argument(
+        "--sqlite-synchronous",
+        choices=("NORMAL", "FULL"),
+        default="NORMAL",
+        help="SQLite's PRAGMA synchronous, WAL mode (NORMAL: no fsync per commit)",
+    )
+    parser.add_argument(
+        "--write",
+        metavar="PATH",
+        help="write the section of docs/benchmarks.md and its plots beside it",
+    )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="run the designs this many times, interleaved; the table shows "
+        "medians (the machine is shared: rounds smooth out other load)",
+    )
+    parser.add_argument(
+        "--section",
+        default="main",
+        help="name of the generated block in --write's file (one per setup)",
+    )
     parser.add_argument("--json", metavar="PATH", help="also dump every number as JSON")
-    parser.add_argument("--profile", metavar="DIR",
-                        help="py-spy both replicas (backplane design, paced phase) into DIR")
-    parser.add_argument("--profile-idle", action="store_true",
-                        help="with --profile: sample waiting threads too (wall time)")
+    parser.add_argument(
+        "--profile",
+        metavar="DIR",
+        help="py-spy both replicas (backplane design, paced phase) into DIR",
+    )
+    parser.add_argument(
+        "--profile-idle",
+        action="store_true",
+        help="with --profile: sample waiting threads too (wall time)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         # Smaller defaults; options given explicitly still win.
-        parser.set_defaults(sockets=300, idle=1000, duration=6, burst=4, warmup=2)
+        parser.set_defaults(sockets=300, idle=1000, duration=6, burst=4, warmup=2, fanout_only=4)
         args = parser.parse_args(argv)
     args.designs = [d.strip() for d in args.designs.split(",") if d.strip()]
     unknown = set(args.designs) - set(DESIGNS)
@@ -374,9 +455,14 @@ def main(argv=None):
         server = RedisServer()
         server.start()
         try:
-            for design in args.designs:
-                results.append(Run(design, args, server, Path(workdir)).run())
-                load_report.print_design(results[-1])
+            for round_ in range(args.rounds):
+                for design in args.designs:
+                    if args.rounds > 1:
+                        say(f"round {round_ + 1} of {args.rounds}")
+                    workspace = Path(workdir) / f"round{round_}"
+                    workspace.mkdir(exist_ok=True)
+                    results.append(Run(design, args, server, workspace).run())
+                    load_report.print_design(results[-1])
         finally:
             server.cleanup()
     say(f"done in {time.monotonic() - started:.0f} s")

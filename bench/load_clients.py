@@ -166,8 +166,14 @@ async def serve():
         if kind == "connect":
             answer(await clients.connect_all(command["sockets"], command["concurrency"]))
         elif kind == "counts":
-            answer({**clients.recorder.counts(), "open": clients.open,
-                    "closed": dict(clients.closed), "errors": dict(clients.recorder.errors)})
+            answer(
+                {
+                    **clients.recorder.counts(),
+                    "open": clients.open,
+                    "closed": dict(clients.closed),
+                    "errors": dict(clients.recorder.errors),
+                }
+            )
         elif kind == "report":
             clients.recorder.dump(command["out"])
             answer({"written": command["out"]})

@@ -35,8 +35,7 @@ def seed(tenants: int, conversations: int, prefix: str) -> dict:
         owners = [Tenant.objects.create(name=f"{prefix}-{i}") for i in range(tenants)]
         secrets = [tenant.add_secret() for tenant in owners]
         rows = [
-            Conversation(tenant=owners[i * tenants // conversations])
-            for i in range(conversations)
+            Conversation(tenant=owners[i * tenants // conversations]) for i in range(conversations)
         ]
         Conversation.objects.bulk_create(rows, batch_size=500)
     listed = []

@@ -11,8 +11,15 @@ from pathlib import Path
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_SIZE = os.sysconf("SC_PAGE_SIZE")
 
-SECTION_BEGIN = "<!-- load:begin (bench/load.py writes this section) -->"
-SECTION_END = "<!-- load:end -->"
+SECTION_HEADING = "## Load: sockets at scale"
+
+
+def markers(name):
+    """The comment lines around a block that ``bench/load.py --write`` regenerates."""
+    return (
+        f"<!-- load:{name}:begin (bench/load.py --write regenerates this block) -->",
+        f"<!-- load:{name}:end -->",
+    )
 
 
 def cpu_seconds(pid):
@@ -166,15 +173,19 @@ def plot_latencies(path, title, sides, p99_target_ms=None):
     plt.close(fig)
 
 
-def write_section(path, body):
-    """Put ``body`` between this harness's markers in ``path``, leaving the rest alone."""
+def write_section(path, body, name="main"):
+    """Put ``body`` between the markers of block ``name`` in ``path``, leaving the rest (the
+    other sections, the hand-written text around the blocks) alone. A new block goes at the
+    end, under this harness's heading (added once)."""
+    begin, end = markers(name)
     path = Path(path)
-    section = f"{SECTION_BEGIN}\n{body.rstrip()}\n{SECTION_END}\n"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\n"
-    if SECTION_BEGIN in text and SECTION_END in text:
-        head, rest = text.split(SECTION_BEGIN, 1)
-        tail = rest.split(SECTION_END, 1)[1].lstrip("\n")
-        text = head + section + ("\n" + tail if tail else "")
+    block = f"{begin}\n{body.rstrip()}\n{end}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
-        text = text.rstrip("\n") + "\n\n" + section
+        if SECTION_HEADING not in text:
+            text = text.rstrip("\n") + "\n\n" + SECTION_HEADING
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
