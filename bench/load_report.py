@@ -297,7 +297,8 @@ class Report:
                     and paced["rate"] >= 0.97 * a.rate
                     and n["connected"] == 2 * a.sockets,
                     f"p99 {paced['p99']:.1f} ms at {paced['rate']:.0f}/s posted, "
-                    f"{n['connected']:,.0f} sockets, frames {paced['frames']:,.0f}/{paced['expected']:,.0f}",
+                    f"{n['connected']:,.0f} sockets, "
+                    f"frames {paced['frames']:,.0f}/{paced['expected']:,.0f}",
                 )
             )
         fan = n["fanout"]
