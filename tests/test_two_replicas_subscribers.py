@@ -6,6 +6,7 @@ and closing sockets leaves Redis' command counters untouched, while a post does 
 
 import asyncio
 import json
+import time
 
 import websockets
 from django.test import SimpleTestCase
@@ -15,15 +16,53 @@ from tests.support.replicas import start_cluster
 
 API = "/v3/directline"
 TIMEOUT = 15
-#: Commands that say nothing about subscribers: this test's own INFO, and health checks.
-IGNORED = {"info", "ping"}
+#: Commands that say nothing about subscribers: this test's own INFO (in MULTI/EXEC), and
+#: health checks.
+IGNORED = {"info", "ping", "multi", "exec"}
+SENTINEL = "test:calls-sentinel"
 
 
-def command_calls(client):
-    """Calls per command so far. One client for all calls: a new connection says HELLO."""
-    stats = client.info("commandstats")
-    # redis-py names the keys "cmdstat_<command>" or, for subcommands, "cmdstat_<a>|<b>".
-    return {key.removeprefix("cmdstat_"): value["calls"] for key, value in stats.items()}
+class CommandCalls:
+    """Redis' calls per command, without the backplane probe's PUBLISHes.
+
+    Each listener PUBLISHes a probe about once a second on ``<channel>:probe:<instance>`` (it
+    proves the subscription works; no subscriber causes it). A pattern subscriber sees each
+    of them; a sentinel PUBLISHed in the same MULTI/EXEC as each INFO marks where the
+    snapshot falls in that stream, so the probes between two snapshots are known exactly.
+    """
+
+    def __init__(self, client):
+        self.client = client
+        self.watch = client.pubsub(ignore_subscribe_messages=True)
+        self.watch.psubscribe("*:probe:*", SENTINEL)
+        self.probes = 0
+        self.sentinels = 0
+
+    def __call__(self):
+        """Calls per command so far (one client for all: a new connection says HELLO)."""
+        pipe = self.client.pipeline(transaction=True)
+        pipe.publish(SENTINEL, "x")
+        pipe.info("commandstats")
+        stats = pipe.execute()[1]
+        self.sentinels += 1
+        deadline = time.monotonic() + TIMEOUT
+        while True:
+            assert time.monotonic() < deadline, "the sentinel never arrived"
+            # None also stands for a (p)subscribe confirmation, which is ignored.
+            message = self.watch.get_message(timeout=1)
+            if message is None:
+                continue
+            if message["channel"] == SENTINEL.encode():
+                break
+            self.probes += 1
+        # redis-py names the keys "cmdstat_<command>" or, for subcommands, "cmdstat_<a>|<b>".
+        calls = {key.removeprefix("cmdstat_"): value["calls"] for key, value in stats.items()}
+        # Our sentinels and the probes' PUBLISHes so far are not the replica's doing.
+        calls["publish"] = calls.get("publish", 0) - self.probes - self.sentinels
+        return calls
+
+    def close(self):
+        self.watch.close()
 
 
 def calls_since(before, after):
@@ -42,6 +81,8 @@ class SubscriberRedisCallsTests(SimpleTestCase):
         secret = await asyncio.to_thread(cluster.create_tenant)
         stats = server.client()
         self.addCleanup(stats.close)
+        command_calls = CommandCalls(stats)
+        self.addCleanup(command_calls.close)
 
         def call(method, path, **auth):
             status, body = cluster.http(0, method, path, **auth)
@@ -55,7 +96,7 @@ class SubscriberRedisCallsTests(SimpleTestCase):
         # The first connection starts the replica's runtime (its SUBSCRIBE): not counted.
         async with websockets.connect(started["streamUrl"], open_timeout=TIMEOUT) as first:
             await asyncio.sleep(0.5)
-            before = await asyncio.to_thread(command_calls, stats)
+            before = await asyncio.to_thread(command_calls)
             for _ in range(3):
                 sockets = [
                     await websockets.connect(started["streamUrl"], open_timeout=TIMEOUT)
@@ -64,7 +105,7 @@ class SubscriberRedisCallsTests(SimpleTestCase):
                 for ws in sockets:
                     await ws.send("")
                     await ws.close()
-            after = await asyncio.to_thread(command_calls, stats)
+            after = await asyncio.to_thread(command_calls)
             self.assertEqual(calls_since(before, after), {})
 
             # The instrument works: one post, one PUBLISH (and the bot's reply, another).
@@ -77,5 +118,10 @@ class SubscriberRedisCallsTests(SimpleTestCase):
             while received < 2:
                 frame = json.loads(await asyncio.wait_for(first.recv(), TIMEOUT))
                 received += len(frame["activities"])
-            published = calls_since(after, await asyncio.to_thread(command_calls, stats))
+            # Local delivery comes first: the PUBLISH may reach Redis a moment later.
+            for _ in range(50):
+                published = calls_since(after, await asyncio.to_thread(command_calls))
+                if published.get("publish", 0) >= 1:
+                    break
+                await asyncio.sleep(0.1)
             self.assertGreaterEqual(published.get("publish", 0), 1, published)
