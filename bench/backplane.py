@@ -67,7 +67,10 @@ CONTENDERS = ("backplane", "raw", "raw_fanout", "redis_layer", "pubsub_layer")
 REDIS_LAYER_CAPACITY = 1_000_000
 TENANT = "bench"
 WARM, WARM_RATE = 300, 1000
-NOTES_MARKER = "<!-- notes: kept when bench/backplane.py rewrites this file -->"
+# docs/benchmarks.md is shared with other harnesses (bench/load.py): only the text between
+# these markers is ours to rewrite; everything around them (notes, other sections) stays.
+BEGIN_MARKER = "<!-- bench/backplane.py: begin -->"
+END_MARKER = "<!-- bench/backplane.py: end -->"
 CONCURRENCY = 64
 BATCH = 256
 
@@ -529,13 +532,20 @@ def orchestrate(args):
     report = render(args, results, layer_rates)
     print(report)
     if args.write:
-        target = Path(args.write)
-        # Hand-written notes below the marker survive a new run.
-        old = target.read_text() if target.exists() else ""
-        if NOTES_MARKER in old:
-            report += "\n" + old[old.index(NOTES_MARKER) :]
-        target.write_text(report)
+        write_block(Path(args.write), report)
         print(f"written to {args.write}")
+
+
+def write_block(path, report):
+    """Put ``report`` between our markers in ``path``, leaving the rest of the file alone."""
+    block = f"{BEGIN_MARKER}\n{report.rstrip()}\n{END_MARKER}"
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    if BEGIN_MARKER in text and END_MARKER in text:
+        head, rest = text.split(BEGIN_MARKER, 1)
+        text = head + block + rest.split(END_MARKER, 1)[1]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    path.write_text(text)
 
 
 def capacity(result):
@@ -574,7 +584,7 @@ def render(args, results, layer_rates):
             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {r['burst_lost'] + r['paced_lost']} |"
         )
     text = [
-        "# Backplane benchmark",
+        "## Backplane: cross-process notifications (`bench/backplane.py`)",
         f"Machine: {machine()}. Date: {time.strftime('%Y-%m-%d')}. Load average (1 min) "
         f"at the start {args.load_start:.2f}, at the end {os.getloadavg()[0]:.2f} (the "
         f"machine is shared). {args.repeat} interleaved rounds per row.",
