@@ -36,6 +36,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -416,11 +417,14 @@ class Listener:
             return
         try:
             request = json.loads(payload)
-            origin = request["instance_id"]
-        except (ValueError, TypeError, KeyError):
+            # Any UUID spelling names the same peer; anything else is not a resync request
+            # (and is never logged: it could be arbitrarily long).
+            origin = uuid.UUID(request["instance_id"][:45])
+        except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            # RecursionError: deeply nested JSON must not take the subscription down.
             logger.debug("ignoring a malformed resync request of %d bytes", len(payload))
             return
-        if origin == str(self.instance_id) or self.resyncer is None:
+        if origin == self.instance_id or self.resyncer is None:
             return
         self.counters.incr("peer_resyncs")
         logger.info("backplane peer %s lost notifications: resyncing local consumers", origin)

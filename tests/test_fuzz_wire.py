@@ -21,7 +21,6 @@ delivered events reach the channel layer, and a valid message afterwards is stil
 import asyncio
 import threading
 import time
-import unittest
 import uuid
 
 from django.test import SimpleTestCase
@@ -448,13 +447,8 @@ class ListenerFuzzTests(SimpleTestCase):
         self.assertGreaterEqual(sum(count), 40 * 11)
         self.assertAlive()
 
-    # A notifier bug, reported with this test rather than fixed here (notifier/listener.py
-    # belongs to another engineer): Listener._control() catches ValueError, TypeError and
-    # KeyError around json.loads(), but deeply nested JSON raises RecursionError. It escapes
-    # the session loop, which counts an error, drops the connection and reconnects 0.5 s
-    # later (resyncing every local consumer). Anyone who can PUBLISH can repeat that twice a
-    # second. Fix: catch RecursionError there too (as notifier.wire.decode does).
-    @unittest.expectedFailure
+    # Deeply nested JSON raises RecursionError, not ValueError: it must not escape the
+    # session loop (which would drop the connection and resync every local consumer).
     def test_deeply_nested_json_on_the_control_channel(self):
         deep = b"[" * 100_000 + b"]" * 100_000
         with self.assertNoLogs("notifier.listener", "ERROR"):
