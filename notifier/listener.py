@@ -48,6 +48,7 @@ from . import lag, wire
 from .backoff import Backoff
 from .conf import DEFAULT_CHANNEL, mask_url
 from .probe import ProbeOverdue
+from .reader import BatchReader
 from .resync import CONNECT, PEER, RECONNECT, control_channel
 from .stats import Counters, Histogram
 
@@ -299,6 +300,7 @@ class Listener:
     async def _session(self):
         self.state = RECONNECTING if self.attempt else CONNECTING
         client, pubsub = self._connect()
+        reader = None
         try:
             # subscribe() before any read: redis-py refuses get_message() on an unsubscribed
             # PubSub (its connection is only made by the first command).
@@ -306,21 +308,24 @@ class Listener:
             await pubsub.subscribe(*channels)
             await self._confirm(pubsub, len(channels))
             self._subscribed()
+            reader = BatchReader(pubsub)
             probe = self.probe
             # With a probe, wake up at least once per probe interval to see if one is overdue.
             wait = self.ping_interval if probe is None else min(self.ping_interval,
                                                                 probe.interval)
             heard_at, pinged_at = time.monotonic(), None
             while True:
-                response = await pubsub.parse_response(block=False, timeout=wait)
+                # Everything already received, in order (see notifier.reader), or [] after
+                # `wait` seconds of silence.
+                batch = await reader.read(wait)
                 now = time.monotonic()
-                # Wedged means silent: a listener that is merely behind (its probe queued after
-                # a burst it is still reading) is not, and leaving would lose the burst.
-                if probe is not None and response is None and now - heard_at > probe.timeout:
-                    overdue = probe.overdue()
-                    if overdue:
-                        raise ProbeOverdue(f"subscriber connection wedged: {overdue}")
-                if response is None:
+                if not batch:
+                    # Wedged means silent: a listener that is merely behind (its probe queued
+                    # after a burst it is still reading) is not, and leaving would lose the burst.
+                    if probe is not None and now - heard_at > probe.timeout:
+                        overdue = probe.overdue()
+                        if overdue:
+                            raise ProbeOverdue(f"subscriber connection wedged: {overdue}")
                     if pinged_at is not None:
                         if now - pinged_at >= self.ping_interval:
                             raise TimeoutError(
@@ -330,15 +335,18 @@ class Listener:
                         pinged_at = now
                     continue
                 heard_at, pinged_at = now, None
-                if response[0] == b"message":
-                    source = response[1]
-                    if source == self._channel_bytes:
-                        await self.handle(response[2])
-                    elif probe is not None and probe.is_probe(source):
-                        probe.received(response[2])
-                    elif source == self._control_bytes:
-                        self._control(response[2])
+                for response in batch:
+                    if response[0] == b"message":
+                        source = response[1]
+                        if source == self._channel_bytes:
+                            await self.handle(response[2])
+                        elif probe is not None and probe.is_probe(source):
+                            probe.received(response[2])
+                        elif source == self._control_bytes:
+                            self._control(response[2])
         finally:
+            if reader is not None:
+                reader.close()
             self._connected.clear()
             if self.probe is not None:
                 self.probe.unsubscribed()
