@@ -50,7 +50,7 @@ from .conf import DEFAULT_CHANNEL, mask_url
 from .probe import ProbeOverdue
 from .reader import BatchReader
 from .resync import CONNECT, PEER, RECONNECT, control_channel
-from .stats import Counters, Histogram
+from .stats import Histogram, LoopCounters
 
 logger = logging.getLogger(__name__)
 
@@ -146,9 +146,10 @@ class Listener:
         self.control_channel = control_channel(channel)
         self._control_bytes = self.control_channel.encode()
         self._channel_bytes = channel.encode()
-        self.counters = Counters("received", "delivered", *DROP_REASONS, "connects",
-                                 "disconnects", "errors", "peer_resyncs",
-                                 "control_bad_signature")
+        # Written on the listener's loop only: increments take no lock (see LoopCounters).
+        self.counters = LoopCounters("received", "delivered", *DROP_REASONS, "connects",
+                                     "disconnects", "errors", "peer_resyncs",
+                                     "control_bad_signature")
         #: Seconds from a stamped message's PUBLISH to its delivery here.
         self.lag = Histogram()
         self._connected = asyncio.Event()

@@ -36,7 +36,7 @@ from collections import Counter
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 
-from .events import NotifyEvent
+from .events import NotifyEvent, new_event
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class WireMessage:
     @property
     def event(self) -> NotifyEvent:
         """The notification this message carries, as local subscribers receive it."""
-        return NotifyEvent(self.tenant_id, self.conversation_id, self.new_watermark)
+        return new_event(self.tenant_id, self.conversation_id, self.new_watermark)
 
 
 # The frozen dataclass's __init__ sets each field through object.__setattr__, a quarter of
@@ -338,6 +338,10 @@ def classify(payload: bytes, self_instance_id: uuid.UUID):
     return message, None
 
 
+# (instance id, the end of its payloads) of the last encode: one tuple, replaced atomically.
+_last_tail = (None, None)
+
+
 def encode(event: NotifyEvent, instance_id: uuid.UUID) -> bytes:
     """Return the wire v1 bytes the reference writes for ``event`` published by ``instance_id``.
 
@@ -354,12 +358,20 @@ def encode(event: NotifyEvent, instance_id: uuid.UUID) -> bytes:
         raise TypeError(f"new_watermark must be an int, not {type(watermark).__name__}")
     if not 0 <= watermark <= U64_MAX:
         raise ValueError(f"new_watermark {watermark} is outside u64 (0..{U64_MAX})")
+    global _last_tail
     if not isinstance(instance_id, uuid.UUID):
         raise TypeError(f"instance_id must be a uuid.UUID, not {type(instance_id).__name__}")
+    # A publisher encodes with its one instance id: format the UUID (0.7 µs) once.
+    last = _last_tail
+    if last[0] is instance_id:
+        tail = last[1]
+    else:
+        tail = f',"version":{VERSION},"instance_id":"{instance_id}"}}'
+        _last_tail = (instance_id, tail)
     text = (
         f'{{"tenant_id":{encode_basestring(tenant_id)},'
         f'"conversation_id":{encode_basestring(conversation_id)},'
-        f'"new_watermark":{int(watermark)},"version":{VERSION},"instance_id":"{instance_id}"}}'
+        f'"new_watermark":{int(watermark)}{tail}'
     )
     try:
         return text.encode("utf-8")
