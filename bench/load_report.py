@@ -396,10 +396,11 @@ class Report:
         plots = []
         for design, latencies in self.latencies.items():
             if "m" in latencies:
-                lat, what = latencies["m"], "POST→frame"
+                lat, what, axis = latencies["m"], "POST→frame", "POST to frame"
                 sides = {"same replica": lat["same"], "other replica": lat["other"]}
             else:
                 lat, what = latencies.get("f", {"other": []}), "write→frame (no HTTP)"
+                axis = "worker's write to frame"
                 sides = {"both replicas": lat["other"]}
             prefix = "load" if a.section == "main" else f"load-{a.section}"
             name = f"{prefix}-latency-{design}.png"
@@ -407,7 +408,7 @@ class Report:
             plot_latencies(
                 path.parent / name,
                 f"{design}: {what}, {a.sockets:,} sockets/replica, {a.rate:g} activities/s"
-                + rounds, sides, P99_TARGET_MS,
+                + rounds, sides, P99_TARGET_MS, axis,
             )  # fmt: skip
             plots.append((design, name))
         write_section(path, self.markdown(plots), a.section)

@@ -136,12 +136,13 @@ def machine_description():
     )
 
 
-def plot_latencies(path, title, sides, p99_target_ms=None):
+def plot_latencies(path, title, sides, p99_target_ms=None, what="POST to frame"):
     """A histogram of POST-to-frame latencies (log-spaced bins) with p50/p99/max marked.
 
     ``sides`` is ``{"same replica": [us...], "other replica": [us...]}``.
     """
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -164,7 +165,10 @@ def plot_latencies(path, title, sides, p99_target_ms=None):
             ax.axvline(p99_target_ms, color="red", linewidth=1,
                        label=f"p99 target {p99_target_ms} ms")  # fmt: skip
     ax.set_xscale("log")
-    ax.set_xlabel("POST to frame (ms, log scale)")
+    ax.xaxis.set_major_locator(matplotlib.ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel(f"{what} (ms, log scale)")
     ax.set_ylabel("frames")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
