@@ -25,6 +25,7 @@ from tests.support.redis_server import (
     requires_shared_redis,
     unique_channel,
 )
+from tests.support.tcp_proxy import TcpProxy
 
 TIMEOUT = 5  # generous: the machine is shared; nothing here measures speed
 
@@ -260,6 +261,35 @@ class RedisDownTests(SimpleTestCase):
                 await client.aclose()
         finally:
             await replica.aclose()
+
+    @requires_shared_redis
+    async def test_a_round_trip_that_hangs_fails_after_socket_timeout_and_the_next_reconnects(self):
+        # The sender's client has no per-reply timeout: the whole round trip has one. A frozen
+        # link (socket open, nothing comes back) must fail that round trip, and the sender
+        # must not reuse the connection it gave up on: the retry gets through a new one.
+        proxy = await TcpProxy.start(int(SHARED_URL.rsplit(":", 1)[1].split("/")[0]))
+        channel = unique_channel()
+        notifier = RedisNotifier(f"redis://127.0.0.1:{proxy.port}/0", channel=channel,
+                                 channel_layer=LocalChannelLayer(), socket_timeout=0.5)
+        client, pubsub = await raw_subscriber(SHARED_URL, channel)
+        try:
+            await notifier.astart()
+            await notifier.apublish(NotifyEvent("t", "c", 1))
+            self.assertEqual([wire.decode(p).new_watermark
+                              for p in await raw_messages(pubsub, 1)], [1])
+            proxy.freeze()
+            frozen_at = time.monotonic()
+            await notifier.apublish(NotifyEvent("t", "c", 2))
+            await eventually(lambda: notifier.stats()["mirror_failures"] >= 1)
+            self.assertGreaterEqual(time.monotonic() - frozen_at, 0.45)
+            self.assertEqual([wire.decode(p).new_watermark
+                              for p in await raw_messages(pubsub, 1)], [2])
+            await eventually(lambda: notifier.stats()["mirrored"] == 2)
+        finally:
+            await notifier.aclose()
+            await pubsub.aclose()
+            await client.aclose()
+            await proxy.aclose()
 
     async def test_while_redis_is_down_every_publish_is_accounted_for(self):
         layer = LocalChannelLayer()
