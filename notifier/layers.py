@@ -54,16 +54,21 @@ _NAME_CACHE_SIZE = 65536
 _COMPACT_SLACK = 1024
 
 
-def _copier(message):
-    """Return a function that gives each receiver its own copy of ``message``.
-
-    Called once per send. Flat messages of immutable values (all a watermark hint holds) are
-    copied shallowly, anything else deeply, so no receiver sees another's mutations.
-    """
+def _check_message(message):
+    """Refuse what no channel layer may carry; called once per send, members or not."""
     if not isinstance(message, dict):
         raise TypeError(f"message must be a dict, not {type(message).__name__}")
     if "__asgi_channel__" in message:
         raise ValueError("message must not carry the reserved key '__asgi_channel__'")
+
+
+def _copier(message):
+    """Return a function that gives each receiver its own copy of ``message`` (checked).
+
+    Called once per send that has receivers. Flat messages of immutable values (all a
+    watermark hint holds) are copied shallowly, anything else deeply, so no receiver sees
+    another's mutations.
+    """
     for value in message.values():
         if type(value) not in _IMMUTABLE:
             return deepcopy
@@ -118,6 +123,7 @@ class LocalChannelLayer(BaseChannelLayer):
 
     async def send(self, channel, message):
         """Send ``message`` to ``channel``; raise ``ChannelFull`` if its queue is full."""
+        _check_message(message)
         copy = _copier(message)
         state = self._channel(channel)
         if not self._deliver(state, channel, copy(message), time.monotonic()):
@@ -130,18 +136,27 @@ class LocalChannelLayer(BaseChannelLayer):
 
         Called in a loop by each consumer. Cancelling a waiting receive loses no message.
         """
+        # Every consumer calls this once per message it gets: the helpers are inlined.
         now = time.monotonic()
-        if self._due(now):
+        expiries, joins = self._expiries, self._joins
+        if (expiries and expiries[0][0] <= now) or (
+            joins and joins[0][0] <= now - self.group_expiry
+        ):
             self._expire(now)
-        state = self._channel(channel)
-        if state.queue:
-            entry = state.queue.popleft()
+        channels = self.channels
+        state = channels.get(channel)
+        if state is None:
+            state = channels[channel] = _Channel(self._capacity(channel))
+        queue, waiters = state.queue, state.waiters
+        if queue:
+            entry = queue.popleft()
             message, entry[2] = entry[2], None
             self._queued -= 1
-            self._forget_if_idle(channel, state)
+            if not queue and not waiters:
+                del channels[channel]
             return message
         waiter = asyncio.get_running_loop().create_future()
-        state.waiters.append(waiter)
+        waiters.append(waiter)
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -151,9 +166,10 @@ class LocalChannelLayer(BaseChannelLayer):
             raise
         finally:
             # Still queued only if no message reached it (a sender pops the waiter it serves).
-            if waiter in state.waiters:
-                state.waiters.remove(waiter)
-            self._forget_if_idle(channel, state)
+            if waiters and waiter in waiters:
+                waiters.remove(waiter)
+            if not queue and not waiters and channels.get(channel) is state:
+                del channels[channel]
 
     async def new_channel(self, prefix="specific."):
         """Return a fresh process-local channel name; called once per consumer instance."""
@@ -189,7 +205,7 @@ class LocalChannelLayer(BaseChannelLayer):
 
     async def group_send(self, group, message):
         """Send ``message`` to every member of ``group``; full members skip it (counted)."""
-        copy = _copier(message)
+        _check_message(message)
         if group not in self.groups:
             # The common case in a process without consumers (a publisher): still refuse a bad
             # name, as channels' layers do, but run the regex once per name.
@@ -199,6 +215,7 @@ class LocalChannelLayer(BaseChannelLayer):
                     self._valid_groups.clear()
                 self._valid_groups.add(group)
             return
+        copy = _copier(message)
         now = time.monotonic()
         if self._due(now):
             self._expire(now)
@@ -209,9 +226,17 @@ class LocalChannelLayer(BaseChannelLayer):
             state = channels.get(name)
             if state is None:
                 state = channels[name] = _Channel(self._capacity(name))
-            if not self._deliver(state, name, copy(message), now):
-                self._dropped_full += 1
-                logger.debug("group %s: channel %s is full, message dropped", group, name)
+            # A receiver waiting (the usual case) gets the message at once: _deliver inlined.
+            waiters = state.waiters
+            while waiters:
+                waiter = waiters.popleft()
+                if not waiter.done():
+                    waiter.set_result(copy(message))
+                    break
+            else:
+                if not self._deliver(state, name, copy(message), now):
+                    self._dropped_full += 1
+                    logger.debug("group %s: channel %s is full, message dropped", group, name)
 
     # Flush extension
 
