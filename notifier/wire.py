@@ -153,6 +153,20 @@ _EXACT_DECODER = json.JSONDecoder(
 # JSON whitespace, the only kind serde (and Python's scanner) skips between tokens.
 _WS = re.compile(r"[ \t\n\r]*").match
 
+# The exact layout our publishers (and the reference) write, in which every leniency above is
+# out of the question: strings with no quote, backslash or control character (so no escape and
+# no lone surrogate: the text came from valid UTF-8), integers without sign, fraction, exponent
+# or leading zero, each of the five fields once in declaration order, a lowercase hyphenated
+# UUID, optionally our "ts" (notifier.lag) as an integer, and nothing else. A payload in that
+# shape is read with one regex (1.8 µs instead of 2.9); anything else, and a match whose
+# numbers are out of range, takes the general path below, which alone raises errors.
+_CANONICAL = re.compile(
+    r'\{"tenant_id":"([^"\\\x00-\x1f]*)","conversation_id":"([^"\\\x00-\x1f]*)",'
+    r'"new_watermark":(0|[1-9][0-9]{0,19}),"version":(0|[1-9][0-9]{0,2}),'
+    r'"instance_id":"([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})"'
+    r'(?:,"ts":(?:0|[1-9][0-9]{0,15}))?\}'
+).fullmatch
+
 
 def _has_surrogate(text):
     try:
@@ -286,6 +300,20 @@ def decode(payload: bytes) -> WireMessage:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedPayload(f"not UTF-8: {exc.reason} at byte {exc.start}") from None
+    canonical = _CANONICAL(text)
+    if canonical is not None:
+        tenant_id, conversation_id, watermark, version, instance_id = canonical.groups()
+        watermark, version = int(watermark), int(version)
+        if watermark <= U64_MAX and version <= U8_MAX:
+            return _new_message(
+                tenant_id, conversation_id, watermark, version, _parse_uuid(instance_id)
+            )
+    return _decode_text(text)
+
+
+def _decode_text(text):
+    """decode() for any text: the JSON scanners and every check (the canonical layout's
+    shortcut gives the same message; tests compare the two)."""
     try:
         try:
             obj = _scan_fast(text)

@@ -269,3 +269,68 @@ class PropertyTests(SimpleTestCase):
         self.assertIsInstance(message.tenant_id, str)
         self.assertTrue(0 <= message.new_watermark < 2**64)
         self.assertTrue(0 <= message.version < 256)
+
+
+def outcome(decode, data):
+    """What a decoder makes of ``data``: the message's fields, or the error it raises."""
+    try:
+        return dataclasses.astuple(decode(data))
+    except wire.MalformedPayload as exc:
+        return ("malformed", str(exc))
+
+
+def general_decode(data):
+    # The general path alone, without the canonical layout's shortcut.
+    return wire._decode_text(data.decode("utf-8"))
+
+
+# Near the canonical layout: the shortcut's regex decides on these, so its edges are what
+# the comparison below must cover (quotes, backslashes, controls, non-ASCII in the ids;
+# numbers at and past their ranges, with leading zeros or signs; other UUID spellings; "ts").
+# Each field is in the layout often enough that a good share of payloads match it whole.
+def mostly(canonical, other):
+    return st.one_of(*[canonical] * 8, other)
+
+
+near_ids = mostly(
+    st.text(st.characters(codec="utf-8", exclude_characters='"\\', min_codepoint=0x20)),
+    st.text(st.characters(codec="utf-8") | st.sampled_from('"\\\x00\x1f\x7f:-')),
+)
+near_numbers = mostly(
+    st.integers(min_value=0, max_value=255).map(str),
+    st.integers(min_value=0, max_value=2**64 + 10).map(str)
+    | st.sampled_from(["00", "01", "-0", "-1", "1.0", "1e3", "256", "999", "1000",
+                       str(2**64 - 1), str(2**64), "9" * 20, "9" * 21, " 1"]),
+)
+near_instances = mostly(
+    st.uuids().map(str),
+    st.uuids().flatmap(lambda value: st.sampled_from(list(spellings(value)))),
+)
+near_ts = mostly(
+    st.sampled_from(["", ',"ts":0', ',"ts":1700000000123', ',"ts":' + "9" * 16]),
+    st.sampled_from([',"ts":01', ',"ts":-1', ',"ts":1.5', ',"ts":' + "9" * 17, ',"ts":"x"',
+                     ',"ts":null', ',"kid":"k1"']),
+)
+
+
+class CanonicalShortcutTests(SimpleTestCase):
+    """decode() reads our publishers' exact layout with one regex; the general path must agree
+    on every payload, inside and around that layout."""
+
+    @hypothesis_settings(max_examples=500, deadline=None)
+    @given(tenant=ids, conversation=ids, watermark=u64, instance=st.uuids(),
+           ts=st.none() | st.integers(min_value=0, max_value=2**53))
+    def test_encoded_payloads(self, tenant, conversation, watermark, instance, ts):
+        data = wire.encode(NotifyEvent(tenant, conversation, watermark), instance)
+        if ts is not None:
+            data = data[:-1] + b',"ts":%d}' % ts
+        self.assertEqual(outcome(wire.decode, data), outcome(general_decode, data))
+
+    @hypothesis_settings(max_examples=1000, deadline=None)
+    @given(tenant=near_ids, conversation=near_ids, watermark=near_numbers, version=near_numbers,
+           instance=near_instances, ts=near_ts)
+    def test_payloads_near_the_layout(self, tenant, conversation, watermark, version, instance,
+                                      ts):
+        data = payload(f'"{tenant}"', f'"{conversation}"', watermark, version, f'"{instance}"',
+                       ts)
+        self.assertEqual(outcome(wire.decode, data), outcome(general_decode, data))
