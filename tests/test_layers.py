@@ -275,6 +275,36 @@ class BehaviourTests(SimpleTestCase):
         self.assertEqual(layer.stats()["channels"], 0)
         self.assertEqual(layer.stats()["groups"], 0)
 
+    async def test_a_member_keeps_its_state_between_messages_until_it_leaves_its_groups(self):
+        layer = LocalChannelLayer()
+        await layer.group_add("g1", "c")
+        await layer.group_add("g2", "c")
+        self.assertEqual(layer.channels, {})  # nothing until a message or a receiver comes
+        await layer.group_send("g1", {"type": "x"})
+        self.assertEqual((await receive_within(layer, "c"))["type"], "x")
+        state = layer.channels["c"]
+        receiver = asyncio.create_task(layer.receive("c"))
+        await asyncio.sleep(0)
+        await layer.group_send("g2", {"type": "y"})
+        self.assertEqual((await receiver)["type"], "y")
+        self.assertIs(layer.channels["c"], state)  # reused, not rebuilt per message
+        await layer.group_discard("g1", "c")
+        self.assertIs(layer.channels["c"], state)  # still in g2
+        await layer.group_discard("g2", "c")
+        self.assertEqual(layer.channels, {})
+        self.assertEqual(layer.stats(), {**LocalChannelLayer().stats()})
+
+    async def test_a_member_with_a_waiting_receiver_goes_once_the_receiver_is_done(self):
+        layer = LocalChannelLayer()
+        await layer.group_add("g", "c")
+        receiver = asyncio.create_task(layer.receive("c"))
+        await asyncio.sleep(0)
+        await layer.group_discard("g", "c")
+        self.assertIn("c", layer.channels)  # its receiver still waits
+        await layer.send("c", {"type": "direct"})
+        self.assertEqual((await receiver)["type"], "direct")
+        self.assertEqual(layer.channels, {})
+
     async def test_flush(self):
         layer = LocalChannelLayer()
         await layer.group_add("g", "c")
