@@ -45,6 +45,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from . import pipeline
 from .backoff import Backoff
 from .conf import mask_url
 from .resync import control_channel
@@ -177,6 +178,8 @@ class AsyncSender:
         # round trip. So the client gets none, and the whole round trip gets socket_timeout.
         self._options = client_options(connect_timeout=connect_timeout, socket_timeout=None)
         self._round_trip_timeout = socket_timeout
+        # PUBLISHes are written in RESP directly (see notifier.pipeline): global, control.
+        self._heads = (pipeline.command_head(channel), pipeline.command_head(self.control_channel))
         self.loop = None
         self._task = None
         self._wakeup = None
@@ -247,13 +250,11 @@ class AsyncSender:
                     self._space.set()
                 self._inflight = len(batch)
                 self._inflight_since = self.loop.time()
+                heads = self._heads
+                commands = [(heads[key is None], payload) for key, payload in batch]
                 try:
                     async with asyncio.timeout(self._round_trip_timeout):
-                        async with client.pipeline(transaction=False) as pipe:
-                            for key, payload in batch:
-                                pipe.publish(self.channel if key is not None else
-                                             self.control_channel, payload)
-                            await pipe.execute()
+                        await pipeline.publish(client, commands)
                 except Exception as exc:
                     # CancelledError is no Exception: shutdown goes straight through.
                     _failed(self.counters, self._queue, batch)

@@ -1,4 +1,5 @@
-"""Reading a subscribed connection in batches, with a silence deadline that costs no timer per read.
+"""Reading many Redis replies cheaply: a subscribed connection's messages in batches (with a
+silence deadline that costs no timer per read), and the replies of commands sent together.
 
 The listener's loop spends most of its time in redis-py's ``PubSub.parse_response``: each
 call goes through the health check, the retry wrapper, a timeout context and, on RESP3, a
@@ -13,6 +14,9 @@ applying the checks redis-py applies to each (errors raise, push messages other 
 ``message`` go through the parser's push handler). The order of replies is the
 connection's order, as before; only the cost per reply changes. Without hiredis (the pure
 Python parser) it reads one reply per call, as redis-py does.
+
+:func:`read_replies` does the same for the replies of commands sent together (the sender's
+PUBLISHes, see :mod:`notifier.pipeline`).
 
 The silence deadline: a read that has waited ``timeout`` seconds returns an empty batch,
 as ``parse_response(block=False, timeout=...)`` returns None, so the listener can probe,
@@ -97,7 +101,7 @@ class BatchReader:
             if (kind is PushNotification or kind is list) and reply and reply[0] == _MESSAGE:
                 batch.append(reply)  # the common case, which redis-py returns as it is
             else:
-                batch.append(await _checked(parser, reply))
+                batch.append(await _checked(parser, reply, push_request=True))
 
     def _check_deadline(self):
         # The timer: runs on the loop, so the reading task is suspended right now.
@@ -112,12 +116,45 @@ class BatchReader:
         self._task.cancel()
 
 
-async def _checked(parser, reply):
+async def read_replies(connection, count):
+    """Read the ``count`` replies of commands sent together on ``connection``, in order.
+
+    Raises the first error reply, or what ``read_response`` raises; the caller must then
+    close the connection (replies may be left unread). The first reply of each socket read
+    goes through redis-py's ``read_response``, the rest come straight from hiredis.
+    """
+    replies = []
+    parser = connection._parser
+    drain = type(parser) is _AsyncHiredisParser and not connection.health_check_interval
+    while len(replies) < count:
+        replies.append(await connection.read_response())
+        if not drain:
+            continue
+        gets = parser._reader.gets
+        while len(replies) < count:
+            reply = gets()
+            if reply is NOT_ENOUGH_DATA:
+                break
+            if type(reply) is int:
+                replies.append(reply)  # PUBLISH's answer: how many received it
+                continue
+            reply = await _checked(parser, reply, push_request=False)
+            if reply is not _SKIPPED:
+                replies.append(reply)
+    return replies
+
+
+# A push message that was not the reply being read (RESP3): handled, then skipped.
+_SKIPPED = object()
+
+
+async def _checked(parser, reply, *, push_request):
     """What redis-py's hiredis parser and connection do with a reply other than a message."""
     if isinstance(reply, (RedisConnectionError, ResponseError)):
         raise reply
     if PushNotification is not None and type(reply) is PushNotification:
-        return await parser.handle_push_response(reply)
+        handled = await parser.handle_push_response(reply)
+        return handled if push_request else _SKIPPED
     if type(reply) is list and reply and isinstance(reply[0], RedisConnectionError):
         raise reply[0]
     return reply
