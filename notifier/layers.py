@@ -219,6 +219,14 @@ class LocalChannelLayer(BaseChannelLayer):
 
     async def group_send(self, group, message):
         """Send ``message`` to every member of ``group``; full members skip it (counted)."""
+        self.group_send_nowait(group, message)
+
+    def group_send_nowait(self, group, message):
+        """:meth:`group_send` without the coroutine: this layer's group send never waits.
+
+        For callers on the layer's loop that send many messages in a row (the backplane
+        listener); everything else should await :meth:`group_send`.
+        """
         _check_message(message)
         if group not in self.groups:
             # The common case in a process without consumers (a publisher): still refuse a bad

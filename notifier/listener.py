@@ -106,7 +106,10 @@ class Listener:
     :class:`~notifier.probe.Probe` on this listener's probe channel, run while the listener
     runs. ``signing``: a :class:`~notifier.signing.Keyring`; messages not signed with one of
     its keys are dropped (``bad_signature``, before the self-echo check), resync requests
-    ignored (``control_bad_signature``).
+    ignored (``control_bad_signature``). ``deliver_nowait``: an optional synchronous
+    ``deliver`` (:meth:`BaseNotifier.local_send_nowait
+    <notifier.backends.base.BaseNotifier.local_send_nowait>`) tried first for each message;
+    it returns False when the message must go through ``deliver`` after all.
     """
 
     def __init__(
@@ -115,6 +118,7 @@ class Listener:
         *,
         deliver,
         instance_id,
+        deliver_nowait=None,
         channel=DEFAULT_CHANNEL,
         observer=None,
         backoff=None,
@@ -129,6 +133,7 @@ class Listener:
         self.channel = channel
         self.instance_id = instance_id
         self._deliver = deliver
+        self._deliver_nowait = deliver_nowait
         self.observer = observer or ListenerObserver()
         self.backoff = backoff or Backoff()
         self.connect_timeout = connect_timeout
@@ -336,11 +341,19 @@ class Listener:
                         pinged_at = now
                     continue
                 heard_at, pinged_at = now, None
+                deliver, nowait = self._deliver, self._deliver_nowait
                 for response in batch:
                     if response[0] == b"message":
                         source = response[1]
                         if source == self._channel_bytes:
-                            await self.handle(response[2])
+                            # handle(), inlined: a synchronous delivery when the layer has one.
+                            payload = response[2]
+                            message = self._accept(payload)
+                            if type(message) is not str:  # else dropped, for that reason
+                                event = message.event
+                                if nowait is None or not nowait(event):
+                                    await deliver(event)
+                                self._delivered(payload, message)
                         elif probe is not None and probe.is_probe(source):
                             probe.received(response[2])
                         elif source == self._control_bytes:
@@ -395,7 +408,17 @@ class Listener:
 
     async def handle(self, payload):
         """Decode one payload and deliver or drop it. Returns ``None`` when delivered, else
-        the drop reason. Called by the loop for every message; tests call it directly."""
+        the drop reason. Tests call it directly; the loop runs the same steps inline."""
+        message = self._accept(payload)
+        if type(message) is str:
+            return message
+        await self._deliver(message.event)
+        self._delivered(payload, message)
+        return None
+
+    def _accept(self, payload):
+        """Count and decode ``payload``; return the message to deliver, or the reason it
+        was dropped (a str; counted and logged)."""
         self.counters.incr("received")
         try:
             message = wire.decode(payload)
@@ -410,13 +433,15 @@ class Listener:
             return self._drop(SELF_ECHO, payload)
         if message.version != SUPPORTED_VERSION:
             return self._drop(UNKNOWN_VERSION, payload)
-        await self._deliver(message.event)
+        return message
+
+    def _delivered(self, payload, message):
+        # After the delivery of ``message``: count it, time it, tell the observer.
         self.counters.incr("delivered")
         stamped = lag.read(payload)
         if stamped is not None:
             self.lag.observe(time.time() - stamped / 1000.0)
         self.observer.delivered(self, message)
-        return None
 
     def _control(self, payload):
         """A message on the control channel: a peer lost notifications, resync (not our own)."""

@@ -150,6 +150,37 @@ class NotifierContract:
         finally:
             await notifier.aclose()
 
+    async def test_local_send_nowait_delivers_at_once_with_the_local_layer(self):
+        layer = LocalChannelLayer()
+        notifier = self.make_notifier(layer)
+        channel = await self.subscribe(layer, "t", "c")
+        self.assertTrue(notifier.local_send_nowait(NotifyEvent("t", "c", 4)))
+        self.assertEqual(layer.stats()["queued"], 1)  # already there, nothing awaited
+        self.assertEqual(await self.receive(layer, channel),
+                         watermark_message(NotifyEvent("t", "c", 4)))
+
+    async def test_local_send_nowait_leaves_other_layers_to_local_send(self):
+        from channels.layers import InMemoryChannelLayer
+
+        # An overridden group_send (here: recording) must be awaited, as must other layers.
+        for layer in (RecordingLayer(), InMemoryChannelLayer()):
+            notifier = self.make_notifier(layer)
+            channel = await self.subscribe(layer, "t", "c")
+            self.assertFalse(notifier.local_send_nowait(NotifyEvent("t", "c", 1)))
+            await self.assert_nothing(layer, channel, wait=0.05)
+        self.assertTrue(self.make_notifier(None).local_send_nowait(NotifyEvent("t", "c", 1)))
+
+    async def test_local_send_nowait_logs_and_counts_failures(self):
+        class Broken(LocalChannelLayer):
+            def group_send_nowait(self, group, message):
+                raise RuntimeError("layer is broken")
+
+        notifier = self.make_notifier(Broken())
+        with self.assertLogs("notifier.backends.base", "WARNING") as logs:
+            self.assertTrue(notifier.local_send_nowait(NotifyEvent("t", "c", 1)))
+        self.assertEqual(notifier.stats()["local_failures"], 1)
+        self.assertIn("layer is broken", "\n".join(logs.output))
+
     async def test_no_channel_layer_is_not_an_error(self):
         notifier = self.make_notifier(None)
         notifier._channel_layer = None  # an app without CHANNEL_LAYERS
@@ -175,3 +206,21 @@ class InMemoryNotifierContractTests(NotifierContract, SimpleTestCase):
 class RedisNotifierContractTests(NotifierContract, SimpleTestCase):
     def make_notifier(self, layer):
         return RedisNotifier(SHARED_URL, channel=unique_channel(), channel_layer=layer)
+
+    async def test_the_listener_awaits_a_group_send_it_cannot_call_synchronously(self):
+        channel = unique_channel()
+        layer = RecordingLayer()
+        receiver = RedisNotifier(SHARED_URL, channel=channel, channel_layer=layer)
+        sender = RedisNotifier(SHARED_URL, channel=channel, channel_layer=LocalChannelLayer())
+        listener = receiver.listener(probe=False, resync=False)
+        local = await self.subscribe(layer, "t", "c")
+        await sender.astart()
+        listener.start()
+        try:
+            await listener.wait_connected(TIMEOUT)
+            await sender.apublish(NotifyEvent("t", "c", 9))
+            self.assertEqual((await self.receive(layer, local))["watermark"], 9)
+            self.assertEqual(len(layer.send_threads), 1)  # through its group_send
+        finally:
+            await listener.aclose()
+            await sender.aclose()

@@ -22,6 +22,7 @@ from asgiref.sync import async_to_sync
 from channels.layers import DEFAULT_CHANNEL_LAYER, get_channel_layer
 
 from ..events import group_name, watermark_message
+from ..layers import LocalChannelLayer
 from ..stats import Counters
 
 logger = logging.getLogger(__name__)
@@ -117,6 +118,29 @@ class BaseNotifier:
         except Exception:
             self.counters.incr("local_failures")
             logger.warning("local group_send of %r failed", event, exc_info=True)
+
+    def local_send_nowait(self, event):
+        """:meth:`local_send` without awaiting, when the channel layer allows it (a
+        :class:`~notifier.layers.LocalChannelLayer`, whose group send never waits). Returns
+        False, having done nothing, for any other layer: the caller awaits
+        :meth:`local_send` instead. Called on the layer's loop by the listener, per message.
+        """
+        layer = self._channel_layer
+        if isinstance(layer, str):
+            layer = get_channel_layer(layer)
+        if layer is None:
+            return True  # nothing to do, as local_send does
+        # Only while group_send is ours (a subclass that overrides it must be awaited).
+        if type(layer).group_send is not LocalChannelLayer.group_send:
+            return False
+        try:
+            layer.group_send_nowait(
+                group_name(event.tenant_id, event.conversation_id), watermark_message(event)
+            )
+        except Exception:
+            self.counters.incr("local_failures")
+            logger.warning("local group_send of %r failed", event, exc_info=True)
+        return True
 
     def publish(self, event):
         """Publish from sync code; returns at once and never raises.

@@ -197,11 +197,13 @@ class RedisNotifier(BaseNotifier):
         from ..resync import Resyncer
 
         kwargs.setdefault("signing", self.signing)
+        if deliver is None:
+            deliver, kwargs["deliver_nowait"] = self.local_send, self.local_send_nowait
         listener = Listener(
             self.url,
             channel=self.channel,
             instance_id=self.instance_id,
-            deliver=deliver or self.local_send,
+            deliver=deliver,
             observer=observer,
             connect_timeout=self.connect_timeout,
             **kwargs,
