@@ -228,7 +228,8 @@ class LocalChannelLayer(BaseChannelLayer):
         listener); everything else should await :meth:`group_send`.
         """
         _check_message(message)
-        if group not in self.groups:
+        members = self.groups.get(group)
+        if members is None:
             # The common case in a process without consumers (a publisher): still refuse a bad
             # name, as channels' layers do, but run the regex once per name.
             if group not in self._valid_groups:
@@ -239,12 +240,16 @@ class LocalChannelLayer(BaseChannelLayer):
             return
         copy = _copier(message)
         now = time.monotonic()
-        if self._due(now):
+        expiries, joins = self._expiries, self._joins
+        if (expiries and expiries[0][0] <= now) or (
+            joins and joins[0][0] <= now - self.group_expiry
+        ):
             self._expire(now)
+            members = self.groups.get(group, ())
         channels = self.channels
         # Delivering only resolves futures (their callbacks run later): no member can come or
         # go while this loop runs, so the dict needs no copy.
-        for name in self.groups.get(group, ()):
+        for name in members:
             state = channels.get(name)
             if state is None:
                 state = channels[name] = self._new_state(name)
