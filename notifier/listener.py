@@ -51,6 +51,7 @@ from .probe import ProbeOverdue
 from .reader import BatchReader
 from .resync import CONNECT, PEER, RECONNECT, control_channel
 from .stats import Histogram, LoopCounters
+from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -205,13 +206,7 @@ class Listener:
     async def aclose(self):
         """Called by the owner at shutdown, on the listener's loop: cancel and await it."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():
-                    raise
+        await cancel_and_wait(task)
         self.state = CLOSED
 
     async def wait_connected(self, timeout=None):

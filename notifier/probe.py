@@ -41,6 +41,7 @@ from redis.backoff import NoBackoff
 
 from .conf import mask_url
 from .stats import Counters, Histogram
+from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -133,13 +134,7 @@ class Probe:
     async def aclose(self):
         """Called by the listener when it stops: cancel the task and wait for it."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():
-                    raise
+        await cancel_and_wait(task)
 
     def subscribed(self):
         """Called by the listener once its subscription (probe channel included) is confirmed."""

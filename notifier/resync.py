@@ -38,6 +38,7 @@ import random
 
 from .events import GROUP_PREFIX
 from .stats import Counters
+from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -127,13 +128,7 @@ class Resyncer:
     async def aclose(self):
         """Called by the owner (the listener) when it stops: cancel the pass and wait."""
         task, self._task = self._task, None
-        if task is not None and not task.done():
-            task.cancel()
-            try:
-                await task
-            except asyncio.CancelledError:
-                if asyncio.current_task().cancelling():
-                    raise
+        await cancel_and_wait(task)
 
     def schedule(self, groups):
         """Return ``[(offset in seconds, group), ...]`` sorted by offset: the plan of a pass."""
