@@ -15,17 +15,9 @@ from tests.support.redis_server import (
     requires_shared_redis,
     unique_channel,
 )
+from tests.test_notifier_redis import raw_subscriber
 
 TIMEOUT = 5  # generous: the machine is shared
-
-
-async def subscriber(url, channel):
-    client = aioredis.Redis.from_url(url)
-    pubsub = client.pubsub()
-    await pubsub.subscribe(channel)
-    message = await pubsub.get_message(timeout=TIMEOUT)
-    assert message and message["type"] == "subscribe", message
-    return client, pubsub
 
 
 async def received(pubsub, count):
@@ -45,7 +37,7 @@ class PublishTests(SimpleTestCase):
         channel = unique_channel("test:é✓")
         payloads = [b"plain", b"", b"with\r\nCRLF\r\n", bytes(range(256)), b"x" * 100_000,
                     '{"tenant_id":"会话"}'.encode()]
-        client, pubsub = await subscriber(SHARED_URL, channel)
+        client, pubsub = await raw_subscriber(SHARED_URL, channel)
         publisher = aioredis.Redis.from_url(SHARED_URL)
         try:
             head = pipeline.command_head(channel)
@@ -94,7 +86,7 @@ class ErrorTests(SimpleTestCase):
     async def test_a_pooled_connection_redis_closed_costs_no_batch(self):
         server = await asyncio.to_thread(RedisServer.start_for, self)
         channel = unique_channel()
-        client, pubsub = await subscriber(server.url, channel)
+        client, pubsub = await raw_subscriber(server.url, channel)
         publisher = aioredis.Redis.from_url(server.url, client_name="publisher")
         admin = aioredis.Redis.from_url(server.url)
         try:
