@@ -5,7 +5,7 @@ Read one by one, each socket paid a thread hop and its own query, and each encod
 frame again. Here (measured with ``bench/load.py``, see docs/benchmarks.md):
 
 * reads run on one thread per process that keeps its database connection
-  (:func:`stream_db`), instead of opening and closing one per read;
+  (:func:`stream_db`, ``webchat.db_threads``), instead of opening and closing one per read;
 * reads that wait together go to that thread in one hop, and sockets of one conversation at
   the same cursor share one query and one encoded frame (:class:`SharedReads`).
 """
@@ -13,37 +13,16 @@ frame again. Here (measured with ``bench/load.py``, see docs/benchmarks.md):
 import asyncio
 from dataclasses import dataclass, field
 
-from asgiref.sync import sync_to_async
-from django.db import DEFAULT_DB_ALIAS, connections
+from .db_threads import DatabaseThreads
 
-
-def _on_kept_connection(function, *args):
-    """Run ``function(*args)`` on this thread's database connection, keeping it open.
-
-    Channels' ``database_sync_to_async`` closes the connection around every call, and with
-    ``CONN_MAX_AGE = 0`` (what ASGI needs for request threads) each stream read then opened
-    and closed one: more work than the read, and on SQLite the last close of a file also
-    checkpoints its WAL. Stream reads all run on one thread (see :func:`stream_db`), so one
-    connection per process serves them. A connection that failed and no longer answers is
-    closed, so the next read opens a fresh one.
-    """
-    try:
-        return function(*args)
-    finally:
-        connection = connections[DEFAULT_DB_ALIAS]
-        if (
-            connection.connection is not None
-            and connection.errors_occurred
-            and not connection.in_atomic_block
-            and not connection.is_usable()
-        ):
-            connection.close()
+#: The stream's database thread: one per process (reads come in batches, see SharedReads).
+stream_threads = DatabaseThreads("stream-db", 1)
 
 
 async def stream_db(function, *args):
-    """Await ``function(*args)`` on the process's stream database thread (thread-sensitive:
-    outside a request, one thread per process; in tests, the test's own thread)."""
-    return await sync_to_async(_on_kept_connection, thread_sensitive=True)(function, *args)
+    """Await ``function(*args)`` on the process's stream database thread, which keeps its
+    connection (in tests: on the test's own thread, see ``webchat.db_threads``)."""
+    return await stream_threads.run(function, *args)
 
 
 @dataclass(slots=True)

@@ -5,7 +5,12 @@
         "MAX_FILE_BYTES": 4 * 1024 * 1024,   # each uploaded file
         "MAX_UPLOAD_FILES": 10,              # files in one upload
         "MAX_POLL_ACTIVITIES": 1000,         # activities in one polling answer
+        "DB_THREADS": 4,                     # threads (and connections) serving the API
     }
+
+``DB_THREADS`` is read once, when the first request starts the threads
+(``webchat.db_threads``): at most that many Direct Line requests touch the database at once
+per process, each on a connection its thread keeps.
 
 Read on each request, so ``override_settings`` works and nothing is read at import time.
 Unknown keys and non-positive values are reported by the ``webchat.E002`` system check.
@@ -23,6 +28,7 @@ class DirectLineLimits:
     MAX_FILE_BYTES: int = 4 * 1024 * 1024
     MAX_UPLOAD_FILES: int = 10
     MAX_POLL_ACTIVITIES: int = 1000
+    DB_THREADS: int = 4
 
     @property
     def max_upload_body(self) -> int:

@@ -15,7 +15,14 @@ from django.http.multipartparser import MultiPartParserError
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
+from webchat.db_threads import DatabaseThreads
+
+from .conf import directline_limits
+
 logger = logging.getLogger(__name__)
+
+#: The threads that run the Direct Line views (``WEBCHAT_DIRECTLINE["DB_THREADS"]`` of them).
+api_threads = DatabaseThreads("directline-db", lambda: directline_limits().DB_THREADS)
 
 
 class DirectLineError(Exception):
@@ -63,12 +70,15 @@ def directline_view(*methods: str):
     into its error body (logged at INFO, path only: the query may carry a token), and any
     other exception into a logged 500 ServiceError body. Bearer endpoints carry no CSRF
     cookie, so they are CSRF-exempt.
+
+    The endpoint is async: the sync view runs on one of :data:`api_threads`, whose
+    database connections stay open between requests, rather than on a new thread with a
+    new connection per request (``webchat.db_threads``).
     """
     allowed = frozenset(methods)
 
     def decorate(view):
-        @functools.wraps(view)
-        def wrapper(request, *args, **kwargs):
+        def answer(request, *args, **kwargs):
             if request.method not in allowed:
                 logger.info("Direct Line %s %s refused: 405", request.method, request.path)
                 response = error_response(
@@ -103,7 +113,11 @@ def directline_view(*methods: str):
                     500, "ServiceError", "The service failed to handle the request; retry later."
                 )
 
-        return csrf_exempt(wrapper)
+        @functools.wraps(view)
+        async def endpoint(request, *args, **kwargs):
+            return await api_threads.run(answer, request, *args, **kwargs)
+
+        return csrf_exempt(endpoint)
 
     return decorate
 
