@@ -6,9 +6,11 @@ Importing this module sets Django up and, with the Redis backend, checks that Re
 
 import os
 
-from django.core.asgi import get_asgi_application
-
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webchat.settings")
+
+from webchat.handler import get_asgi_application  # noqa: E402
+
+# Django's handler, minus a thread per Direct Line request (webchat/handler.py).
 django_asgi_app = get_asgi_application()
 
 # These imports need Django set up.

@@ -49,17 +49,19 @@ INSTALLED_APPS = [
     "webchat",
 ]
 
+# Django's default middleware, as subclasses that spare the Direct Line API a thread hop per
+# hook (webchat/middleware.py): same behaviour, same response headers.
 MIDDLEWARE = [
     # First, so it sees every response's final status (webchat/http_metrics.py).
     "webchat.http_metrics.request_metrics",
-    "django.middleware.security.SecurityMiddleware",
+    "webchat.middleware.SecurityMiddleware",
     "corsheaders.middleware.CorsMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
-    "django.middleware.common.CommonMiddleware",
-    "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
-    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "webchat.middleware.SessionMiddleware",
+    "webchat.middleware.CommonMiddleware",
+    "webchat.middleware.CsrfViewMiddleware",
+    "webchat.middleware.AuthenticationMiddleware",
+    "webchat.middleware.MessageMiddleware",
+    "webchat.middleware.XFrameOptionsMiddleware",
 ]
 
 ROOT_URLCONF = "webchat.urls"
