@@ -3,6 +3,8 @@ cursor once, so what was written while the backplane was away arrives without wa
 the next activity, once and in order; the stream metrics count what it sends."""
 
 import asyncio
+import threading
+from unittest import mock
 
 from asgiref.sync import sync_to_async
 from channels.layers import get_channel_layer
@@ -21,7 +23,9 @@ from tests.support.streams import (
     stream_path,
     token_for,
 )
+from webchat import consumers
 from webchat.metrics import stream_stats
+from webchat.transcript import activities_since
 
 
 class ConsumerResyncTests(TestCase):
@@ -78,11 +82,28 @@ class ConsumerResyncTests(TestCase):
         await asyncio.wait_for(consumer._reader, 5)
         reads = consumer.reads
         await sync_to_async(bulk_activities)(self.conversation, 4)
-        for _ in range(20):
+        # Hold the first read until the other 19 resyncs were handled (reads take ~50 µs:
+        # left alone, most resyncs would come after it ended and rightly read again).
+        entered, release = threading.Event(), threading.Event()
+
+        def held_read(*args):
+            entered.set()
+            release.wait(5)
+            return activities_since(*args)
+
+        handled = stream_stats.resyncs
+        with mock.patch.object(consumers, "activities_since", held_read):
             await self.resync()
-        activities, watermark = await receive_set(self, comm)
+            self.assertTrue(await asyncio.to_thread(entered.wait, 5))
+            for _ in range(19):
+                await self.resync()
+            async with asyncio.timeout(5):  # every resync reached the consumer
+                while stream_stats.resyncs < handled + 20:
+                    await asyncio.sleep(0.005)
+            release.set()
+            activities, watermark = await receive_set(self, comm)
+            await asyncio.wait_for(consumer._reader, 5)
         self.assertEqual(([a["n"] for a in activities], watermark), ([4, 5, 6, 7], 7))
-        await asyncio.wait_for(consumer._reader, 5)
         self.assertLessEqual(consumer.reads - reads, 2)
         self.assertTrue(await comm.receive_nothing(0.1))
         await comm.disconnect()

@@ -44,9 +44,9 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from notifier.events import group_name
 
+from . import queries
 from .limits import StreamLimits, socket_slots, stream_limits
 from .metrics import stream_stats
-from .models import Conversation
 from .stream_reads import shared_reads, stream_db
 from .tokens import TokenError, read_token
 from .transcript import activities_since
@@ -89,11 +89,8 @@ def activity_set(activities: list, watermark: int) -> str:
 
 def _conversation_state(conversation_id: str):
     """Return ``(tenant_id, watermark)`` of a conversation, or None."""
-    return (
-        Conversation.objects.filter(pk=conversation_id)
-        .values_list("tenant_id", "watermark")
-        .first()
-    )
+    conversation = queries.conversation(conversation_id)
+    return None if conversation is None else (conversation.tenant_id, conversation.watermark)
 
 
 class StreamConsumer(AsyncWebsocketConsumer):

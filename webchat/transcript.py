@@ -6,11 +6,11 @@ import threading
 from datetime import UTC, datetime
 
 from django.db import DEFAULT_DB_ALIAS, connections, transaction
-from django.db.models import F
 
 from notifier.signals import watermark_bumped
 
-from .models import Activity, Conversation
+from . import queries
+from .models import Conversation
 
 
 def activity_id(conversation_id: str, sequence: int) -> str:
@@ -78,23 +78,20 @@ def append_activity(conversation: Conversation, activity: dict, using=None) -> d
     number, store the row, bump the watermark and send ``watermark_bumped``, whose receiver
     publishes after commit. Two replicas writing at once get gap-free, unique numbers.
     The caller fills ``from``, ``type`` etc.; this sets ``id``, ``timestamp``, ``channelId``
-    and ``conversation``.
+    and ``conversation``. Raises ``Conversation.DoesNotExist`` if it is gone.
     """
     with _write_gate.hold(using), transaction.atomic(using=using):
-        locked = (
-            Conversation.objects.using(using)
-            .select_for_update()
-            .only("id", "tenant_id", "watermark")
-            .get(pk=conversation.pk)
-        )
+        locked = queries.conversation(conversation.pk, using, lock=True)
+        if locked is None:
+            raise Conversation.DoesNotExist(f"Conversation {conversation.pk!r} does not exist.")
         sequence = locked.watermark + 1
         stored = dict(activity)
         stored["id"] = activity_id(locked.id, sequence)
         stored["timestamp"] = utc_timestamp()
         stored["channelId"] = "directline"
         stored["conversation"] = {"id": locked.id}
-        Activity.objects.using(using).create(conversation=locked, sequence=sequence, data=stored)
-        Conversation.objects.using(using).filter(pk=locked.pk).update(watermark=F("watermark") + 1)
+        queries.insert_activity(locked.id, sequence, stored, using)
+        queries.set_watermark(locked.id, sequence, using)
         watermark_bumped.send(
             sender=Conversation,
             tenant_id=str(locked.tenant_id),
@@ -108,10 +105,6 @@ def append_activity(conversation: Conversation, activity: dict, using=None) -> d
 
 def activities_since(conversation_id: str, watermark: int, limit: int | None = None):
     """Return ``(activities, newest_sequence)`` after ``watermark``, oldest first."""
-    rows = Activity.objects.filter(conversation_id=conversation_id, sequence__gt=watermark)
-    rows = rows.order_by("sequence").values_list("sequence", "data")
-    if limit is not None:
-        rows = rows[:limit]
-    rows = list(rows)
+    rows = queries.activities_since(conversation_id, watermark, limit)
     newest = rows[-1][0] if rows else watermark
     return [data for _, data in rows], newest

@@ -8,7 +8,8 @@ not exist for it), a token for another conversation gets 403.
 
 from dataclasses import dataclass
 
-from webchat.models import Conversation, TenantSecret
+from webchat import queries
+from webchat.models import Conversation, hash_secret
 from webchat.tokens import TokenClaims, TokenError, read_token
 
 from .errors import DirectLineError, forbidden, not_found
@@ -68,10 +69,10 @@ def authenticate_credential(credential: str) -> Caller:
         if not claims.tenant_id.isdigit():
             raise DirectLineError(403, "BadArgument", "The token is not valid.")
         return Caller(tenant_id=claims.tenant_id, claims=claims)
-    tenant = TenantSecret.tenant_for(credential)
-    if tenant is None:
+    tenant_id = queries.tenant_id_for_secret(hash_secret(credential))
+    if tenant_id is None:
         raise forbidden("Unknown or revoked secret.")
-    return Caller(tenant_id=str(tenant.pk))
+    return Caller(tenant_id=str(tenant_id))
 
 
 def require_secret(caller: Caller, what: str) -> None:
@@ -111,7 +112,7 @@ def conversation_for(caller: Caller, conversation_id: str) -> Conversation:
         raise forbidden("The token is for another conversation.")
     if not could_exist(conversation_id):
         raise not_found(f"Conversation {conversation_id[:100]!r} not found.")
-    conversation = Conversation.objects.filter(pk=conversation_id).first()
+    conversation = queries.conversation(conversation_id)
     if conversation is not None and str(conversation.tenant_id) != caller.tenant_id:
         if caller.claims is not None:
             raise forbidden("The token is for another tenant.")

@@ -1,0 +1,55 @@
+"""webchat.queries: the hot paths' SQL gives what the ORM gives."""
+
+from django.db import connection
+from django.test import TestCase
+
+from webchat import queries
+from webchat.models import Activity, Conversation, Tenant, TenantSecret, hash_secret
+from webchat.transcript import activities_since, append_activity
+
+
+class QueriesTests(TestCase):
+    def setUp(self):
+        self.tenant = Tenant.objects.create(name="t")
+        self.secret = self.tenant.add_secret()
+        self.conversation = Conversation.objects.create(tenant=self.tenant)
+
+    def test_statements_name_the_models_tables_and_columns(self):
+        sql = queries._render(queries.LOCK_CONVERSATION, connection)
+        self.assertEqual(
+            sql,
+            'SELECT "id", "tenant_id", "watermark" FROM "webchat_conversation"'
+            ' WHERE "id" = %s',  # SQLite: no FOR UPDATE, the transaction holds the lock
+        )
+
+    def test_secrets(self):
+        self.assertEqual(queries.tenant_id_for_secret(hash_secret(self.secret)), self.tenant.pk)
+        self.assertIsNone(queries.tenant_id_for_secret(hash_secret("not-a-secret")))
+        TenantSecret.objects.update(revoked=True)
+        self.assertIsNone(queries.tenant_id_for_secret(hash_secret(self.secret)))
+
+    def test_conversation_loads_three_fields_and_defers_the_rest(self):
+        found = queries.conversation(self.conversation.id)
+        self.assertEqual(
+            (found.pk, found.tenant_id, found.watermark), (self.conversation.id, self.tenant.pk, 0)
+        )
+        self.assertEqual(found.get_deferred_fields(), {"created"})
+        self.assertEqual(found.created, self.conversation.created)  # loaded on access
+        self.assertIsNone(queries.conversation("no-such-id"))
+
+    def test_appended_rows_read_back_as_the_orm_reads_them(self):
+        body = {"type": "message", "text": "ünïcode \u2028 and \"quotes\"", "n": [1, 2.5, None]}
+        stored = [append_activity(self.conversation, dict(body)) for _ in range(3)]
+        rows = list(Activity.objects.filter(conversation=self.conversation)
+                    .order_by("sequence").values_list("sequence", "data"))  # fmt: skip
+        self.assertEqual(rows, [(i + 1, stored[i]) for i in range(3)])
+        self.assertEqual(Conversation.objects.get(pk=self.conversation.pk).watermark, 3)
+        self.assertEqual(activities_since(self.conversation.id, 1), (stored[1:], 3))
+        self.assertEqual(activities_since(self.conversation.id, 0, limit=2), (stored[:2], 2))
+        self.assertEqual(activities_since(self.conversation.id, 3), ([], 3))
+        self.assertEqual(Activity.objects.filter(created__isnull=False).count(), 3)
+
+    def test_append_to_a_deleted_conversation_raises_does_not_exist(self):
+        gone = Conversation(pk="gone")
+        with self.assertRaises(Conversation.DoesNotExist):
+            append_activity(gone, {"type": "message"})

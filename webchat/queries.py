@@ -1,0 +1,130 @@
+"""The hot paths' queries, written as SQL: what every Direct Line request and every stream
+notification runs.
+
+Django's ORM spends ~150-300 µs building each of these statements (a queryset, its query
+tree, the compiler) for ~10 µs of SQLite's work; a POST ran five of them, so building them
+was most of its database time (docs/benchmarks.md, "Where a POST's time goes"). Here each
+statement is written once, as a template over the models' metadata, rendered once per
+database vendor, and run on Django's cursor, so Django's connection handling, transactions,
+``on_commit`` and error wrapping all still apply. Values pass through the fields' own
+``get_db_prep_save`` and ``from_db_value``, as the ORM would, so SQLite and PostgreSQL store
+and read exactly what they did through the ORM. Everything else uses the ORM.
+
+Templates name tables as ``{Model}`` and columns as ``{Model.field}``.
+"""
+
+import re
+
+from django.db import DEFAULT_DB_ALIAS, connections
+from django.utils import timezone
+
+from .models import Activity, Conversation, TenantSecret
+
+_MODELS = {model.__name__: model for model in (Activity, Conversation, TenantSecret)}
+_NAME = re.compile(r"\{(\w+)(?:\.(\w+))?\}")
+_ACTIVITY_DATA = Activity._meta.get_field("data")
+_ACTIVITY_CREATED = Activity._meta.get_field("created")
+
+
+_rendered = {}
+
+
+def _render(template: str, connection) -> str:
+    """``template`` as SQL for ``connection``'s vendor (rendered once per vendor)."""
+    key = (template, connection.vendor)
+    sql = _rendered.get(key)
+    if sql is None:
+        sql = _rendered[key] = _render_for(template, connection)
+    return sql
+
+
+def _render_for(template: str, connection) -> str:
+    quote = connection.ops.quote_name
+
+    def name(match):
+        model = _MODELS[match.group(1)]
+        if match.group(2) is None:
+            return quote(model._meta.db_table)
+        return quote(model._meta.get_field(match.group(2)).column)
+
+    sql = _NAME.sub(name, template)
+    if sql.endswith(" FOR UPDATE") and not connection.features.has_select_for_update:
+        # SQLite: the IMMEDIATE transaction already holds the database's write lock.
+        sql = sql.removesuffix(" FOR UPDATE")
+    return sql
+
+
+def run(template: str, params, using=None):
+    """Execute ``template`` with ``params`` on the ``using`` connection; return its rows."""
+    connection = connections[using or DEFAULT_DB_ALIAS]
+    with connection.cursor() as cursor:
+        cursor.execute(_render(template, connection), params)
+        return cursor.fetchall() if cursor.description else None
+
+
+TENANT_FOR_SECRET = (
+    "SELECT {TenantSecret.tenant} FROM {TenantSecret}"
+    " WHERE {TenantSecret.secret_hash} = %s AND {TenantSecret.revoked} = %s"
+)
+CONVERSATION = (
+    "SELECT {Conversation.id}, {Conversation.tenant}, {Conversation.watermark}"
+    " FROM {Conversation} WHERE {Conversation.id} = %s"
+)
+LOCK_CONVERSATION = CONVERSATION + " FOR UPDATE"
+INSERT_ACTIVITY = (
+    "INSERT INTO {Activity} ({Activity.conversation}, {Activity.sequence}, {Activity.data},"
+    " {Activity.created}) VALUES (%s, %s, %s, %s)"
+)
+SET_WATERMARK = (
+    "UPDATE {Conversation} SET {Conversation.watermark} = %s WHERE {Conversation.id} = %s"
+)
+ACTIVITIES_SINCE = (
+    "SELECT {Activity.sequence}, {Activity.data} FROM {Activity}"
+    " WHERE {Activity.conversation} = %s AND {Activity.sequence} > %s"
+    " ORDER BY {Activity.sequence}"
+)
+
+
+def tenant_id_for_secret(secret_hash: str, using=None):
+    """The id of the tenant owning the (not revoked) secret with this hash, or None."""
+    rows = run(TENANT_FOR_SECRET, [secret_hash, False], using)
+    return rows[0][0] if rows else None
+
+
+def conversation(conversation_id: str, using=None, lock=False) -> Conversation | None:
+    """The conversation with its ``id``, ``tenant_id`` and ``watermark`` loaded (``created``
+    is deferred, as with ``.only()``), or None. ``lock``: inside a transaction, lock its row
+    until the end of it (SELECT ... FOR UPDATE; on SQLite the transaction holds the lock)."""
+    rows = run(LOCK_CONVERSATION if lock else CONVERSATION, [conversation_id], using)
+    if not rows:
+        return None
+    fields = ["id", "tenant_id", "watermark"]
+    return Conversation.from_db(using or DEFAULT_DB_ALIAS, fields, rows[0])
+
+
+def insert_activity(conversation_id: str, sequence: int, data: dict, using=None):
+    """Store one activity row (inside the caller's transaction)."""
+    connection = connections[using or DEFAULT_DB_ALIAS]
+    run(INSERT_ACTIVITY, [
+        conversation_id,
+        sequence,
+        _ACTIVITY_DATA.get_db_prep_save(data, connection),
+        _ACTIVITY_CREATED.get_db_prep_save(timezone.now(), connection),
+    ], using)  # fmt: skip
+
+
+def set_watermark(conversation_id: str, watermark: int, using=None):
+    run(SET_WATERMARK, [watermark, conversation_id], using)
+
+
+def activities_since(conversation_id: str, watermark: int, limit=None, using=None):
+    """``[(sequence, data), ...]`` after ``watermark``, oldest first, at most ``limit``."""
+    connection = connections[using or DEFAULT_DB_ALIAS]
+    template, params = ACTIVITIES_SINCE, [conversation_id, watermark]
+    if limit is not None:
+        template, params = template + " LIMIT %s", [*params, limit]
+    decode = _ACTIVITY_DATA.from_db_value
+    return [
+        (sequence, decode(data, None, connection))
+        for sequence, data in run(template, params, using)
+    ]
