@@ -21,4 +21,8 @@ class WebchatConfig(AppConfig):
         from .metrics_access import check_metrics_settings
 
         checks.register(check_metrics_settings)
+        # Issue 6: the GC freezer's switch.
+        from .gc_freeze import check_gc_freeze_setting
+
+        checks.register(check_gc_freeze_setting)
         webchat_checks.refuse_unsafe_production()

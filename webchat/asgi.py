@@ -24,3 +24,10 @@ from webchat.routing import websocket_application  # noqa: E402
 application = with_backplane(
     OpsEndpoints(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application}))
 )
+
+# Last, once the code is loaded: keep the long-lived heap out of full GC collections
+# (webchat/gc_freeze.py).
+from webchat.gc_freeze import freeze_enabled, heap_freezer  # noqa: E402
+
+if freeze_enabled():
+    heap_freezer.install()

@@ -13,16 +13,25 @@ Stream metrics::
     webchat_stream_replay_activities             histogram: activities in each socket's replay
     webchat_stream_resyncs_total                 resync requests handled by sockets
 
+GC metrics (:mod:`webchat.gc_freeze`)::
+
+    webchat_gc_pause_seconds{generation}          histogram: cyclic GC collection pauses
+    webchat_gc_thaws_total                        times the frozen heap was unfrozen
+                                                  (the frozen object count is not exported:
+                                                  counting walks every frozen object)
+
 HTTP metrics are in :mod:`webchat.http_metrics`; backplane metrics in
 :mod:`notifier.metrics`; ``process_*`` from prometheus-client's process collector.
 """
 
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+from prometheus_client.utils import floatToGoString
 
 from notifier.metrics import NotifierCollector, histogram_family
 from notifier.stats import Histogram
 
+from .gc_freeze import heap_freezer
 from .limits import socket_slots
 
 #: Bucket upper bounds for replay sizes (activities; MAX_REPLAY is 1000 by default).
@@ -84,8 +93,30 @@ class StreamCollector:
                                stats.replays)
 
 
+class GCCollector:
+    """Yields the GC metrics at scrape time (pauses are only followed once installed)."""
+
+    def __init__(self, freezer=heap_freezer):
+        self.freezer = freezer
+
+    def collect(self):
+        freezer = self.freezer
+        pauses = HistogramMetricFamily("webchat_gc_pause_seconds",
+                                       "Pauses of the cyclic garbage collector, by generation.",
+                                       labels=["generation"])
+        for generation, histogram in freezer.pauses.items():
+            buckets = [(floatToGoString(bound), count) for bound, count in histogram.cumulative()]
+            pauses.add_metric([str(generation)], buckets, histogram.sum)
+        yield pauses
+        thaws = CounterMetricFamily("webchat_gc_thaws",
+                                    "Times the frozen heap was unfrozen for a full collection.")
+        thaws.add_metric([], freezer.thaws)
+        yield thaws
+
+
 REGISTRY.register(NotifierCollector())
 REGISTRY.register(StreamCollector())
+REGISTRY.register(GCCollector())
 ProcessCollector(registry=REGISTRY)
 
 

@@ -191,6 +191,10 @@ WEBCHAT_METRICS = {
     "TOKEN": os.environ.get("WEBCHAT_METRICS_TOKEN") or None,
 }
 
+# Freeze what survives full GC collections, so they stop walking every socket's objects
+# (webchat/gc_freeze.py): WEBCHAT_GC_FREEZE=0 leaves Python's collector as it is.
+WEBCHAT_GC_FREEZE = env_bool("WEBCHAT_GC_FREEZE", True)
+
 # The demo page links to the same conversation on these replicas (scripts/cluster sets it).
 WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")
 
