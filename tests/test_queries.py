@@ -1,5 +1,7 @@
 """webchat.queries: the hot paths' SQL gives what the ORM gives."""
 
+from unittest import mock
+
 from django.db import connection
 from django.test import TestCase
 
@@ -48,6 +50,14 @@ class QueriesTests(TestCase):
         self.assertEqual(activities_since(self.conversation.id, 0, limit=2), (stored[:2], 2))
         self.assertEqual(activities_since(self.conversation.id, 3), ([], 3))
         self.assertEqual(Activity.objects.filter(created__isnull=False).count(), 3)
+
+    def test_appends_without_update_returning(self):
+        # Databases that cannot return updated columns (SQLite before 3.35) lock, then update.
+        with mock.patch.object(connection.features, "can_return_columns_from_insert", False):
+            ids = [append_activity(self.conversation, {"type": "message"})["id"] for _ in range(3)]
+            self.assertIsNone(queries.bump_watermark("no-such-id"))
+        self.assertEqual([i.rsplit("|", 1)[1] for i in ids], ["0000001", "0000002", "0000003"])
+        self.assertEqual(Conversation.objects.get(pk=self.conversation.pk).watermark, 3)
 
     def test_append_to_a_deleted_conversation_raises_does_not_exist(self):
         gone = Conversation(pk="gone")

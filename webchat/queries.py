@@ -78,6 +78,11 @@ INSERT_ACTIVITY = (
 SET_WATERMARK = (
     "UPDATE {Conversation} SET {Conversation.watermark} = %s WHERE {Conversation.id} = %s"
 )
+BUMP_WATERMARK = (
+    "UPDATE {Conversation} SET {Conversation.watermark} = {Conversation.watermark} + 1"
+    " WHERE {Conversation.id} = %s"
+    " RETURNING {Conversation.id}, {Conversation.tenant}, {Conversation.watermark}"
+)
 ACTIVITIES_SINCE = (
     "SELECT {Activity.sequence}, {Activity.data} FROM {Activity}"
     " WHERE {Activity.conversation} = %s AND {Activity.sequence} > %s"
@@ -91,11 +96,10 @@ def tenant_id_for_secret(secret_hash: str, using=None):
     return rows[0][0] if rows else None
 
 
-def conversation(conversation_id: str, using=None, lock=False) -> Conversation | None:
+def conversation(conversation_id: str, using=None) -> Conversation | None:
     """The conversation with its ``id``, ``tenant_id`` and ``watermark`` loaded (``created``
-    is deferred, as with ``.only()``), or None. ``lock``: inside a transaction, lock its row
-    until the end of it (SELECT ... FOR UPDATE; on SQLite the transaction holds the lock)."""
-    rows = run(LOCK_CONVERSATION if lock else CONVERSATION, [conversation_id], using)
+    is deferred, as with ``.only()``), or None."""
+    rows = run(CONVERSATION, [conversation_id], using)
     if not rows:
         return None
     fields = ["id", "tenant_id", "watermark"]
@@ -113,8 +117,21 @@ def insert_activity(conversation_id: str, sequence: int, data: dict, using=None)
     ], using)  # fmt: skip
 
 
-def set_watermark(conversation_id: str, watermark: int, using=None):
-    run(SET_WATERMARK, [watermark, conversation_id], using)
+def bump_watermark(conversation_id: str, using=None):
+    """Inside a transaction: add one to the conversation's watermark, locking its row until
+    the end of the transaction; return ``(id, tenant_id, new watermark)``, or None if there
+    is no such conversation. One statement where the database can return what it updated
+    (PostgreSQL, SQLite 3.35+), else a locking read and an update."""
+    connection = connections[using or DEFAULT_DB_ALIAS]
+    if connection.features.can_return_columns_from_insert:
+        rows = run(BUMP_WATERMARK, [conversation_id], using)
+        return tuple(rows[0]) if rows else None
+    rows = run(LOCK_CONVERSATION, [conversation_id], using)
+    if not rows:
+        return None
+    found, tenant_id, watermark = rows[0]
+    run(SET_WATERMARK, [watermark + 1, found], using)
+    return found, tenant_id, watermark + 1
 
 
 def activities_since(conversation_id: str, watermark: int, limit=None, using=None):

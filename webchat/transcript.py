@@ -73,29 +73,28 @@ _write_gate = SQLiteWriteGate()
 def append_activity(conversation: Conversation, activity: dict, using=None) -> dict:
     """Store ``activity`` as the conversation's next one and return it as stored.
 
-    In one transaction: lock the conversation row (SELECT ... FOR UPDATE on PostgreSQL; on
-    SQLite the IMMEDIATE transaction already holds the write lock), take the next sequence
-    number, store the row, bump the watermark and send ``watermark_bumped``, whose receiver
-    publishes after commit. Two replicas writing at once get gap-free, unique numbers.
+    In one transaction: bump the conversation's watermark, which locks its row (on SQLite
+    the IMMEDIATE transaction already holds the write lock) and gives the next sequence
+    number, store the row and send ``watermark_bumped``, whose receiver publishes after
+    commit. Two replicas writing at once get gap-free, unique numbers.
     The caller fills ``from``, ``type`` etc.; this sets ``id``, ``timestamp``, ``channelId``
     and ``conversation``. Raises ``Conversation.DoesNotExist`` if it is gone.
     """
     with _write_gate.hold(using), transaction.atomic(using=using):
-        locked = queries.conversation(conversation.pk, using, lock=True)
-        if locked is None:
+        bumped = queries.bump_watermark(conversation.pk, using)
+        if bumped is None:
             raise Conversation.DoesNotExist(f"Conversation {conversation.pk!r} does not exist.")
-        sequence = locked.watermark + 1
+        conversation_id, tenant_id, sequence = bumped
         stored = dict(activity)
-        stored["id"] = activity_id(locked.id, sequence)
+        stored["id"] = activity_id(conversation_id, sequence)
         stored["timestamp"] = utc_timestamp()
         stored["channelId"] = "directline"
-        stored["conversation"] = {"id": locked.id}
-        queries.insert_activity(locked.id, sequence, stored, using)
-        queries.set_watermark(locked.id, sequence, using)
+        stored["conversation"] = {"id": conversation_id}
+        queries.insert_activity(conversation_id, sequence, stored, using)
         watermark_bumped.send(
             sender=Conversation,
-            tenant_id=str(locked.tenant_id),
-            conversation_id=locked.id,
+            tenant_id=str(tenant_id),
+            conversation_id=conversation_id,
             new_watermark=sequence,
             using=using,
         )
