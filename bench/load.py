@@ -47,7 +47,13 @@ sys.path.insert(0, str(ROOT))
 import redis  # noqa: E402
 
 from bench import load_report  # noqa: E402
-from bench.load_support import Window, command_counts, command_delta  # noqa: E402
+from bench.load_support import (  # noqa: E402
+    Window,
+    command_counts,
+    command_delta,
+    gc_counts,
+    gc_delta,
+)
 from tests.support.redis_server import RedisServer  # noqa: E402
 from tests.support.replicas import Cluster  # noqa: E402
 
@@ -128,6 +134,8 @@ class Run:
         env = {**DESIGNS[self.design], **PRODUCTION, "WEBCHAT_BOT": "", "LOG_LEVEL": "WARNING"}
         if args.database == "sqlite":
             env["SQLITE_SYNCHRONOUS"] = args.sqlite_synchronous
+        if args.no_gc_freeze:
+            env["WEBCHAT_GC_FREEZE"] = "0"
         say(f"{self.design}: starting redis-backed replicas ({args.database})")
         self.cluster = Cluster(database=args.database, redis_url=self.redis_server.url,
                                extra_env=env).start(2)  # fmt: skip
@@ -274,7 +282,11 @@ class Run:
                 return got
             time.sleep(0.25)
 
+    def gc_snapshot(self):
+        return [gc_counts(replica.port) for replica in self.cluster.replicas]
+
     def posted_phase(self, seed, phase, rate, duration, sockets_per_conversation, writer=False):
+        gc_before = self.gc_snapshot()
         posted = self.post(seed, phase, rate, duration, writer)
         for spy in getattr(self, "_spies", []):
             spy.wait()
@@ -285,6 +297,8 @@ class Run:
         expected = sum(posted["per_conversation"].values()) * sockets_per_conversation
         posted["expected_frames"] = expected
         posted["received"] = self.drain(phase, expected)
+        # Scraped once every frame is in (a scrape is work on the replicas' loops too).
+        posted["gc"] = gc_delta(gc_before, self.gc_snapshot())
         return posted
 
     def phases(self):
@@ -398,6 +412,11 @@ def parse_args(argv=None):
         choices=("NORMAL", "FULL"),
         default="NORMAL",
         help="SQLite's PRAGMA synchronous, WAL mode (NORMAL: no fsync per commit)",
+    )
+    parser.add_argument(
+        "--no-gc-freeze",
+        action="store_true",
+        help="replicas with WEBCHAT_GC_FREEZE=0 (Python's collector as it is; for comparison)",
     )
     parser.add_argument(
         "--write",

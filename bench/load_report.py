@@ -74,6 +74,7 @@ def phase_numbers(result, phase_key, tag):
         "publish_per_activity": redis_calls.get("publish", 0) / max(1, ok),
         "redis_commands": redis_calls,
         "usage": posted["usage"],
+        "gc": posted.get("gc"),
     }
     last, first = lat["last_frame_ns"], posted["first_ns"]
     expected = posted["expected_frames"]
@@ -189,6 +190,9 @@ ROWS = [
      lambda n: n["paced"]["usage"]["others"]["cpu"], 0, False),
     ("paced: machine busy, all processes (% of all cores)",
      lambda n: n["paced"]["usage"]["machine"]["cpu"], 0, False),
+    ("paced: GC pauses over 25 ms / over 100 ms, GC thaws (both replicas)",
+     lambda n: "{over_25ms} / {over_100ms}, {thaws}".format(**n["paced"]["gc"])
+     if n["paced"].get("gc") else "–", 0, False),
     ("paced: peak RSS replica 0 / 1 (MB)",
      lambda n: "{:.0f} / {:.0f}".format(n["paced"]["usage"]["replica0"]["rss_mb"],
                                         n["paced"]["usage"]["replica1"]["rss_mb"]), 0, False),

@@ -91,6 +91,48 @@ class Window:
         return out
 
 
+def gc_counts(port):
+    """A replica's GC pause histogram and thaws from its ``/metrics`` (loopback is allowed):
+    ``{"pauses": {generation: {upper bound: cumulative count}}, "thaws": n}``, or None when
+    the replica does not answer."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    except OSError:
+        return None
+    pauses, thaws = {}, 0
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "webchat_gc_pause_seconds_bucket":
+                bound = float(sample.labels["le"])
+                pauses.setdefault(sample.labels["generation"], {})[bound] = sample.value
+            elif sample.name == "webchat_gc_thaws_total":
+                thaws = sample.value
+    return {"pauses": pauses, "thaws": thaws}
+
+
+def gc_delta(before, after, over=(0.025, 0.1)):
+    """GC pauses longer than each of ``over`` (seconds) and thaws between two snapshots,
+    summed over replicas; None when a snapshot is missing."""
+    if not before or not after or None in before or None in after:
+        return None
+    out = {f"over_{int(limit * 1000)}ms": 0 for limit in over}
+    out["thaws"] = 0
+    for first, second in zip(before, after, strict=True):
+        out["thaws"] += second["thaws"] - first["thaws"]
+        for generation, buckets in second["pauses"].items():
+            earlier = first["pauses"].get(generation, {})
+            total = buckets[float("inf")] - earlier.get(float("inf"), 0)
+            for limit in over:
+                within = buckets[limit] - earlier.get(limit, 0)
+                out[f"over_{int(limit * 1000)}ms"] += total - within
+    return {name: int(value) for name, value in out.items()}
+
+
 def command_counts(client):
     """``{command: calls}`` from ``INFO commandstats`` (our own INFO calls left out)."""
     stats = client.info("commandstats")
