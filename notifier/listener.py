@@ -51,7 +51,7 @@ from .probe import ProbeOverdue
 from .reader import BatchReader
 from .resync import CONNECT, PEER, RECONNECT, control_channel
 from .stats import Histogram, LoopCounters
-from .tasks import cancel_and_wait
+from .tasks import cancel_and_wait, raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -310,6 +310,7 @@ class Listener:
             # PubSub (its connection is only made by the first command).
             channels = self.channels
             await pubsub.subscribe(*channels)
+            raise_if_cancelled()
             await self._confirm(pubsub, len(channels))
             self._subscribed()
             reader = BatchReader(pubsub)
@@ -336,6 +337,7 @@ class Listener:
                                 f"no answer to PING within {self.ping_interval} s")
                     elif now - heard_at >= self.ping_interval:
                         await pubsub.ping()
+                        raise_if_cancelled()
                         pinged_at = now
                     continue
                 heard_at, pinged_at = now, None

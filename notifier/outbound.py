@@ -49,6 +49,7 @@ from . import pipeline
 from .backoff import Backoff
 from .conf import mask_url
 from .resync import control_channel
+from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -287,12 +288,7 @@ class AsyncSender:
             if self.loop.time() >= deadline:
                 break
             await asyncio.sleep(0.005)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            if asyncio.current_task().cancelling():
-                raise
+        await cancel_and_wait(task)
         unsent = self._queue.discard()
         if unsent:
             self.counters.incr("mirror_dropped", unsent)

@@ -41,7 +41,7 @@ from redis.backoff import NoBackoff
 
 from .conf import mask_url
 from .stats import Counters, Histogram
-from .tasks import cancel_and_wait
+from .tasks import cancel_and_wait, raise_if_cancelled
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +235,7 @@ class Probe:
         try:
             async with asyncio.timeout(self.timeout):
                 receivers = await client.publish(self.channel, b"%d" % sequence)
+            raise_if_cancelled()
         except Exception as exc:
             # CancelledError is no Exception: shutdown goes straight through.
             self.counters.incr("publish_failures")
