@@ -51,6 +51,7 @@ from bench.load_support import (  # noqa: E402
     Window,
     command_counts,
     command_delta,
+    cpu_calibration,
     gc_counts,
     gc_delta,
 )
@@ -469,6 +470,8 @@ def main(argv=None):
         say(f"warning: the hard fd limit {hard} is below --idle {args.idle} + 1000")
     command = " ".join(["bench/load.py", *(argv if argv is not None else sys.argv[1:])])
     results = []
+    calibration_before = cpu_calibration()
+    say(f"CPU calibration: {calibration_before:.0f} ms (lower is faster)")
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="webchat-load-") as workdir:
         server = RedisServer()
@@ -485,6 +488,8 @@ def main(argv=None):
         finally:
             server.cleanup()
     say(f"done in {time.monotonic() - started:.0f} s")
+    args.calibration = (calibration_before, cpu_calibration())
+    say(f"CPU calibration: {args.calibration[1]:.0f} ms after the run")
     report = load_report.Report(args, results, command)
     print(report.table())
     load_report.print_targets(report)

@@ -89,6 +89,17 @@ def phase_numbers(result, phase_key, tag):
     return out
 
 
+def calibration_line(args):
+    """The CPU calibration measured before and after the run (``bench.load_support``)."""
+    start, end = getattr(args, "calibration", (None, None))
+    if start is None:
+        return ""
+    return (
+        f"CPU calibration (a fixed pure-Python workload, best of 5, lower is faster; the host's "
+        f"other tenants move it): {start:.0f} ms before the run, {end:.0f} ms after."
+    )
+
+
 def numbers(result):
     connect = result["connect"]
     out = {
@@ -292,6 +303,7 @@ class Report:
 
     def numbers(self):
         return {"command": self.command, "machine": machine_description(),
+                "cpu_calibration_ms": getattr(self.args, "calibration", None),
                 "designs": self.per_design}  # fmt: skip
 
     def table(self):
@@ -409,7 +421,7 @@ class Report:
             f"Command: `.venv/bin/python {self.command}`",
             "",
             f"Machine: {machine_description()}. Clients, poster, Redis and both replicas "
-            "share these cores (their CPU is in the table).",
+            "share these cores (their CPU is in the table). " + calibration_line(a),
             "",
             setup_line(a),
             "",
