@@ -48,6 +48,11 @@ def write(conversation_id, phase, i):
     return sent
 
 
+def open_connection():
+    # Looked up here, in the writing thread: `connection` resolves to the calling thread's.
+    connection.ensure_connection()
+
+
 async def main(args):
     with open(args.config) as handle:
         targets = [conversation for conversation, _secret in json.load(handle)["targets"]]
@@ -60,7 +65,7 @@ async def main(args):
     # Warm up before the clock starts: the database connection, and the notifier's first
     # publish (the Redis sender, or a channels_redis layer, connects on first use: ~0.1-0.2 s
     # during which the first writes' notifications would wait). No socket listens to it.
-    await sync_to_async(connection.ensure_connection, thread_sensitive=True)()
+    await sync_to_async(open_connection, thread_sensitive=True)()
     await notifier.apublish(NotifyEvent("0", "load-writer-warm-up", 1))
     await asyncio.sleep(0.5)
     per_conversation = Counter()
