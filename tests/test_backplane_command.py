@@ -6,7 +6,6 @@ import signal
 import uuid
 
 import redis
-from django.conf import settings
 from django.test import SimpleTestCase
 
 from tests.support.processes import ManagedProcess, child_env, run_manage
@@ -18,10 +17,9 @@ from tests.support.redis_server import (
     requires_shared_redis,
     unique_channel,
 )
+from tests.support.wire_vectors import vectors
 
-VECTORS = json.loads(
-    (settings.BASE_DIR.parent / "shared" / "wire-v1-vectors.json").read_text("utf-8")
-)
+VECTORS = vectors()
 TIMEOUT = 30  # generous: a Django process starts in a second or two on a quiet machine
 
 

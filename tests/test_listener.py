@@ -3,15 +3,12 @@ counters, reconnects (CLIENT KILL, server restart, silent server), restart after
 
 import asyncio
 import base64
-import json
 import os
 import signal
 import time
 import uuid
-from pathlib import Path
 
 import redis.asyncio as aioredis
-from django.conf import settings
 from django.test import SimpleTestCase
 from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -26,12 +23,10 @@ from tests.support.redis_server import (
     requires_shared_redis,
     unique_channel,
 )
+from tests.support.wire_vectors import vectors
 
 TIMEOUT = 5  # generous: the machine is shared
-# shared/ lies beside the clone, as on the developers' machines and in CI.
-VECTORS = json.loads(
-    (Path(settings.BASE_DIR).parent / "shared" / "wire-v1-vectors.json").read_text("utf-8")
-)
+VECTORS = vectors()
 SELF_ID = uuid.UUID(VECTORS["self_instance_id"])
 
 

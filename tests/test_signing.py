@@ -19,6 +19,7 @@ from notifier.conf import get_settings
 from notifier.events import NotifyEvent
 from notifier.exceptions import InvalidNotifierConfiguration
 from notifier.signing import Keyring, SigningConfigError, parse_keys
+from tests.support.wire_vectors import vectors
 
 SECRET_1 = "s1-" + "a" * 40
 SECRET_0 = "s0-" + "b" * 40
@@ -80,8 +81,6 @@ class FormatTests(SimpleTestCase):
         self.assertEqual(bare["sig"], independent_sig(SECRET_1, fields))
 
     def test_canonical_bytes_are_encode_plus_kid_for_every_encode_vector(self):
-        from tests.test_wire import vectors
-
         for vector in vectors()["encode"]:
             with self.subTest(vector["name"]):
                 exact = base64.b64decode(vector["bytes_b64"])
@@ -145,8 +144,6 @@ class ForgeryTests(SimpleTestCase):
         return reason
 
     def test_unsigned_messages_are_refused(self):
-        from tests.test_wire import vectors
-
         for vector in vectors()["decode"]:
             if vector["expect"] != "deliver":
                 continue

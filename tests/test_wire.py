@@ -4,10 +4,7 @@ import base64
 import dataclasses
 import json
 import uuid
-from functools import cache
-from pathlib import Path
 
-from django.conf import settings
 from django.test import SimpleTestCase
 from hypothesis import given
 from hypothesis import settings as hypothesis_settings
@@ -15,15 +12,11 @@ from hypothesis import strategies as st
 
 from notifier import wire
 from notifier.events import NotifyEvent
+from tests.support.wire_vectors import COPY, SHARED, vectors
 
 OTHER = "67e55044-10b1-426f-9247-bb680e5fe0c8"
 
 
-@cache
-def vectors():
-    # CI lays shared/ beside the clone, as on the developers' machines.
-    path = Path(settings.BASE_DIR).parent / "shared" / "wire-v1-vectors.json"
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def payload(tenant='"t"', conversation='"c"', watermark="1", version="1", instance=None, extra=""):
@@ -35,6 +28,12 @@ def payload(tenant='"t"', conversation='"c"', watermark="1", version="1", instan
 
 
 class VectorTests(SimpleTestCase):
+    def test_the_copy_is_the_shared_file(self):
+        # Where shared/ lies beside the clone (CI), the copy must not have drifted from it.
+        if SHARED.exists():
+            self.assertEqual(COPY.read_bytes(), SHARED.read_bytes())
+        self.assertTrue(COPY.exists())
+
     def test_the_file_holds_all_vectors(self):
         self.assertEqual(len(vectors()["decode"]), 52)
         self.assertEqual(len(vectors()["encode"]), 4)
