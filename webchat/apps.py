@@ -21,6 +21,10 @@ class WebchatConfig(AppConfig):
         from .metrics_access import check_metrics_settings
 
         checks.register(check_metrics_settings)
+        # Issue 13: forwarded headers are believed from these proxies only.
+        from .forwarded import check_trusted_proxies
+
+        checks.register(check_trusted_proxies)
         # Issue 6: the GC freezer's switch.
         from .gc_freeze import check_gc_freeze_setting
 

@@ -5,17 +5,22 @@
     WEBCHAT_METRICS = {
         "ENABLED": True,       # False: /metrics answers 404
         "ALLOWED_IPS": None,   # client IPs or networks allowed, e.g. ["10.0.0.0/8", "::1"];
-                               # None: everyone with DEBUG on, loopback only with DEBUG off
+                               # None: from anywhere (with DEBUG off, the token still counts)
         "TOKEN": None,         # a secret (16+ characters): "Authorization: Bearer <TOKEN>"
-                               # is allowed from anywhere
     }
 
-The client IP is the ASGI peer: behind a proxy, that is the proxy, unless daphne runs with
-``--proxy-headers`` (then ``X-Forwarded-For``). Environment variables in settings:
-``WEBCHAT_METRICS_ENABLED``, ``WEBCHAT_METRICS_ALLOWED_IPS`` (comma-separated),
-``WEBCHAT_METRICS_TOKEN``. Mistakes are system check errors ``webchat.E020`` (not a dict or
-unknown keys), ``E021`` (ENABLED not a bool), ``E022`` (an ALLOWED_IPS entry is not an IP or
-network), ``E023`` (TOKEN not a string of at least 16 characters).
+With ``DEBUG`` off the token is required: without ``TOKEN`` set, or without the header,
+the answer is 403; ``ALLOWED_IPS``, when set, also limits where the scrape may come from.
+With ``DEBUG`` on the token opens it from anywhere, else ``ALLOWED_IPS`` decides (None:
+everyone).
+
+The client IP is ``scope["client"]``, which :class:`webchat.forwarded.TrustedProxies` has
+resolved from ``X-Forwarded-For`` when the peer is a trusted proxy (never the spoofable
+left-most entry). Environment variables in settings: ``WEBCHAT_METRICS_ENABLED``,
+``WEBCHAT_METRICS_ALLOWED_IPS`` (comma-separated), ``WEBCHAT_METRICS_TOKEN``. Mistakes are
+system check errors ``webchat.E020`` (not a dict or unknown keys), ``E021`` (ENABLED not a
+bool), ``E022`` (an ALLOWED_IPS entry is not an IP or network), ``E023`` (TOKEN not a
+string of at least 16 characters).
 """
 
 import hmac
@@ -24,9 +29,10 @@ import ipaddress
 from django.conf import settings
 from django.core.checks import Error
 
+from .forwarded import parse_address
+
 DEFAULTS = {"ENABLED": True, "ALLOWED_IPS": None, "TOKEN": None}
 TOKEN_MIN_LENGTH = 16
-LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 
 
 def _options():
@@ -91,6 +97,11 @@ def _bearer(scope):
     return None
 
 
+def _client_allowed(scope, networks) -> bool:
+    address = parse_address((scope.get("client") or (None,))[0] or "")
+    return address is not None and any(address in network for network in networks)
+
+
 def authorize(scope):
     """None when the caller of ``scope`` may read ``/metrics``, else ``(status, message)``."""
     try:
@@ -100,27 +111,23 @@ def authorize(scope):
     if options["ENABLED"] is not True:
         return 404, "metrics are disabled"
     token = options["TOKEN"]
+    has_token = False
     if isinstance(token, str) and token:
         given = _bearer(scope)
-        if given is not None and hmac.compare_digest(given.encode(), token.encode()):
-            return None
+        has_token = given is not None and hmac.compare_digest(given.encode(), token.encode())
+    if not settings.DEBUG and not has_token:
+        if not (isinstance(token, str) and token):
+            return 403, "metrics need WEBCHAT_METRICS['TOKEN'] when DEBUG is off"
+        return 403, "metrics need 'Authorization: Bearer <WEBCHAT_METRICS['TOKEN']>'"
+    if settings.DEBUG and has_token:
+        return None
     allowed = options["ALLOWED_IPS"]
     if allowed is None:
-        if settings.DEBUG:
-            return None
-        networks = LOOPBACK
-    else:
-        try:
-            networks = _networks(allowed)
-        except ValueError:
-            return 403, "WEBCHAT_METRICS['ALLOWED_IPS'] is not valid (manage.py check)"
-    client = (scope.get("client") or (None,))[0]
+        return None
     try:
-        address = ipaddress.ip_address(client)
-    except (TypeError, ValueError):
-        address = None
-    if address is not None and address.version == 6 and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    if address is not None and any(address in network for network in networks):
+        networks = _networks(allowed)
+    except ValueError:
+        return 403, "WEBCHAT_METRICS['ALLOWED_IPS'] is not valid (manage.py check)"
+    if _client_allowed(scope, networks):
         return None
     return 403, "metrics are not available to this client (WEBCHAT_METRICS)"

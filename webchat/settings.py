@@ -183,8 +183,12 @@ if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEY_ID"):
 if os.environ.get("WEBCHAT_STREAM_IDLE_TIMEOUT"):
     WEBCHAT_STREAM = {"IDLE_TIMEOUT": float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])}
 
-# Who may read /metrics (webchat/metrics_access.py): by default everyone with DEBUG on and
-# loopback only with DEBUG off; a bearer token and/or client networks open it up.
+# The proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (webchat/forwarded.py):
+# by default a proxy on this host; "WEBCHAT_TRUSTED_PROXIES=" (empty) trusts none.
+WEBCHAT_TRUSTED_PROXIES = env_list("WEBCHAT_TRUSTED_PROXIES", ["127.0.0.0/8", "::1"])
+
+# Who may read /metrics (webchat/metrics_access.py): with DEBUG off only with its token
+# (WEBCHAT_METRICS_TOKEN), and from ALLOWED_IPS when set; with DEBUG on, everyone by default.
 WEBCHAT_METRICS = {
     "ENABLED": env_bool("WEBCHAT_METRICS_ENABLED", True),
     "ALLOWED_IPS": env_list("WEBCHAT_METRICS_ALLOWED_IPS") or None,
