@@ -76,8 +76,8 @@ class FrontConfig:
         """The whole nginx.conf."""
         upstreams = [_upstream(BALANCED, self.replicas)]
         servers = [self._server(self.listen, BALANCED)]
-        for index, (listen, replica) in enumerate(zip(self.pinned, self.replicas, strict=True)):
-            upstreams.append(_upstream(f"replica_{index}", (replica,)))
+        for index, listen in enumerate(self.pinned):  # none, or one per replica
+            upstreams.append(_upstream(f"replica_{index}", (self.replicas[index],)))
             servers.append(self._server(listen, f"replica_{index}"))
         return fill(MAIN_TEMPLATE.read_text(), {
             "prefix": self.prefix,
