@@ -117,14 +117,12 @@ class FrontConfig:
 def app_limits() -> dict:
     """The body limits and stream idle timeout of the app's settings (Django set up), as
     ``FrontConfig`` keyword arguments: the proxy refuses exactly what the app would."""
-    from webchat.limits import stream_limits
-    from webchat.views.conf import directline_limits
+    from webchat.conf import settings
 
-    limits = directline_limits()
     return {
-        "max_body_bytes": limits.MAX_ACTIVITY_BYTES,
-        "max_upload_bytes": limits.max_upload_body,
-        "stream_idle_timeout": stream_limits().IDLE_TIMEOUT,
+        "max_body_bytes": settings.max_activity_bytes,
+        "max_upload_bytes": settings.max_upload_body,
+        "stream_idle_timeout": settings.idle_timeout,
     }
 
 

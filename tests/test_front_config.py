@@ -15,7 +15,7 @@ from django.test import SimpleTestCase, override_settings
 
 from deploy.nginx import STREAM_TIMEOUT_MARGIN, FrontConfig, app_limits, fill
 from tests.support.nginx import require_nginx
-from webchat.views.conf import DirectLineLimits
+from webchat.conf import WebchatSettings
 
 
 def directives(text, name) -> list[str]:
@@ -24,11 +24,11 @@ def directives(text, name) -> list[str]:
 
 class AppLimitsTests(SimpleTestCase):
     def test_the_defaults_are_the_apps(self):
-        defaults = DirectLineLimits()
+        defaults = WebchatSettings({})
         self.assertEqual(app_limits(), {
             "max_body_bytes": 256 * 1024,
             "max_upload_bytes": defaults.max_upload_body,
-            "stream_idle_timeout": 300.0,
+            "stream_idle_timeout": 300,
         })
         self.assertGreaterEqual(defaults.max_upload_body, 10 * 4 * 1024 * 1024 + 256 * 1024)
 
@@ -55,7 +55,7 @@ class RenderTests(SimpleTestCase):
     def test_limits_and_timeouts_land_where_they_apply(self):
         text = self.config("/srv/front").render()
         self.assertEqual(directives(text, "client_max_body_size"),
-                         [str(256 * 1024), str(DirectLineLimits().max_upload_body)])
+                         [str(256 * 1024), str(WebchatSettings({}).max_upload_body)])
         self.assertEqual(set(directives(text, "proxy_read_timeout")),
                          {f"{300 + STREAM_TIMEOUT_MARGIN}s"})
         self.assertEqual(directives(text, "limit_conn webchat_conn_per_ip"), ["64"])

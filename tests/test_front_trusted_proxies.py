@@ -5,14 +5,15 @@ The same attacks on real daphne replicas, directly and through nginx, are in
 tests/test_front_nginx.py.
 """
 
+import ipaddress
 import json
 
 from channels.testing import ApplicationCommunicator
 from django.core.checks import run_checks
 from django.test import SimpleTestCase, override_settings
 
-from webchat.forwarded import TrustedProxies, check_trusted_proxies, client_from_chain
-from webchat.forwarded import _networks as networks
+from webchat.checks import check_settings
+from webchat.forwarded import TrustedProxies, client_from_chain
 from webchat.ops import OpsEndpoints
 
 TIMEOUT = 10
@@ -44,7 +45,7 @@ async def call(app, path, *, peer="127.0.0.1", headers=()):
 
 class ClientFromChainTests(SimpleTestCase):
     def test_the_right_most_untrusted_hop_is_the_client(self):
-        trusted = networks(("127.0.0.0/8", "10.0.0.0/8"))
+        trusted = [ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("10.0.0.0/8")]
         cases = [
             # (peer, X-Forwarded-For hops, client)
             ("127.0.0.1", ["203.0.113.9"], "203.0.113.9"),
@@ -92,12 +93,20 @@ class TrustedProxiesTests(SimpleTestCase):
         self.assertEqual((seen["client"], seen["scheme"]), (["127.0.0.1", 40000], "http"))
 
     def test_bad_entries_are_a_system_check_error(self):
+        def ids():
+            return [e.id for e in check_settings() if e.obj == "WEBCHAT_TRUSTED_PROXIES"]
+
         for value in ("127.0.0.1", ["127.0.0.1", "localhost"], [None]):
             with self.subTest(value=value), override_settings(WEBCHAT_TRUSTED_PROXIES=value):
-                self.assertEqual([e.id for e in check_trusted_proxies()], ["webchat.E024"])
+                self.assertEqual(ids(), ["webchat.E024"])
                 self.assertIn("webchat.E024", [e.id for e in run_checks()])
         with override_settings(WEBCHAT_TRUSTED_PROXIES=["127.0.0.1", "10.0.0.0/8", "::1"]):
-            self.assertEqual(check_trusted_proxies(), [])
+            self.assertEqual(ids(), [])
+
+    @override_settings(WEBCHAT_TRUSTED_PROXIES="127.0.0.1")
+    async def test_a_broken_setting_trusts_no_one(self):
+        seen = await self.resolved("127.0.0.1", [("X-Forwarded-For", "203.0.113.9")])
+        self.assertEqual(seen["client"], ["127.0.0.1", 40000])
 
 
 @override_settings(WEBCHAT_TRUSTED_PROXIES=["127.0.0.1"])

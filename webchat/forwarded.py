@@ -13,35 +13,25 @@ allowlist and the ``streamUrl`` scheme all see the real client. From any other p
 ``X-Forwarded-*`` and ``Forwarded`` headers are dropped before anything reads them.
 
 Do not run daphne with ``--proxy-headers``: it believes the left-most entry, from anyone.
-An empty list (``WEBCHAT_TRUSTED_PROXIES=`` in the environment) trusts no proxy. A bad
-entry is system check ``webchat.E024``.
+An empty list (``WEBCHAT_TRUSTED_PROXIES=`` in the environment) trusts no proxy. Read and
+validated by :mod:`webchat.conf`; a bad entry is system check ``webchat.E024``.
 """
 
-import functools
 import ipaddress
 
-from django.conf import settings
-from django.core.checks import Error
+from .conf import InvalidWebchatConfiguration, get_settings
 
-SETTING_NAME = "WEBCHAT_TRUSTED_PROXIES"
-DEFAULT = ("127.0.0.0/8", "::1")
 _FORWARDED = frozenset({b"forwarded", b"x-forwarded-for", b"x-forwarded-proto",
                         b"x-forwarded-host", b"x-forwarded-port", b"x-real-ip"})
 _SCHEMES = {"http": {"https": "https", "http": "http"},
             "websocket": {"https": "wss", "wss": "wss", "http": "ws", "ws": "ws"}}
 
 
-@functools.lru_cache(maxsize=8)
-def _networks(entries: tuple) -> tuple:
-    return tuple(ipaddress.ip_network(str(entry).strip(), strict=False) for entry in entries)
-
-
 def trusted_networks() -> tuple:
-    """The configured proxies' networks (read on each call; parsed once per value)."""
-    configured = getattr(settings, SETTING_NAME, DEFAULT)
+    """The configured proxies' networks (webchat/conf.py's snapshot)."""
     try:
-        return _networks(tuple(configured))
-    except (TypeError, ValueError):
+        return get_settings().trusted_proxies
+    except InvalidWebchatConfiguration:
         return ()  # reported by webchat.E024; trusting nobody is the safe reading
 
 
@@ -74,23 +64,6 @@ def client_from_chain(peer, forwarded_for: list[str], networks):
         if not is_trusted(address, networks):
             return address
     return address  # every hop is a trusted proxy: the left-most one made the request
-
-
-def check_trusted_proxies(app_configs=None, **kwargs):
-    """System check ``webchat.E024`` (registered in ``WebchatConfig.ready()``)."""
-    configured = getattr(settings, SETTING_NAME, DEFAULT)
-    hint = 'A list of IPs or networks, e.g. ["127.0.0.1", "10.0.0.0/8"]; [] trusts none.'
-    if isinstance(configured, str) or not isinstance(configured, list | tuple):
-        return [Error(f"{SETTING_NAME} must be a list, not {configured!r}.", hint=hint,
-                      id="webchat.E024")]
-    errors = []
-    for entry in configured:
-        try:
-            _networks((entry,))
-        except (TypeError, ValueError):
-            errors.append(Error(f"{SETTING_NAME} holds {entry!r}, not an IP address or "
-                                "network.", hint=hint, id="webchat.E024"))
-    return errors
 
 
 class TrustedProxies:

@@ -26,6 +26,9 @@ _ACTIVITY_DATA = Activity._meta.get_field("data")
 _ACTIVITY_CREATED = Activity._meta.get_field("created")
 
 
+#: The largest watermark (a signed 64-bit integer on every database).
+MAX_SEQUENCE = 2**63 - 1
+
 _rendered = {}
 
 
@@ -40,6 +43,8 @@ def _render(template: str, connection) -> str:
 
 def _render_for(template: str, connection) -> str:
     quote = connection.ops.quote_name
+    size = _SIZE_OF_DATA.get(connection.vendor, _SIZE_OF_DATA["sqlite"])
+    template = template.replace("{SIZE}", size)
 
     def name(match):
         model = _MODELS[match.group(1)]
@@ -73,7 +78,7 @@ CONVERSATION = (
 LOCK_CONVERSATION = CONVERSATION + " FOR UPDATE"
 INSERT_ACTIVITY = (
     "INSERT INTO {Activity} ({Activity.conversation}, {Activity.sequence}, {Activity.data},"
-    " {Activity.created}) VALUES (%s, %s, %s, %s)"
+    " {Activity.size}, {Activity.created}) VALUES (%s, %s, %s, %s, %s)"
 )
 SET_WATERMARK = (
     "UPDATE {Conversation} SET {Conversation.watermark} = %s WHERE {Conversation.id} = %s"
@@ -82,6 +87,26 @@ BUMP_WATERMARK = (
     "UPDATE {Conversation} SET {Conversation.watermark} = {Conversation.watermark} + 1"
     " WHERE {Conversation.id} = %s"
     " RETURNING {Conversation.id}, {Conversation.tenant}, {Conversation.watermark}"
+)
+#: Bytes of an activity's JSON: its ``size`` as written, else measured (rows from before the
+#: column; SQLite stores ASCII-escaped text, as sent; PostgreSQL's jsonb prints unescaped
+#: UTF-8, up to 3x shorter than sent: ``webchat.pages`` cuts again by what it encodes).
+_SIZE_OF_DATA = {
+    "sqlite": "COALESCE({Activity.size}, LENGTH({Activity.data}))",
+    "postgresql": "COALESCE({Activity.size}, OCTET_LENGTH({Activity.data}::text))",
+}
+# The rows after the watermark, at most LIMIT, up to the first one that reaches the byte
+# budget: the window sums the sizes of the rows before each one, and only over the LIMIT
+# rows picked first, so a long backlog costs no more than a page.
+ACTIVITIES_PAGE = (
+    "SELECT {Activity.sequence}, {Activity.data}, nbytes FROM {Activity} JOIN ("
+    "SELECT seq, nbytes, SUM(nbytes) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING"
+    " AND 1 PRECEDING) AS nbefore FROM ("
+    "SELECT {Activity.sequence} AS seq, {SIZE} AS nbytes FROM {Activity}"
+    " WHERE {Activity.conversation} = %s AND {Activity.sequence} > %s"
+    " AND {Activity.sequence} <= %s ORDER BY {Activity.sequence} LIMIT %s) AS picked"
+    ") AS page ON {Activity.conversation} = %s AND {Activity.sequence} = seq"
+    " WHERE nbefore IS NULL OR nbefore < %s ORDER BY {Activity.sequence}"
 )
 ACTIVITIES_SINCE = (
     "SELECT {Activity.sequence}, {Activity.data} FROM {Activity}"
@@ -106,13 +131,15 @@ def conversation(conversation_id: str, using=None) -> Conversation | None:
     return Conversation.from_db(using or DEFAULT_DB_ALIAS, fields, rows[0])
 
 
-def insert_activity(conversation_id: str, sequence: int, data: dict, using=None):
-    """Store one activity row (inside the caller's transaction)."""
+def insert_activity(conversation_id: str, sequence: int, data: dict, size: int, using=None):
+    """Store one activity row, ``size`` the bytes of its JSON as sent (inside the caller's
+    transaction)."""
     connection = connections[using or DEFAULT_DB_ALIAS]
     run(INSERT_ACTIVITY, [
         conversation_id,
         sequence,
         _ACTIVITY_DATA.get_db_prep_save(data, connection),
+        size,
         _ACTIVITY_CREATED.get_db_prep_save(timezone.now(), connection),
     ], using)  # fmt: skip
 
@@ -132,6 +159,20 @@ def bump_watermark(conversation_id: str, using=None):
     found, tenant_id, watermark = rows[0]
     run(SET_WATERMARK, [watermark + 1, found], using)
     return found, tenant_id, watermark + 1
+
+
+def activities_page(conversation_id, watermark, *, limit, max_bytes, upto=None, using=None):
+    """``[(sequence, data, stored size), ...]`` after ``watermark`` (and at most ``upto``),
+    oldest first: at most ``limit`` rows, and no row after the stored JSON of those before
+    it reaches ``max_bytes`` (so at least one row when there is one: paging moves on)."""
+    connection = connections[using or DEFAULT_DB_ALIAS]
+    upto = MAX_SEQUENCE if upto is None else upto
+    params = [conversation_id, watermark, upto, limit, conversation_id, max_bytes]
+    decode = _ACTIVITY_DATA.from_db_value
+    return [
+        (sequence, decode(data, None, connection), size)
+        for sequence, data, size in run(ACTIVITIES_PAGE, params, using)
+    ]
 
 
 def activities_since(conversation_id: str, watermark: int, limit=None, using=None):
