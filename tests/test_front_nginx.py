@@ -11,8 +11,6 @@ requirements: a missing one fails the test saying what to install.
 import http.client
 import json
 import secrets
-import select
-import socket
 import ssl
 import time
 from pathlib import Path
@@ -22,11 +20,11 @@ from django.test import SimpleTestCase
 from websockets.sync.client import connect
 
 from deploy.nginx import app_limits
+from tests.support.bodies import stream_body
 from tests.support.nginx import Front
 from tests.support.replicas import Cluster, postgres_unavailable, redis_unavailable
 
 GIB = 1024**3
-CHUNK = 64 * 1024
 TIMEOUT = 30
 #: How much a replica's RSS may move while a refused body goes by (noise, not a body).
 RSS_SLACK = 16 * 1024 * 1024
@@ -55,71 +53,6 @@ def rss(pid) -> int:
     raise AssertionError(f"no VmRSS for pid {pid}")
 
 
-def open_tls(url, context, source=None) -> ssl.SSLSocket:
-    parts = urlsplit(url)
-    raw = socket.create_connection((parts.hostname, parts.port), timeout=TIMEOUT,
-                                   source_address=(source, 0) if source else None)
-    return context.wrap_socket(raw, server_hostname=parts.hostname)
-
-
-def stream_body(url, context, path, size, *, chunked, headers=()):
-    """POST ``size`` bytes of zeros to ``path``, generated chunk by chunk (never held in
-    memory), until the server answers. Returns ``(status, body, bytes sent)``."""
-    sock = open_tls(url, context)
-    with sock:
-        head = [f"POST {path} HTTP/1.1", f"Host: {urlsplit(url).netloc}",
-                "Content-Type: application/json", *headers]
-        head.append("Transfer-Encoding: chunked" if chunked else f"Content-Length: {size}")
-        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode())
-        zeros = bytes(CHUNK)
-        frame = b"%x\r\n%s\r\n" % (CHUNK, zeros) if chunked else zeros
-        sent, answer = 0, b""
-        try:
-            while sent < size and not (answer := _answer_so_far(sock)):
-                sock.sendall(frame)
-                sent += CHUNK
-            if sent >= size and chunked:
-                sock.sendall(b"0\r\n\r\n")
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the server answered and closed: read what it said
-        return (*_read_response(sock, answer), sent)
-
-
-def _answer_so_far(sock) -> bytes:
-    """Application data the server sent already, without blocking (b"" if none). TLS 1.3
-    session tickets make the socket readable too: they are not an answer."""
-    if not (sock.pending() or select.select([sock], [], [], 0)[0]):
-        return b""
-    sock.setblocking(False)
-    try:
-        return sock.recv(65536)
-    except ssl.SSLWantReadError:
-        return b""
-    finally:
-        sock.setblocking(True)
-        sock.settimeout(TIMEOUT)
-
-
-def _read_response(sock, data: bytes) -> tuple[int, bytes]:
-    """``(status, body)`` of one HTTP/1.1 answer with a Content-Length."""
-    while b"\r\n\r\n" not in data:
-        more = sock.recv(65536)
-        if not more:
-            raise AssertionError(f"the server closed the connection after {data!r}")
-        data += more
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    status = int(lines[0].split()[1])
-    fields = {k.strip().lower(): v.strip() for k, _, v in (x.partition(":") for x in lines[1:])}
-    length = int(fields.get("content-length", "0"))
-    while len(body) < length:
-        more = sock.recv(65536)
-        if not more:
-            break
-        body += more
-    return status, body[:length]
-
-
 def request(url, context, method, path, body=None, headers=None, source=None):
     """One HTTPS request; returns ``(status, headers, decoded JSON or raw body)``."""
     parts = urlsplit(url)
@@ -142,18 +75,32 @@ def request(url, context, method, path, body=None, headers=None, source=None):
         connection.close()
 
 
+_cluster = []
+
+
+def production_cluster() -> Cluster:
+    """The module's cluster and front, started on first use and stopped by tearDownModule."""
+    if not _cluster:
+        for problem in (redis_unavailable(), postgres_unavailable()):
+            if problem:
+                raise AssertionError(f"the front tests need it: {problem}")
+        cluster = Cluster(database="postgres", extra_env=PRODUCTION, with_front=True)
+        _cluster.append(cluster.start(2))
+    return _cluster[0]
+
+
+def tearDownModule():
+    while _cluster:
+        _cluster.pop().stop()
+
+
 class FrontCase(SimpleTestCase):
-    """One production cluster with its front, shared by the module's tests."""
+    """The module's production cluster with its front, and a tenant of the class."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        for problem in (redis_unavailable(), postgres_unavailable()):
-            if problem:
-                raise AssertionError(f"the front tests need it: {problem}")
-        cls.cluster = Cluster(database="postgres", extra_env=PRODUCTION, with_front=True)
-        cls.addClassCleanup(cls.cluster.stop)
-        cls.cluster.start(2)
+        cls.cluster = production_cluster()
         cls.front = cls.cluster.front
         cls.tls = cls.front.ssl_context()
         cls.secret = cls.cluster.create_tenant(f"front-{secrets.token_hex(4)}")
@@ -223,8 +170,8 @@ class BodyLimitTests(FrontCase):
     def assert_refused_at_the_front(self, path, *, chunked, headers=()):
         before = self.replica_rss()
         started = time.monotonic()
-        status, body, sent = stream_body(self.front.url, self.tls, path, GIB, chunked=chunked,
-                                         headers=headers)
+        status, body, sent = stream_body(self.front.url, path, GIB, chunked=chunked,
+                                         headers=headers, context=self.tls)
         after = self.replica_rss()
         self.assertEqual(status, 413, body)
         self.assertEqual(json.loads(body)["error"]["code"], "MessageSizeTooBig")
@@ -273,9 +220,9 @@ class BodyLimitTests(FrontCase):
         self.assertEqual(status, 200, body)
         # ... and one byte over the app's whole upload limit is refused here.
         status, body, _ = stream_body(
-            self.front.url, self.tls, conversation + "/upload?userId=someone",
+            self.front.url, conversation + "/upload?userId=someone",
             limits["max_upload_bytes"] + 1, chunked=False,
-            headers=[f"Authorization: Bearer {generated['token']}"])
+            headers=[f"Authorization: Bearer {generated['token']}"], context=self.tls)
         self.assertEqual(status, 413, body)
 
 
