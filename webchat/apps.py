@@ -25,4 +25,8 @@ class WebchatConfig(AppConfig):
         from .gc_freeze import check_gc_freeze_setting
 
         checks.register(check_gc_freeze_setting)
+        # Issue 13: rate limits and the upload quota.
+        from .limit_settings import check_limit_settings
+
+        checks.register(check_limit_settings)
         webchat_checks.refuse_unsafe_production()

@@ -19,7 +19,8 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 4413  replay too large: more than ``MAX_REPLAY`` activities missed; the frame
       ``{"error": "replay_too_large"}`` is sent first. Catch up over REST, then reconnect.
 4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``)
-4429  too many sockets on this replica for the conversation or the tenant
+4429  too many sockets on this replica for the conversation, the user, the client IP or the
+      tenant, or sockets opened too fast (``webchat.throttle``: per token, IP, tenant)
 4500  the stream failed on the server (e.g. the database); reconnect with the last watermark
 1009  a client frame over ``MAX_FRAME_BYTES``; under daphne its own
       ``--websocket-max-message-size`` (1 MiB by default) closes with 1009 first
@@ -48,6 +49,7 @@ from . import queries
 from .limits import StreamLimits, socket_slots, stream_limits
 from .metrics import stream_stats
 from .stream_reads import shared_reads, stream_db
+from .throttle import ahit
 from .tokens import TokenError, read_token
 from .transcript import activities_since
 
@@ -179,10 +181,19 @@ class StreamConsumer(AsyncWebsocketConsumer):
             await self.send(text_data=json.dumps({"error": "replay_too_large"}))
             return await self._close_with(CloseCode.REPLAY_TOO_LARGE, "replay too large")
 
-        refused_by = socket_slots.acquire(tenant_id, conversation_id, self._limits)
+        ip = (self.scope.get("client") or [None])[0]
+        decision = await ahit("sockets", tenant_id, ip, claims)
+        if not decision.allowed:
+            reason = f"too many sockets for this {decision.scope}, retry after"
+            return await self._refuse(
+                CloseCode.TOO_MANY_SOCKETS, f"{reason} {decision.retry_after_seconds} s"
+            )
+        refused_by = socket_slots.acquire(
+            tenant_id, conversation_id, self._limits, user_id=claims.user_id, ip=ip
+        )
         if refused_by:
             return await self._refuse(CloseCode.TOO_MANY_SOCKETS, f"{refused_by} reached")
-        self._slot = (tenant_id, conversation_id)
+        self._slot = (tenant_id, conversation_id, claims.user_id, ip)
         self.tenant_id, self.conversation_id = tenant_id, conversation_id
 
         # Join BEFORE reading: anything committed from here on is either in the first read

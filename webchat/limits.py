@@ -6,6 +6,8 @@ works and nothing is read at import time)::
     WEBCHAT_STREAM = {
         "MAX_SOCKETS_PER_TENANT": 1000,        # open sockets of one tenant on this replica
         "MAX_SOCKETS_PER_CONVERSATION": 5,     # open sockets of one conversation on this replica
+        "MAX_SOCKETS_PER_USER": 10,            # open sockets of one token user on this replica
+        "MAX_SOCKETS_PER_IP": 100,             # open sockets from one client IP on this replica
         "IDLE_TIMEOUT": 300,                   # seconds without a client frame or a sent frame
         "MAX_REPLAY": 1000,                    # activities a connecting socket may have missed
         "MAX_FRAME_BYTES": 1024 * 1024,        # largest client frame (UTF-8 bytes) accepted
@@ -27,6 +29,8 @@ from django.core.exceptions import ImproperlyConfigured
 class StreamLimits:
     MAX_SOCKETS_PER_TENANT: int = 1000
     MAX_SOCKETS_PER_CONVERSATION: int = 5
+    MAX_SOCKETS_PER_USER: int = 10
+    MAX_SOCKETS_PER_IP: int = 100
     IDLE_TIMEOUT: float = 300.0
     MAX_REPLAY: int = 1000
     MAX_FRAME_BYTES: int = 1024 * 1024
@@ -58,31 +62,55 @@ def stream_limits() -> StreamLimits:
 
 
 class SocketSlots:
-    """Counts the open stream sockets of this process by tenant and by conversation.
+    """Counts the open stream sockets of this process by tenant, conversation, user and IP.
 
     Used from the event loop only: ``acquire`` checks and counts in one step without
-    awaiting, so two sockets connecting at once cannot both take the last slot.
+    awaiting, so two sockets connecting at once cannot both take the last slot. The user
+    and IP caps keep one visitor (many tokens from one address) from taking the tenant's
+    sockets from its other users.
     """
 
     def __init__(self):
         self._tenants = Counter()
         self._conversations = Counter()
+        self._users = Counter()
+        self._ips = Counter()
 
-    def acquire(self, tenant_id: str, conversation_id: str, limits: StreamLimits) -> str | None:
+    def _counters(self, tenant_id, conversation_id, user_id, ip):
+        # Checked in this order: the narrowest scope names the refusal. A None user or IP
+        # is not counted in that scope.
+        counters = [
+            (self._conversations, (tenant_id, conversation_id), "MAX_SOCKETS_PER_CONVERSATION")
+        ]
+        if user_id is not None:
+            counters.append((self._users, (tenant_id, user_id), "MAX_SOCKETS_PER_USER"))
+        if ip is not None:
+            counters.append((self._ips, ip, "MAX_SOCKETS_PER_IP"))
+        counters.append((self._tenants, tenant_id, "MAX_SOCKETS_PER_TENANT"))
+        return counters
+
+    def acquire(
+        self,
+        tenant_id: str,
+        conversation_id: str,
+        limits: StreamLimits,
+        user_id: str | None = None,
+        ip: str | None = None,
+    ) -> str | None:
         """Take a slot; return None, or the name of the limit that refuses it."""
-        conversation = (tenant_id, conversation_id)
-        if self._conversations[conversation] >= limits.MAX_SOCKETS_PER_CONVERSATION:
-            return "MAX_SOCKETS_PER_CONVERSATION"
-        if self._tenants[tenant_id] >= limits.MAX_SOCKETS_PER_TENANT:
-            return "MAX_SOCKETS_PER_TENANT"
-        self._conversations[conversation] += 1
-        self._tenants[tenant_id] += 1
+        counters = self._counters(tenant_id, conversation_id, user_id, ip)
+        for counter, key, name in counters:
+            if counter[key] >= getattr(limits, name):
+                return name
+        for counter, key, _ in counters:
+            counter[key] += 1
         return None
 
-    def release(self, tenant_id: str, conversation_id: str) -> None:
+    def release(
+        self, tenant_id: str, conversation_id: str, user_id: str | None = None, ip=None
+    ) -> None:
         """Give back a slot taken by ``acquire`` (called once, when the socket goes away)."""
-        conversation = (tenant_id, conversation_id)
-        for counter, key in ((self._conversations, conversation), (self._tenants, tenant_id)):
+        for counter, key, _ in self._counters(tenant_id, conversation_id, user_id, ip):
             counter[key] -= 1
             if counter[key] <= 0:
                 # Drop the key so the counters do not grow with every conversation ever seen.

@@ -200,6 +200,11 @@ WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")
 
 # The in-process bot (webchat/bot.py): a dotted path to a callable; WEBCHAT_BOT="" turns it off.
 WEBCHAT_BOT = os.environ.get("WEBCHAT_BOT", "webchat.bot.echo_bot") or None
+# Rate limits and the upload quota (webchat/limit_settings.py, README "Limits and quotas"):
+# WEBCHAT_LIMITS_ENABLED=0 turns the rate limits off (the test suite's replicas do).
+WEBCHAT_LIMITS = {"ENABLED": env_bool("WEBCHAT_LIMITS_ENABLED", True)}
+if os.environ.get("WEBCHAT_UPLOAD_QUOTA_BYTES"):
+    WEBCHAT_LIMITS["UPLOAD_QUOTA_BYTES"] = int(os.environ["WEBCHAT_UPLOAD_QUOTA_BYTES"])
 # Direct Line REST size limits (webchat/views/conf.py): the defaults are the reference's.
 WEBCHAT_DIRECTLINE = {
     "MAX_ACTIVITY_BYTES": 256 * 1024,

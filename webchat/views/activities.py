@@ -19,6 +19,7 @@ from .auth import Caller, authenticate, conversation_for
 from .conf import directline_limits
 from .errors import directline_view, missing_property
 from .payloads import check_watermark_within, parse_activity, parse_watermark, read_json_body
+from .throttling import throttle
 
 
 def activity_set(request, conversation) -> JsonResponse:
@@ -68,6 +69,7 @@ def conversation_activities(request, conversation_id):
     conversation = conversation_for(caller, conversation_id)
     if request.method == "GET":
         return activity_set(request, conversation)
+    throttle(request, "posts", caller)
     activity = as_user(read_activity(request), caller)
     stored = store_user_activity(conversation, activity)
     return JsonResponse({"id": stored["id"]})

@@ -15,6 +15,7 @@ from .auth import authenticate, conversation_for
 from .conf import directline_limits
 from .errors import directline_view, not_found
 from .payloads import check_watermark_within, parse_user, parse_watermark, read_json_body
+from .throttling import throttle
 from .tokens import new_user_id, token_body
 
 #: Query parameters of the streamUrl, read by ``webchat.consumers``.
@@ -80,6 +81,7 @@ def start_conversation(request):
         # The token names the user; a different user in the body cannot override it.
         user_id, user_name = claims.user_id, claims.user_name
     else:
+        throttle(request, "conversations", caller)
         conversation = Conversation.objects.create(tenant_id=caller.tenant_id)
         user_id = user_id or new_user_id()
     token = issue_token(caller.tenant_id, conversation.id, user_id, user_name)

@@ -32,11 +32,13 @@ class DirectLineError(Exception):
     the client and logged, so it must never contain a secret or a token.
     """
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        #: Extra response headers, e.g. ``Retry-After`` of a 429.
+        self.headers = headers or {}
 
 
 def bad_argument(message: str) -> DirectLineError:
@@ -106,7 +108,10 @@ def directline_view(*methods: str):
                     exc.code,
                     exc.message,
                 )
-                return error_response(exc.status, exc.code, exc.message)
+                response = error_response(exc.status, exc.code, exc.message)
+                for header, value in exc.headers.items():
+                    response[header] = value
+                return response
             except Exception:
                 logger.exception("Direct Line %s %s failed", request.method, request.path)
                 return error_response(

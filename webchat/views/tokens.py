@@ -17,6 +17,7 @@ from .auth import authenticate, require_secret, require_token
 from .conf import directline_limits
 from .errors import directline_view, not_found
 from .payloads import parse_user, read_json_body
+from .throttling import throttle
 
 
 def new_user_id() -> str:
@@ -33,6 +34,7 @@ def generate_token(request):
     """Called by the tenant's backend (secret): a new conversation and a token for it."""
     caller = authenticate(request)
     require_secret(caller, "tokens/generate")
+    throttle(request, "conversations", caller)
     user_id, user_name = parse_user(
         read_json_body(request, directline_limits().MAX_ACTIVITY_BYTES, required=False)
     )

@@ -28,6 +28,7 @@ from .conf import directline_limits
 from .conversations import public_scheme
 from .errors import DirectLineError, bad_argument, directline_view, not_found, too_large
 from .payloads import parse_activity, parse_json
+from .throttling import throttle
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +113,7 @@ def upload(request, conversation_id):
     """Called by the client to send an activity with attachments (multipart)."""
     caller = authenticate(request)
     conversation = conversation_for(caller, conversation_id)
+    throttle(request, "uploads", caller)
     limits = directline_limits()
     if request.content_type != "multipart/form-data":
         raise DirectLineError(
