@@ -58,7 +58,9 @@ def as_user(activity: dict, caller: Caller, user_id: str | None = None) -> dict:
 def store_user_activity(conversation, activity: dict) -> dict:
     """Write a user's activity and hand it to the bot once committed (never waiting)."""
     stored = append_activity(conversation, activity)
-    transaction.on_commit(partial(bot_runner.submit, conversation.id, stored), robust=True)
+    transaction.on_commit(
+        partial(bot_runner.submit, conversation.id, stored, conversation.tenant_id), robust=True
+    )
     return stored
 
 
