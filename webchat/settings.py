@@ -205,6 +205,11 @@ WEBCHAT_BOT = os.environ.get("WEBCHAT_BOT", "webchat.bot.echo_bot") or None
 WEBCHAT_LIMITS = {"ENABLED": env_bool("WEBCHAT_LIMITS_ENABLED", True)}
 if os.environ.get("WEBCHAT_UPLOAD_QUOTA_BYTES"):
     WEBCHAT_LIMITS["UPLOAD_QUOTA_BYTES"] = int(os.environ["WEBCHAT_UPLOAD_QUOTA_BYTES"])
+# Any other key as JSON, e.g. WEBCHAT_LIMITS_JSON='{"POSTS_PER_TOKEN": [20, 10]}'.
+if os.environ.get("WEBCHAT_LIMITS_JSON"):
+    import json
+
+    WEBCHAT_LIMITS.update(json.loads(os.environ["WEBCHAT_LIMITS_JSON"]))
 # Direct Line REST size limits (webchat/views/conf.py): the defaults are the reference's.
 WEBCHAT_DIRECTLINE = {
     "MAX_ACTIVITY_BYTES": 256 * 1024,
