@@ -4,8 +4,7 @@ import asyncio
 import json
 
 from asgiref.sync import sync_to_async
-from django.core.exceptions import ImproperlyConfigured
-from django.test import SimpleTestCase, TestCase, override_settings
+from django.test import TestCase, override_settings
 
 from tests.support.streams import (
     TIMEOUT,
@@ -20,7 +19,7 @@ from tests.support.streams import (
     token_for,
 )
 from webchat.consumers import CloseCode
-from webchat.limits import StreamLimits, socket_slots, stream_limits
+from webchat.limits import socket_slots
 
 MIB = 1024 * 1024
 
@@ -163,32 +162,3 @@ class IdleTests(LimitTestMixin, TestCase):
         with self.assertLogs("webchat.consumers", "INFO"):
             self.assertEqual(await receive_close(self, comm, TIMEOUT), CloseCode.IDLE_TIMEOUT)
         await comm.disconnect()
-
-
-class StreamLimitsSettingsTests(SimpleTestCase):
-    def test_defaults_are_the_reference_values(self):
-        self.assertEqual(
-            stream_limits(),
-            StreamLimits(
-                MAX_SOCKETS_PER_TENANT=1000,
-                MAX_SOCKETS_PER_CONVERSATION=5,
-                IDLE_TIMEOUT=300,
-                MAX_REPLAY=1000,
-                MAX_FRAME_BYTES=MIB,
-            ),
-        )
-
-    def test_bad_settings_name_the_key(self):
-        for value, expected in [
-            ({"IDLE": 1}, "IDLE"),
-            ({"MAX_REPLAY": 0}, "MAX_REPLAY"),
-            ({"IDLE_TIMEOUT": "300"}, "IDLE_TIMEOUT"),
-            ({"MAX_REPLAY": True}, "MAX_REPLAY"),
-            ("300", "dict"),
-        ]:
-            with (
-                self.subTest(value=value),
-                override_settings(WEBCHAT_STREAM=value),
-                self.assertRaisesMessage(ImproperlyConfigured, expected),
-            ):
-                stream_limits()

@@ -17,8 +17,8 @@ from tests.support.streams import (
     token_for,
 )
 from webchat import throttle
+from webchat.conf import RATE_KEYS
 from webchat.consumers import CloseCode
-from webchat.limit_settings import RATE_DEFAULTS, limit_settings
 from webchat.models import Activity, Conversation
 from webchat.ratelimit import MemoryLimiter
 from webchat.tokens import issue_token
@@ -26,7 +26,7 @@ from webchat.tokens import issue_token
 from .directline_support import DirectLineMixin
 
 #: Every rate off: each test turns on the one it pushes past.
-NO_RATES = dict.fromkeys(RATE_DEFAULTS)
+NO_RATES = dict.fromkeys(RATE_KEYS)
 
 
 def metric(name, **labels):
@@ -173,7 +173,7 @@ class MemoryPostLimitTests(PostLimitTests):
 
     def test_auto_is_memory_with_the_memory_notifier(self):
         with override_settings(WEBCHAT_LIMITS={"BACKEND": "auto"}):
-            self.assertIsNone(limit_settings().redis_url)
+            self.assertIsNone(throttle.shared_url())
             self.assertIsInstance(throttle.get_limiter(), MemoryLimiter)
 
 
@@ -183,7 +183,7 @@ class AutoBackendTests(SimpleTestCase):
         WEBCHAT_NOTIFIER={"BACKEND": "redis", "URL": SHARED_URL}, WEBCHAT_LIMITS={}
     )
     def test_auto_is_redis_with_the_redis_notifier(self):
-        self.assertEqual(limit_settings().redis_url, SHARED_URL)
+        self.assertEqual(throttle.shared_url(), SHARED_URL)
         self.assertIsInstance(throttle.get_limiter(), throttle.FallbackLimiter)
 
 
@@ -225,7 +225,8 @@ class SettingsTests(SimpleTestCase):
             {"BACKEND": "memcached"},
             {"UPLOAD_QUOTA_BYTES": -1},
             {"ENABLED": "yes"},
-            {"BACKEND": "redis", "REDIS_URL": "http://nope"},
+            {"REDIS_URL": "http://nope"},
+            {"REDIS_TIMEOUT": 0},
         ):
             with self.subTest(value=value), override_settings(WEBCHAT_LIMITS=value):
                 [error] = self.errors()

@@ -46,7 +46,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from notifier.events import group_name
 
 from . import queries
-from .limits import StreamLimits, socket_slots, stream_limits
+from .conf import settings
+from .limits import socket_slots
 from .metrics import stream_stats
 from .stream_reads import shared_reads, stream_db
 from .throttle import ahit
@@ -107,7 +108,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.wanted = 0  # the newest watermark announced (or sent)
         self._dirty = False  # a bump above the cursor arrived since the last read began
         self.reads = 0  # database reads after the handshake (tests count them)
-        self._limits: StreamLimits | None = None
         self._slot = None
         self._closing = False
         self._shut = False
@@ -143,7 +143,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def websocket_connect(self, message):
         """Called when the client opens the socket: authenticate, then join and replay."""
-        self._limits = stream_limits()
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), True)
 
@@ -175,7 +174,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             return await self._refuse(CloseCode.FORBIDDEN, "token for another tenant")
         if watermark > current:
             return await self._refuse(CloseCode.BAD_WATERMARK, "watermark ahead of conversation")
-        if current - watermark > self._limits.MAX_REPLAY:
+        if current - watermark > settings.max_replay:
             logger.info("Stream replay too large: %d activities", current - watermark)
             await self.accept()
             await self.send(text_data=json.dumps({"error": "replay_too_large"}))
@@ -189,7 +188,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 CloseCode.TOO_MANY_SOCKETS, f"{reason} {decision.retry_after_seconds} s"
             )
         refused_by = socket_slots.acquire(
-            tenant_id, conversation_id, self._limits, user_id=claims.user_id, ip=ip
+            tenant_id, conversation_id, user_id=claims.user_id, ip=ip
         )
         if refused_by:
             return await self._refuse(CloseCode.TOO_MANY_SOCKETS, f"{refused_by} reached")
@@ -218,11 +217,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 return
             # n characters are n to 4n UTF-8 bytes: encode only when the bound is not enough.
             size = len(text)
-            if size * 4 > self._limits.MAX_FRAME_BYTES:
+            if size * 4 > settings.max_frame_bytes:
                 size = len(text.encode("utf-8", "surrogatepass"))
         else:
             size = len(message.get("bytes") or b"")
-        if size > self._limits.MAX_FRAME_BYTES:
+        if size > settings.max_frame_bytes:
             logger.info("Stream frame of %d bytes over the limit: closing", size)
             await self._close_with(CloseCode.MESSAGE_TOO_BIG, "frame too big")
 
@@ -273,7 +272,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         covered every bump. The filter on bumps is the cursor, not ``wanted``: a bogus
         watermark costs one empty read and never hides a later real one.
         """
-        limit = self._limits.MAX_REPLAY
+        limit = settings.max_replay
         more = first
         try:
             while not self._closing and (more or (self._dirty and self.wanted > self.cursor)):
@@ -312,7 +311,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     def _arm_idle_timer(self):
         loop = asyncio.get_running_loop()
-        deadline = self._last_activity + self._limits.IDLE_TIMEOUT
+        deadline = self._last_activity + settings.idle_timeout
         self._idle_timer = loop.call_at(deadline, self._idle_check)
 
     def _idle_check(self):
@@ -327,14 +326,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self._closing:
             return
         loop = asyncio.get_running_loop()
-        if loop.time() < self._last_activity + self._limits.IDLE_TIMEOUT:
+        if loop.time() < self._last_activity + settings.idle_timeout:
             self._arm_idle_timer()
             renew_after = getattr(self.channel_layer, "group_expiry", 86400) / 2
             renewing = self._rejoiner is not None and not self._rejoiner.done()
             if loop.time() - self._joined_at >= renew_after and not renewing:
                 self._rejoiner = loop.create_task(self._renew_membership())
             return
-        logger.info("Stream idle for %s s: closing", self._limits.IDLE_TIMEOUT)
+        logger.info("Stream idle for %s s: closing", settings.idle_timeout)
         self._closer = loop.create_task(self._close_with(CloseCode.IDLE_TIMEOUT, "idle timeout"))
 
     async def _renew_membership(self):

@@ -178,7 +178,7 @@ if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEYS"):
 if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEY_ID"):
     WEBCHAT_NOTIFIER["SIGNING_KEY_ID"] = os.environ["WEBCHAT_NOTIFIER_SIGNING_KEY_ID"]
 
-# The stream's per-replica limits (webchat/limits.py): the idle timeout (seconds without a
+# The stream's per-replica limits (webchat/conf.py): the idle timeout (seconds without a
 # frame either way; default 300) can be tuned per deployment.
 if os.environ.get("WEBCHAT_STREAM_IDLE_TIMEOUT"):
     WEBCHAT_STREAM = {"IDLE_TIMEOUT": float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])}
@@ -200,7 +200,7 @@ WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")
 
 # The in-process bot (webchat/bot.py): a dotted path to a callable; WEBCHAT_BOT="" turns it off.
 WEBCHAT_BOT = os.environ.get("WEBCHAT_BOT", "webchat.bot.echo_bot") or None
-# Rate limits and the upload quota (webchat/limit_settings.py, README "Limits and quotas"):
+# Rate limits and the upload quota (webchat/conf.py, README "Limits and quotas"):
 # WEBCHAT_LIMITS_ENABLED=0 turns the rate limits off (the test suite's replicas do).
 WEBCHAT_LIMITS = {"ENABLED": env_bool("WEBCHAT_LIMITS_ENABLED", True)}
 if os.environ.get("WEBCHAT_UPLOAD_QUOTA_BYTES"):
@@ -210,7 +210,7 @@ if os.environ.get("WEBCHAT_LIMITS_JSON"):
     import json
 
     WEBCHAT_LIMITS.update(json.loads(os.environ["WEBCHAT_LIMITS_JSON"]))
-# Direct Line REST size limits (webchat/views/conf.py): the defaults are the reference's.
+# Direct Line REST size limits (webchat/conf.py): the defaults are the reference's.
 WEBCHAT_DIRECTLINE = {
     "MAX_ACTIVITY_BYTES": 256 * 1024,
     "MAX_FILE_BYTES": 4 * 1024 * 1024,

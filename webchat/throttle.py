@@ -1,10 +1,10 @@
 """The service's rate limits: which limits a request or a socket meets, and the limiter.
 
 Each action (posting an activity, uploading, creating a conversation, opening a stream
-socket) is limited per token, per client IP and per tenant (``webchat.limit_settings``
-lists the limits and their defaults). A token's limit follows its scope, the tenant,
-conversation and user, not its text: refreshing a token does not reset it. A caller with
-the secret has no token limit. The client IP is the connection's (``REMOTE_ADDR``, the
+socket) is limited per token, per client IP and per tenant: ``WEBCHAT_LIMITS`` in
+:mod:`webchat.conf` lists the limits and their defaults. A token's limit follows its scope,
+the tenant, conversation and user, not its text: refreshing a token does not reset it. A
+caller with the secret has no token limit. The client IP is the connection's (``REMOTE_ADDR``, the
 ASGI scope's ``client``): behind a proxy, daphne's ``--proxy-headers`` makes it the
 forwarded one.
 
@@ -24,17 +24,31 @@ import threading
 import time
 
 import redis
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from prometheus_client import Counter
 
+from notifier.conf import get_settings as notifier_settings
 from notifier.conf import mask_url
 
-from .limit_settings import ACTIONS, WATCHED_SETTINGS, limit_settings
+from .conf import settings
 from .metrics import REGISTRY
 from .ratelimit import ALLOWED, BaseLimiter, Decision, MemoryLimiter, RedisLimiter
 
 logger = logging.getLogger(__name__)
+
+#: The rate-limited actions and the scopes each is limited by (the setting of a limit is
+#: ``<ACTION>_PER_<SCOPE>``, e.g. ``POSTS_PER_TOKEN``).
+ACTIONS = {
+    "posts": ("token", "ip", "tenant"),
+    "uploads": ("token", "ip", "tenant"),
+    "conversations": ("ip", "tenant"),
+    "sockets": ("token", "ip", "tenant"),
+}
+#: Settings whose change drops the limiter (the Redis URL may be the notifier's).
+WATCHED_SETTINGS = frozenset({"WEBCHAT_LIMITS", "WEBCHAT_NOTIFIER", "CHANNEL_LAYERS", "CACHES"})
+REDIS_NOTIFIER = "notifier.backends.redis.RedisNotifier"
 
 REFUSED = Counter(
     "webchat_rate_limited",
@@ -99,18 +113,35 @@ def get_limiter() -> BaseLimiter:
         return _limiter
 
 
+def shared_url() -> str | None:
+    """The Redis URL the limits are shared through, or None: this process only."""
+    backend = settings.limits_backend
+    if backend == "memory":
+        return None
+    notifier = notifier_settings()
+    if backend == "auto" and notifier.backend != REDIS_NOTIFIER:
+        return None
+    url = settings.limits_redis_url or notifier.url_and_source[0]
+    if url is None:
+        raise ImproperlyConfigured(
+            "WEBCHAT_LIMITS['BACKEND'] is 'redis' but no Redis URL is set: set "
+            "WEBCHAT_LIMITS['REDIS_URL'] or the notifier's URL (REDIS_URL)."
+        )
+    return url
+
+
 def _build() -> BaseLimiter:
-    options = limit_settings()
-    if options.redis_url is None:
+    url = shared_url()
+    if url is None:
         return MemoryLimiter()
     client = redis.Redis.from_url(
-        options.redis_url,
-        socket_timeout=options.REDIS_TIMEOUT,
-        socket_connect_timeout=options.REDIS_TIMEOUT,
+        url,
+        socket_timeout=settings.limits_redis_timeout,
+        socket_connect_timeout=settings.limits_redis_timeout,
         retry=redis.retry.Retry(redis.backoff.NoBackoff(), 1),
     )
-    shared = RedisLimiter(client, options.KEY_PREFIX)
-    return FallbackLimiter(shared, MemoryLimiter(), options.redis_url, options.REDIS_RETRY)
+    shared = RedisLimiter(client, settings.limits_key_prefix)
+    return FallbackLimiter(shared, MemoryLimiter(), url, settings.limits_redis_retry)
 
 
 @receiver(setting_changed)
@@ -133,7 +164,7 @@ def limits_for(action: str, tenant_id, ip: str | None, claims=None) -> list:
     """The ``(key, Rate, scope)`` triples that ``action`` by this caller meets."""
     if action not in ACTIONS:
         raise ValueError(f"unknown rate-limited action {action!r}; known: {sorted(ACTIONS)}")
-    rates = limit_settings().rates(action)
+    rates = {scope: settings.rates[f"{action}_PER_{scope}".upper()] for scope in ACTIONS[action]}
     found = []
     if claims is not None and rates.get("token"):
         key = _scoped_key(claims.tenant_id, claims.conversation_id, claims.user_id)

@@ -13,10 +13,10 @@ from django.db import transaction
 from django.http import JsonResponse
 
 from webchat.bot import bot_runner
+from webchat.conf import settings
 from webchat.transcript import activities_since, append_activity
 
 from .auth import Caller, authenticate, conversation_for
-from .conf import directline_limits
 from .errors import directline_view, missing_property
 from .payloads import check_watermark_within, parse_activity, parse_watermark, read_json_body
 from .throttling import throttle
@@ -27,14 +27,14 @@ def activity_set(request, conversation) -> JsonResponse:
     watermark = parse_watermark(request.GET.get("watermark"))
     check_watermark_within(watermark, conversation)
     activities, newest = activities_since(
-        conversation.id, watermark, limit=directline_limits().MAX_POLL_ACTIVITIES
+        conversation.id, watermark, limit=settings.max_poll_activities
     )
     return JsonResponse({"activities": activities, "watermark": str(newest)})
 
 
 def read_activity(request) -> dict:
     """The posted activity, checked (415, 413, 400 before anything is written)."""
-    limit = directline_limits().MAX_ACTIVITY_BYTES
+    limit = settings.max_activity_bytes
     return parse_activity(read_json_body(request, limit, required=True))
 
 

@@ -10,11 +10,11 @@ import secrets
 
 from django.http import JsonResponse
 
+from webchat.conf import settings
 from webchat.models import Conversation
 from webchat.tokens import EXPIRES_IN, issue_token
 
 from .auth import authenticate, require_secret, require_token
-from .conf import directline_limits
 from .errors import directline_view, not_found
 from .payloads import parse_user, read_json_body
 from .throttling import throttle
@@ -36,7 +36,7 @@ def generate_token(request):
     require_secret(caller, "tokens/generate")
     throttle(request, "conversations", caller)
     user_id, user_name = parse_user(
-        read_json_body(request, directline_limits().MAX_ACTIVITY_BYTES, required=False)
+        read_json_body(request, settings.max_activity_bytes, required=False)
     )
     conversation = Conversation.objects.create(tenant_id=caller.tenant_id)
     token = issue_token(caller.tenant_id, conversation.id, user_id or new_user_id(), user_name)
