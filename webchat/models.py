@@ -23,6 +23,8 @@ def new_conversation_id() -> str:
 class Tenant(models.Model):
     name = models.CharField(max_length=200, unique=True)
     created = models.DateTimeField(auto_now_add=True)
+    #: Bytes of uploaded files stored for the tenant (``webchat.quota``).
+    upload_bytes = models.BigIntegerField(default=0)
 
     def __str__(self):
         return self.name

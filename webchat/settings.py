@@ -205,6 +205,9 @@ WEBCHAT_BOT = os.environ.get("WEBCHAT_BOT", "webchat.bot.echo_bot") or None
 WEBCHAT_LIMITS = {"ENABLED": env_bool("WEBCHAT_LIMITS_ENABLED", True)}
 if os.environ.get("WEBCHAT_UPLOAD_QUOTA_BYTES"):
     WEBCHAT_LIMITS["UPLOAD_QUOTA_BYTES"] = int(os.environ["WEBCHAT_UPLOAD_QUOTA_BYTES"])
+# manage.py apply_retention deletes what is older (webchat/retention.py); unset: keep all.
+if os.environ.get("WEBCHAT_RETENTION_DAYS"):
+    WEBCHAT_RETENTION_DAYS = float(os.environ["WEBCHAT_RETENTION_DAYS"])
 # Any other key as JSON, e.g. WEBCHAT_LIMITS_JSON='{"POSTS_PER_TOKEN": [20, 10]}'.
 if os.environ.get("WEBCHAT_LIMITS_JSON"):
     import json

@@ -1,5 +1,6 @@
-"""The Direct Line views' rate limits: one call per limited view, a 429 when refused."""
+"""The Direct Line views' rate limits and upload quota: one call per view, 429 or 413."""
 
+from webchat import quota
 from webchat.throttle import hit
 
 from .errors import DirectLineError
@@ -27,3 +28,29 @@ def throttle(request, action: str, caller) -> None:
             f"Too many {WHAT[action]} for this {decision.scope}; retry after {seconds} s.",
             headers={"Retry-After": str(seconds)},
         )
+
+
+def upload_bytes(files) -> int:
+    return sum(file.size for file in files)
+
+
+def reserve_upload(caller, files) -> None:
+    """Count the files against the tenant's upload quota; raise 413 ``QuotaExceeded`` if over.
+
+    413, not 429: waiting does not help, only deleting (retention) does, so a client must
+    not retry the same upload.
+    """
+    size = upload_bytes(files)
+    refused_by = quota.reserve(caller.tenant_id, size)
+    if refused_by is not None:
+        raise DirectLineError(
+            413,
+            "QuotaExceeded",
+            f"The tenant's upload storage quota ({refused_by} bytes) is used up: this "
+            f"upload ({size} bytes) does not fit. Old uploads are deleted by retention.",
+        )
+
+
+def release_upload(caller, files) -> None:
+    """Give back what :func:`reserve_upload` counted (the upload failed)."""
+    quota.release(caller.tenant_id, upload_bytes(files))

@@ -29,7 +29,7 @@ from .auth import authenticate, conversation_for
 from .conversations import public_scheme
 from .errors import DirectLineError, bad_argument, directline_view, not_found, too_large
 from .payloads import parse_activity, parse_json
-from .throttling import throttle
+from .throttling import release_upload, reserve_upload, throttle
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,7 @@ def upload(request, conversation_id):
                 f"File {file.name[:MAX_FILENAME]!r} is larger than {limits.max_file_bytes} bytes."
             )
     activity = as_user(activity, caller, request.GET.get("userId") or None)
+    reserve_upload(caller, files)
     saved = []
     try:
         for file in files:
@@ -155,6 +156,7 @@ def upload(request, conversation_id):
         stored = store_user_activity(conversation, activity)
     except BaseException:
         # Nothing half-written: the activity failed, so its files go too.
+        release_upload(caller, files)
         for name in saved:
             default_storage.delete(name)
         raise
