@@ -1,5 +1,6 @@
 """Rate limits on the Direct Line API and the stream, pushed past, against real Redis."""
 
+import time
 import uuid
 
 import redis
@@ -8,7 +9,12 @@ from django.core.checks import run_checks
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.test import SimpleTestCase, TestCase, override_settings
 
-from tests.support.redis_server import SHARED_URL, closed_port_url, requires_shared_redis
+from tests.support.redis_server import (
+    SHARED_URL,
+    RedisServer,
+    closed_port_url,
+    requires_shared_redis,
+)
 from tests.support.streams import (
     assert_refused,
     communicator,
@@ -20,7 +26,7 @@ from webchat import throttle
 from webchat.conf import RATE_KEYS
 from webchat.consumers import CloseCode
 from webchat.models import Activity, Conversation
-from webchat.ratelimit import MemoryLimiter
+from webchat.ratelimit import MemoryLimiter, Rate, RedisLimiter
 from webchat.tokens import issue_token
 
 from .directline_support import DirectLineMixin
@@ -208,6 +214,37 @@ class RedisDownTests(RedisLimitsMixin, DirectLineMixin, TestCase):
         self.assertEqual(len(logs.output), 1)
         self.assertIn("limits on its own", logs.output[0])
         self.assertEqual(metric("webchat_rate_limit_redis_errors_total") - before, 3)
+
+
+class RedisOutageTests(SimpleTestCase):
+    """A private Redis stops and comes back: each replica limits alone, then Redis again."""
+
+    def test_fallback_then_back_to_redis(self):
+        server = RedisServer.start_for(self)
+        client = server.client()
+        self.addCleanup(client.close)
+        url = server.url
+        limiter = throttle.FallbackLimiter(
+            RedisLimiter(redis.Redis.from_url(url, socket_timeout=0.5), "t"),
+            MemoryLimiter(), url, retry_after=0.2,
+        )  # fmt: skip
+        self.addCleanup(limiter.close)
+        rate = Rate(3, 60)
+        self.assertTrue(limiter.hit([("k", rate)]).allowed)
+        self.assertTrue(client.exists("t:k"))
+        server.stop()
+        with self.assertLogs("webchat.throttle", "WARNING") as logs:
+            # This replica's own limit: 3 more (it never saw the first), then refused.
+            allowed = [limiter.hit([("k", rate)]).allowed for _ in range(4)]
+            self.assertEqual(allowed, [True, True, True, False])
+            server.start()
+            time.sleep(0.25)
+            # Back on Redis, restarted empty (no persistence): a fresh limit, in Redis again.
+            allowed = [limiter.hit([("k", rate)]).allowed for _ in range(4)]
+        self.assertEqual(allowed, [True, True, True, False])
+        self.assertTrue(client.exists("t:k"))
+        self.assertIn("failed", logs.output[0])
+        self.assertIn("answers again", logs.output[-1])
 
 
 class SettingsTests(SimpleTestCase):
