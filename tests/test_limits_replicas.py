@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -103,3 +104,42 @@ class SharedLimitTests(SimpleTestCase):
             for ws in opened:
                 await ws.close()
         return codes
+
+
+class DefaultLimitsFindingTests(SimpleTestCase):
+    """Issue 13's finding, replayed against a replica with the default limits:
+    ``tokens/generate`` made 500 conversations in 1.3 s."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        reason = redis_unavailable()
+        if reason:
+            raise SkipTest(reason)
+        cls.prefix = f"test:rate:{uuid.uuid4()}"
+        cls.cluster = start_cluster(cls, replicas=1, extra_env={
+            "WEBCHAT_LIMITS_ENABLED": "1",
+            "WEBCHAT_LIMITS_JSON": json.dumps({"KEY_PREFIX": cls.prefix}),
+        })  # fmt: skip
+        cls.addClassCleanup(SharedLimitTests._delete_keys.__func__, cls)
+
+    def test_500_generates_make_at_most_the_burst(self):
+        from concurrent.futures import ThreadPoolExecutor
+
+        secret = self.cluster.create_tenant()
+        started = time.monotonic()
+        with ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(
+                lambda _: self.cluster.http(0, "POST", f"{API}/tokens/generate", {},
+                                            secret=secret)[0],
+                range(500),
+            ))  # fmt: skip
+        elapsed = time.monotonic() - started
+        created = statuses.count(200)
+        self.assertEqual(created + statuses.count(429), 500)
+        # CONVERSATIONS_PER_TENANT (100, 10): the burst, plus one per 0.1 s of the run.
+        self.assertGreaterEqual(created, 100)
+        self.assertLessEqual(created, 100 + int(elapsed * 10) + 1)
+        count = self.cluster.manage("shell", "-c", "from webchat.models import Conversation; "
+                                    "print(Conversation.objects.count())")  # fmt: skip
+        self.assertEqual(int(count.strip().splitlines()[-1]), created)
