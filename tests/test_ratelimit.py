@@ -108,6 +108,16 @@ class MemoryLimiterTests(LimiterContract, SimpleTestCase):
         limiter.hit([("new", rate)])
         self.assertEqual(len(limiter), 1)
 
+    def test_live_keys_are_not_swept_on_every_hit(self):
+        limiter, rate = self.limiter(), Rate(1, 60)
+        for n in range(4):
+            limiter.hit([(f"live{n}", rate)])
+        limiter.hit([("a", rate)])  # sweeps: nothing expired, the next sweep at 10 keys
+        for n in range(4):
+            limiter.hit([(f"more{n}", rate)])
+        self.assertEqual(len(limiter), 9)
+        self.assertEqual(limiter._next_sweep, 10)
+
 
 @requires_shared_redis
 class RedisLimiterTests(LimiterContract, SimpleTestCase):

@@ -98,12 +98,14 @@ class MemoryLimiter(BaseLimiter):
     """This process's limits: a dict of TATs under a lock (views run on several threads).
 
     Keys whose TAT has passed hold nothing a fresh key would not: they are dropped once the
-    dict holds ``sweep_at`` keys, so it stays bounded by the keys active in one period.
+    dict holds ``sweep_at`` keys, so it stays bounded by the keys active in one period. The
+    next sweep waits for the dict to double, so many live keys cost no sweep per hit.
     """
 
     def __init__(self, clock=time.monotonic, sweep_at: int = 10_000):
         self._clock = clock
         self._sweep_at = sweep_at
+        self._next_sweep = sweep_at
         self._tats: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -115,8 +117,9 @@ class MemoryLimiter(BaseLimiter):
             refused, wait, new = _gcra(now, [self._tats.get(key) for key in keys], rates)
             if refused >= 0:
                 return Decision(False, wait / 1_000_000, refused)
-            if len(self._tats) >= self._sweep_at:
+            if len(self._tats) >= self._next_sweep:
                 self._tats = {k: tat for k, tat in self._tats.items() if tat > now}
+                self._next_sweep = max(self._sweep_at, 2 * len(self._tats))
             self._tats.update(zip(keys, new, strict=True))
         return ALLOWED
 

@@ -28,6 +28,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from prometheus_client import Counter
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from notifier.conf import get_settings as notifier_settings
 from notifier.conf import mask_url
@@ -138,7 +140,7 @@ def _build() -> BaseLimiter:
         url,
         socket_timeout=settings.limits_redis_timeout,
         socket_connect_timeout=settings.limits_redis_timeout,
-        retry=redis.retry.Retry(redis.backoff.NoBackoff(), 1),
+        retry=Retry(NoBackoff(), 1),  # once: a pooled connection Redis dropped
     )
     shared = RedisLimiter(client, settings.limits_key_prefix)
     return FallbackLimiter(shared, MemoryLimiter(), url, settings.limits_redis_retry)
