@@ -112,11 +112,11 @@ class MemoryLimiterTests(LimiterContract, SimpleTestCase):
         limiter, rate = self.limiter(), Rate(1, 60)
         for n in range(4):
             limiter.hit([(f"live{n}", rate)])
-        limiter.hit([("a", rate)])  # sweeps: nothing expired, the next sweep at 10 keys
-        for n in range(4):
+        limiter.hit([("a", rate)])  # sweeps: nothing expired, so the next waits for 8 keys
+        self.assertEqual((len(limiter), limiter._next_sweep), (5, 8))
+        for n in range(3):
             limiter.hit([(f"more{n}", rate)])
-        self.assertEqual(len(limiter), 9)
-        self.assertEqual(limiter._next_sweep, 10)
+        self.assertEqual((len(limiter), limiter._next_sweep), (8, 8))
 
 
 @requires_shared_redis
