@@ -74,9 +74,10 @@ class RedisLimitsMixin:
 class PostLimitTests(RedisLimitsMixin, DirectLineMixin, TestCase):
     path = property(lambda self: f"/conversations/{self.conversation.id}/activities")
 
-    def send(self, credential, ip="198.51.100.1", path=None):
+    def send(self, credential, ip="198.51.100.1", path=None, **extra):
         return self.post_json(
-            path or self.path, {"type": "message", "text": "hi"}, credential, REMOTE_ADDR=ip
+            path or self.path, {"type": "message", "text": "hi"}, credential, REMOTE_ADDR=ip,
+            **extra,
         )
 
     def assert_429(self, response, scope):
@@ -92,12 +93,15 @@ class PostLimitTests(RedisLimitsMixin, DirectLineMixin, TestCase):
         refused = self.send(self.token)
         self.assert_429(refused, "token")
         self.assertLessEqual(int(refused["Retry-After"]), 20)
+        # A browser page may read it cross-origin.
+        cors = self.send(self.token, HTTP_ORIGIN="https://www.example.com")
+        self.assertIn("retry-after", cors["Access-Control-Expose-Headers"].lower())
         # A new token for the same conversation and user is the same limit.
         again = issue_token(self.tenant.pk, self.conversation.id, "user-1", "Ann")
         self.assert_429(self.send(again), "token")
         self.assertEqual(Activity.objects.filter(conversation=self.conversation).count(), 3)
         self.assertEqual(
-            metric("webchat_rate_limited_total", action="posts", scope="token") - before, 2
+            metric("webchat_rate_limited_total", action="posts", scope="token") - before, 3
         )
         # Another user of the conversation has a limit of its own.
         other_user = issue_token(self.tenant.pk, self.conversation.id, "user-2")

@@ -228,6 +228,8 @@ CORS_ALLOW_HEADERS = [
     "x-ms-bot-agent",
     "x-requested-with",
 ]
+# A page's script may read how long a 429 asks it to wait (webchat/views/throttling.py).
+CORS_EXPOSE_HEADERS = ["retry-after"]
 if DEBUG and not CORS_ALLOWED_ORIGINS:
     CORS_ALLOW_ALL_ORIGINS = True
 
