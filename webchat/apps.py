@@ -25,4 +25,8 @@ class WebchatConfig(AppConfig):
         from .gc_freeze import check_gc_freeze_setting
 
         checks.register(check_gc_freeze_setting)
+        # Issue 15: the seed's layout (public token tenants, the start dedup window).
+        from .seed_conf import check_seed_settings
+
+        checks.register(check_seed_settings)
         webchat_checks.refuse_unsafe_production()

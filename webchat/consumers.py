@@ -1,6 +1,9 @@
 """The Direct Line stream: the WebSocket behind a conversation's ``streamUrl``.
 
-``/v3/directline/conversations/{id}/stream?watermark=W&t=<token>`` replays the activities
+``/v3/directline/conversations/{id}/stream?watermark=W&t=<token>`` (the token may come in
+``Sec-WebSocket-Protocol`` instead: ``webchat.stream_auth``; the seed's layout
+``/v1/{messaging,web}/webchat/<tenant>/v3/directline/...`` is the same stream, its tenant
+checked against the token's: ``webchat.tenant_paths``) replays the activities
 after ``W`` (empty or absent: from the start), then sends each new one once, in order, as
 ActivitySets ``{"activities": [...], "watermark": "N"}``. Notifications only say "re-read":
 the database is the truth, so a socket cannot miss or repeat what it reads from its cursor.
@@ -13,8 +16,8 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 ====  ================================================================================
 4400  ``watermark`` is not a non-negative integer below 2**63, or is ahead of the conversation
 4401  token missing or not valid (malformed, bad signature, wrong issuer)
-4403  token for another conversation or another tenant
-4404  no such conversation (or no such stream path)
+4403  token for another conversation or another tenant (the path's tenant included)
+4404  no such conversation, no such tenant in the path (or no such stream path)
 4408  idle: no client frame and nothing sent for ``IDLE_TIMEOUT`` seconds
 4413  replay too large: more than ``MAX_REPLAY`` activities missed; the frame
       ``{"error": "replay_too_large"}`` is sent first. Catch up over REST, then reconnect.
@@ -47,7 +50,9 @@ from notifier.events import group_name
 from . import queries
 from .limits import StreamLimits, socket_slots, stream_limits
 from .metrics import stream_stats
+from .stream_auth import offered_token, stream_token
 from .stream_reads import shared_reads, stream_db
+from .tenant_paths import path_tenant_refusal
 from .tokens import TokenError, read_token
 from .transcript import activities_since
 
@@ -139,15 +144,21 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     # Connection
 
+    async def accept(self, subprotocol=None, headers=None):
+        """Every accept (refusals too) echoes the subprotocol that carried the token."""
+        await super().accept(subprotocol or offered_token(self.scope), headers)
+
     async def websocket_connect(self, message):
         """Called when the client opens the socket: authenticate, then join and replay."""
         self._limits = stream_limits()
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), True)
 
-        token = (query.get("t") or [""])[0]
+        token = stream_token(self.scope, query)
         if not token:
-            return await self._refuse(CloseCode.UNAUTHORIZED, "token missing (query t=)")
+            return await self._refuse(
+                CloseCode.UNAUTHORIZED, "token missing (query t= or Sec-WebSocket-Protocol)"
+            )
         try:
             claims = read_token(token)
         except TokenError as exc:
@@ -171,6 +182,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         tenant_id, current = str(state[0]), state[1]
         if tenant_id != claims.tenant_id:
             return await self._refuse(CloseCode.FORBIDDEN, "token for another tenant")
+        path_tenant = self.scope["url_route"]["kwargs"].get("tenant")
+        if path_tenant is not None:
+            refusal = await stream_db(path_tenant_refusal, path_tenant, tenant_id)
+            if refusal is not None:
+                return await self._refuse(CloseCode(refusal[0]), refusal[1])
         if watermark > current:
             return await self._refuse(CloseCode.BAD_WATERMARK, "watermark ahead of conversation")
         if current - watermark > self._limits.MAX_REPLAY:
@@ -374,5 +390,5 @@ class UnknownStreamConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         """Called when the client opens the socket."""
         logger.info("WebSocket to an unknown path refused with 4404")
-        await self.accept()
+        await self.accept(offered_token(self.scope))
         await self.close(code=int(CloseCode.NOT_FOUND), reason="no such stream")

@@ -207,6 +207,13 @@ WEBCHAT_DIRECTLINE = {
     "MAX_UPLOAD_FILES": 10,
 }
 
+# The seed's URL layout (webchat/seed_conf.py): tenants whose token endpoint needs no secret,
+# and the POST /conversations dedup window.
+WEBCHAT_SEED = {
+    "PUBLIC_TOKEN_TENANTS": env_list("WEBCHAT_PUBLIC_TOKEN_TENANTS"),
+    "CONVERSATION_DEDUP_SECONDS": float(os.environ.get("WEBCHAT_CONVERSATION_DEDUP_SECONDS", "30")),
+}
+
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_ALLOW_HEADERS = [
     "accept",

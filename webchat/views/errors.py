@@ -16,6 +16,7 @@ from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
 from webchat.db_threads import DatabaseThreads
+from webchat.paths import is_directline
 
 from .conf import directline_limits
 
@@ -127,7 +128,7 @@ def bad_request(request, exception):
     outside ALLOWED_HOSTS, a SuspiciousOperation in a middleware). Direct Line clients get
     the error body; other paths Django's own page. Django has already logged the cause
     (``django.security``); the message does not echo the offending input."""
-    if request.path.startswith("/v3/directline"):
+    if is_directline(request):
         return error_response(
             400,
             "BadArgument",
