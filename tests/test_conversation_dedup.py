@@ -13,6 +13,8 @@ from django.test import SimpleTestCase, TestCase, override_settings
 from django.utils import timezone
 
 from tests.support.replicas import postgres_unavailable, redis_unavailable, start_cluster
+from webchat.checks import check_settings
+from webchat.conf import settings
 from webchat.models import Conversation, ConversationStart
 from webchat.tokens import read_token
 
@@ -86,15 +88,16 @@ class DedupTests(DirectLineMixin, TestCase):
 
 class SettingsCheckTests(SimpleTestCase):
     def test_bad_values_are_reported_by_the_check(self):
-        from webchat.seed_conf import check_seed_settings
-
         for value in ({"CONVERSATION_DEDUP_SECONDS": -1}, {"CONVERSATION_DEDUP_SECONDS": "30"},
-                      {"PUBLIC_TOKEN_TENANTS": "acme"}, {"NOPE": 1}, ["x"]):
+                      {"CONVERSATION_DEDUP_SECONDS": 3601}, {"PUBLIC_TOKEN_TENANTS": "acme"},
+                      {"PUBLIC_TOKEN_TENANTS": [""]}, {"NOPE": 1}, ["x"]):
             with self.subTest(value=value), override_settings(WEBCHAT_SEED=value):
-                errors = check_seed_settings()
-                self.assertEqual([e.id for e in errors], ["webchat.E150"])
-        with override_settings(WEBCHAT_SEED={"PUBLIC_TOKEN_TENANTS": ["a"]}):
-            self.assertEqual(check_seed_settings(), [])
+                self.assertEqual({e.id for e in check_settings()}, {"webchat.E150"})
+        with override_settings(WEBCHAT_SEED={"PUBLIC_TOKEN_TENANTS": ["a"],
+                                             "CONVERSATION_DEDUP_SECONDS": 0}):
+            self.assertEqual(check_settings(), [])
+            self.assertEqual(settings.public_token_tenants, frozenset({"a"}))
+            self.assertEqual(settings.conversation_dedup_seconds, 0)
 
 
 class TwoReplicaDedupMixin:

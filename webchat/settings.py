@@ -178,7 +178,7 @@ if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEYS"):
 if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEY_ID"):
     WEBCHAT_NOTIFIER["SIGNING_KEY_ID"] = os.environ["WEBCHAT_NOTIFIER_SIGNING_KEY_ID"]
 
-# The stream's per-replica limits (webchat/limits.py): the idle timeout (seconds without a
+# The stream's per-replica limits (webchat/conf.py): the idle timeout (seconds without a
 # frame either way; default 300) can be tuned per deployment.
 if os.environ.get("WEBCHAT_STREAM_IDLE_TIMEOUT"):
     WEBCHAT_STREAM = {"IDLE_TIMEOUT": float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])}
@@ -200,19 +200,20 @@ WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")
 
 # The in-process bot (webchat/bot.py): a dotted path to a callable; WEBCHAT_BOT="" turns it off.
 WEBCHAT_BOT = os.environ.get("WEBCHAT_BOT", "webchat.bot.echo_bot") or None
-# Direct Line REST size limits (webchat/views/conf.py): the defaults are the reference's.
+# Direct Line REST size limits (webchat/conf.py): the defaults are the reference's.
 WEBCHAT_DIRECTLINE = {
     "MAX_ACTIVITY_BYTES": 256 * 1024,
     "MAX_FILE_BYTES": 4 * 1024 * 1024,
     "MAX_UPLOAD_FILES": 10,
 }
 
-# The seed's URL layout (webchat/seed_conf.py): tenants whose token endpoint needs no secret,
-# and the POST /conversations dedup window.
-WEBCHAT_SEED = {
-    "PUBLIC_TOKEN_TENANTS": env_list("WEBCHAT_PUBLIC_TOKEN_TENANTS"),
-    "CONVERSATION_DEDUP_SECONDS": float(os.environ.get("WEBCHAT_CONVERSATION_DEDUP_SECONDS", "30")),
-}
+# The seed's URL layout (webchat/conf.py, WEBCHAT_SEED): tenants whose token endpoint needs no
+# secret, and the POST /conversations dedup window (seconds, default 30, 0: off).
+WEBCHAT_SEED = {"PUBLIC_TOKEN_TENANTS": env_list("WEBCHAT_PUBLIC_TOKEN_TENANTS")}
+if os.environ.get("WEBCHAT_CONVERSATION_DEDUP_SECONDS"):
+    WEBCHAT_SEED["CONVERSATION_DEDUP_SECONDS"] = float(
+        os.environ["WEBCHAT_CONVERSATION_DEDUP_SECONDS"]
+    )
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_ALLOW_HEADERS = [

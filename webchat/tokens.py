@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import jwt
 from django.conf import settings
 
+from .conf import settings as webchat_settings
+
 EXPIRES_IN = 1800
 ALGORITHM = "HS256"
 ISSUER = "webchat-directline"
@@ -33,7 +35,7 @@ class TokenClaims:
 
 
 def signing_key() -> str:
-    return getattr(settings, "WEBCHAT_TOKEN_SIGNING_KEY", None) or settings.SECRET_KEY
+    return webchat_settings.token_signing_key or settings.SECRET_KEY
 
 
 def issue_token(tenant_id, conversation_id: str, user_id: str, user_name=None) -> str:

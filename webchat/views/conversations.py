@@ -9,13 +9,12 @@ from urllib.parse import quote, urlencode
 from django.http import JsonResponse
 
 from webchat import conversation_dedup
+from webchat.conf import settings
 from webchat.models import Conversation
-from webchat.seed_conf import seed_settings
 from webchat.tenant_paths import directline_base
 from webchat.tokens import issue_token
 
 from .auth import authenticate, conversation_for
-from .conf import directline_limits
 from .errors import directline_view, not_found
 from .payloads import check_watermark_within, parse_user, parse_watermark, read_json_body
 from .tokens import new_user_id, token_body
@@ -72,7 +71,7 @@ def start_conversation(request):
     with the secret, a new one for the user in the body (or a new ``dl_`` user)."""
     caller = authenticate(request)
     user_id, user_name = parse_user(
-        read_json_body(request, directline_limits().MAX_ACTIVITY_BYTES, required=False)
+        read_json_body(request, settings.max_activity_bytes, required=False)
     )
     if caller.claims is not None:
         claims = caller.claims
@@ -83,9 +82,9 @@ def start_conversation(request):
             raise not_found("The token's conversation no longer exists.")
         # The token names the user; a different user in the body cannot override it.
         user_id, user_name = claims.user_id, claims.user_name
-    elif user_id and seed_settings().CONVERSATION_DEDUP_SECONDS:
+    elif user_id and settings.conversation_dedup_seconds:
         # The same user starting twice within the window: one conversation (on any replica).
-        window = seed_settings().CONVERSATION_DEDUP_SECONDS
+        window = settings.conversation_dedup_seconds
         conversation = conversation_dedup.start_conversation(caller.tenant_id, user_id, window)
     else:
         conversation = Conversation.objects.create(tenant_id=caller.tenant_id)

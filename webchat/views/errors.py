@@ -15,15 +15,11 @@ from django.http.multipartparser import MultiPartParserError
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
-from webchat.db_threads import DatabaseThreads
 from webchat.paths import is_directline
 
-from .conf import directline_limits
+from .threads import api_threads
 
 logger = logging.getLogger(__name__)
-
-#: The threads that run the Direct Line views (``WEBCHAT_DIRECTLINE["DB_THREADS"]`` of them).
-api_threads = DatabaseThreads("directline-db", lambda: directline_limits().DB_THREADS)
 
 
 class DirectLineError(Exception):

@@ -8,8 +8,8 @@ credential it answers only for the tenants listed in ``WEBCHAT_SEED["PUBLIC_TOKE
 taken as POST, as the seed does.
 """
 
+from webchat.conf import settings
 from webchat.models import Tenant
-from webchat.seed_conf import seed_settings
 from webchat.tenant_paths import resolve_tenant
 
 from .auth import authenticate, no_such_tenant, require_secret
@@ -28,7 +28,7 @@ def tenant_token(request):
     if tenant_id is None:
         raise not_found(no_such_tenant(request.path_tenant))
     name, slug = Tenant.objects.filter(pk=tenant_id).values_list("name", "slug").get()
-    if not {name, slug} & seed_settings().PUBLIC_TOKEN_TENANTS:
+    if not {name, slug} & settings.public_token_tenants:
         raise DirectLineError(
             401,
             "Unauthorized",

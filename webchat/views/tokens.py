@@ -10,11 +10,11 @@ import secrets
 
 from django.http import JsonResponse
 
+from webchat.conf import settings
 from webchat.models import Conversation
 from webchat.tokens import EXPIRES_IN, issue_token
 
 from .auth import authenticate, require_secret, require_token
-from .conf import directline_limits
 from .errors import directline_view, not_found
 from .payloads import parse_user, read_json_body
 
@@ -40,7 +40,7 @@ def new_conversation_token(request, tenant_id) -> JsonResponse:
     """A new conversation of ``tenant_id`` and a token for the user in the body (or a new
     ``dl_`` user): tokens/generate, and the seed's ``token`` endpoint."""
     user_id, user_name = parse_user(
-        read_json_body(request, directline_limits().MAX_ACTIVITY_BYTES, required=False)
+        read_json_body(request, settings.max_activity_bytes, required=False)
     )
     conversation = Conversation.objects.create(tenant_id=tenant_id)
     token = issue_token(tenant_id, conversation.id, user_id or new_user_id(), user_name)
