@@ -142,6 +142,9 @@ class SeedClientTests(SeedLayoutCase):
         self.node.start("b", domain=slug_domain, webSocket=True, token=token["token"],
                         conversationId=token["conversationId"])
         self.node.wait_status("b", "Online", TIMEOUT)
+        # Its replay first: directlinejs emits a frame's activities one scheduler tick each
+        # (mergeMap), so a live frame arriving mid-replay can be interleaved with it.
+        self.node.wait_activity("b", lambda a: a.get("replyToId"), TIMEOUT, "b's replay")
         posted = self.send("b", "from the slug")
         for client in ("a", "b"):
             self.wait_reply(client, posted, "from the slug")
