@@ -139,6 +139,15 @@ class SeedPathTests(DirectLineMixin, TestCase):
         response = self.call("POST", base + "/conversations", {}, self.secret)
         self.assertDirectLineError(response, 404, "NotFound")
 
+    def test_tenant_names_past_the_column_or_with_nul_are_404(self):
+        for tenant in ("x" * 201, "a%00b"):
+            with self.subTest(tenant=tenant[:10]):
+                response = self.call("POST", seed_base(tenant) + "/token", {})
+                self.assertDirectLineError(response, 404, "NotFound")
+                base = seed_base(tenant) + "/v3/directline"
+                response = self.call("POST", base + "/conversations", {}, self.secret)
+                self.assertDirectLineError(response, 404, "NotFound")
+
     def test_missing_credentials_are_still_401(self):
         response = self.call("POST", seed_base("tenant-a") + "/v3/directline/conversations", {})
         self.assertDirectLineError(response, 401, "Unauthorized")
