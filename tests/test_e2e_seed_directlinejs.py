@@ -197,7 +197,7 @@ class LiveReadFailureTests(SeedLayoutCase):
         before = self.transcript(conversation_id)
 
         # The database fails the stream's next read: its table is gone for a moment.
-        database = sqlite3.connect(self.cluster.directory / "db.sqlite3", timeout=20)
+        database = sqlite3.connect(self.cluster.database_url.removeprefix("sqlite:///"), timeout=20)
         self.addCleanup(database.close)
         database.execute("ALTER TABLE webchat_activity RENAME TO webchat_activity_away")
         try:
