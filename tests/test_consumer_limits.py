@@ -77,16 +77,24 @@ class ReplaySizeTests(LimitTestMixin, TestCase):
         super().setUp()
         bulk_activities(self.conversation, 1001)
 
-    async def test_replay_over_1000_is_refused(self):
+    async def test_replay_over_1000_sends_1000_then_4413_and_the_next_try_moves_on(self):
+        # A bare refusal made directlinejs reconnect from the same watermark forever: now
+        # each connection replays MAX_REPLAY and the reconnect gets the rest.
         comm = communicator(stream_path(self.conversation.id, self.token))
         with self.assertLogs("webchat.consumers", "INFO"):
             connected, _ = await comm.connect()
             self.assertTrue(connected)
+            activities, watermark = await receive_set(self, comm)
+            self.assertEqual((len(activities), watermark), (1000, 1000))
             self.assertEqual(json.loads(await comm.receive_from()), {"error": "replay_too_large"})
             self.assertEqual(await receive_close(self, comm), CloseCode.REPLAY_TOO_LARGE)
         await comm.disconnect()
         key = (str(self.conversation.tenant_id), self.conversation.id)
         self.assertEqual(socket_slots.conversation_count(*key), 0)
+        again = await self.open(watermark=watermark)
+        activities, watermark = await receive_set(self, again)
+        self.assertEqual(([a["n"] for a in activities], watermark), ([1001], 1001))
+        await again.disconnect()
 
     async def test_replay_of_exactly_1000_is_sent(self):
         comm = await self.open(watermark=1)

@@ -86,6 +86,14 @@ DEFAULTS = {
         "SOCKETS_PER_TENANT": (1000, 60),
         "UPLOAD_QUOTA_BYTES": 1 << 30,  # stored upload bytes per tenant; None: no quota
     },
+    "WEBCHAT_SEED": {
+        # Tenants (names or slugs) whose .../webchat/<tenant>/token answers without the
+        # secret, as the seed's does for every tenant (webchat/views/tenant_token.py).
+        "PUBLIC_TOKEN_TENANTS": [],
+        # POST /conversations with the secret and the same user.id within this many seconds
+        # gets the same conversation (webchat/conversation_dedup.py); 0 turns it off.
+        "CONVERSATION_DEDUP_SECONDS": 30,
+    },
     "WEBCHAT_METRICS": {
         "ENABLED": True,  # False: /metrics answers 404
         "ALLOWED_IPS": None,  # None: everyone with DEBUG on, loopback only with DEBUG off
@@ -99,6 +107,7 @@ CHECK_IDS = {
     "WEBCHAT_STREAM": "webchat.E004",
     "WEBCHAT_LIMITS": "webchat.E040",
     "WEBCHAT_METRICS": "webchat.E020",
+    "WEBCHAT_SEED": "webchat.E150",
 }
 
 METRICS_TOKEN_MIN_LENGTH = 16
@@ -444,6 +453,31 @@ class WebchatSettings:
                 "webchat.E023",
             )
         return token
+
+    # WEBCHAT_SEED: the seed's URL layout (E150, webchat/tenant_paths.py).
+
+    @cached_property
+    def public_token_tenants(self):
+        """Names or slugs of the tenants whose token endpoint needs no secret."""
+        tenants = self._value("WEBCHAT_SEED", "PUBLIC_TOKEN_TENANTS")
+        if isinstance(tenants, str) or not isinstance(tenants, list | tuple | set | frozenset) or (
+            not all(isinstance(name, str) and name for name in tenants)
+        ):
+            raise self._error("WEBCHAT_SEED", "WEBCHAT_SEED['PUBLIC_TOKEN_TENANTS'] must be a "
+                              f"list of tenant names or slugs, not {tenants!r}.",
+                              'E.g. ["acme"]; in the environment WEBCHAT_PUBLIC_TOKEN_TENANTS='
+                              '"acme,globex".')
+        return frozenset(tenants)
+
+    @cached_property
+    def conversation_dedup_seconds(self):
+        """The POST /conversations dedup window in seconds; 0: off."""
+        value = self._value("WEBCHAT_SEED", "CONVERSATION_DEDUP_SECONDS")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+            raise self._error("WEBCHAT_SEED", "WEBCHAT_SEED['CONVERSATION_DEDUP_SECONDS'] must "
+                              f"be a number of seconds from 0 (off) to 3600, not {value!r}.",
+                              "The seed's window is 30.")
+        return value
 
     # The rest.
 

@@ -1,6 +1,9 @@
 """The Direct Line stream: the WebSocket behind a conversation's ``streamUrl``.
 
-``/v3/directline/conversations/{id}/stream?watermark=W&t=<token>`` replays the activities
+``/v3/directline/conversations/{id}/stream?watermark=W&t=<token>`` (the token may come in
+``Sec-WebSocket-Protocol`` instead: ``webchat.stream_auth``; the seed's layout
+``/v1/{messaging,web}/webchat/<tenant>/v3/directline/...`` is the same stream, its tenant
+checked against the token's: ``webchat.tenant_paths``) replays the activities
 after ``W`` (empty or absent: from the start), then sends each new one once, in order, as
 ActivitySets ``{"activities": [...], "watermark": "N"}``. Notifications only say "re-read":
 the database is the truth, so a socket cannot miss or repeat what it reads from its cursor.
@@ -13,11 +16,12 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 ====  ================================================================================
 4400  ``watermark`` is not a non-negative integer below 2**63, or is ahead of the conversation
 4401  token missing or not valid (malformed, bad signature, wrong issuer)
-4403  token for another conversation or another tenant
-4404  no such conversation (or no such stream path)
+4403  token for another conversation or another tenant (the path's tenant included)
+4404  no such conversation, no such tenant in the path (or no such stream path)
 4408  idle: no client frame and nothing sent for ``IDLE_TIMEOUT`` seconds
-4413  replay too large: more than ``MAX_REPLAY`` activities missed; the frame
-      ``{"error": "replay_too_large"}`` is sent first. Catch up over REST, then reconnect.
+4413  replay cut: more than ``MAX_REPLAY`` activities missed. The first ``MAX_REPLAY``
+      are sent, then the frame ``{"error": "replay_too_large"}``; reconnecting with the
+      last watermark received (directlinejs does) gets the next ones.
 4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``)
 4429  too many sockets on this replica for the conversation, the user, the client IP or the
       tenant, or sockets opened too fast (``webchat.throttle``: per token, IP, tenant)
@@ -49,10 +53,12 @@ from . import queries
 from .conf import settings
 from .limits import socket_slots
 from .metrics import stream_stats
+from .pages import stream_page
+from .stream_auth import offered_token, stream_token
 from .stream_reads import shared_reads, stream_db
+from .tenant_paths import path_tenant_refusal
 from .throttle import ahit
 from .tokens import TokenError, read_token
-from .transcript import activities_since
 
 logger = logging.getLogger(__name__)
 
@@ -83,13 +89,6 @@ def parse_watermark(raw: str | None) -> int | None:
     return value if value <= _MAX_WATERMARK else None
 
 
-def activity_set(activities: list, watermark: int) -> str:
-    """Encode one ActivitySet frame. ASCII escapes keep lone surrogates sendable."""
-    return json.dumps(
-        {"activities": activities, "watermark": str(watermark)}, separators=(",", ":")
-    )
-
-
 def _conversation_state(conversation_id: str):
     """Return ``(tenant_id, watermark)`` of a conversation, or None."""
     conversation = queries.conversation(conversation_id)
@@ -109,6 +108,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._dirty = False  # a bump above the cursor arrived since the last read began
         self.reads = 0  # database reads after the handshake (tests count them)
         self._slot = None
+        self._replay_end = None  # a long backlog: the last watermark this socket replays
         self._closing = False
         self._shut = False
         self._reader: asyncio.Task | None = None
@@ -141,14 +141,20 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     # Connection
 
+    async def accept(self, subprotocol=None, headers=None):
+        """Every accept (refusals too) echoes the subprotocol that carried the token."""
+        await super().accept(subprotocol or offered_token(self.scope), headers)
+
     async def websocket_connect(self, message):
         """Called when the client opens the socket: authenticate, then join and replay."""
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), True)
 
-        token = (query.get("t") or [""])[0]
+        token = stream_token(self.scope, query)
         if not token:
-            return await self._refuse(CloseCode.UNAUTHORIZED, "token missing (query t=)")
+            return await self._refuse(
+                CloseCode.UNAUTHORIZED, "token missing (query t= or Sec-WebSocket-Protocol)"
+            )
         try:
             claims = read_token(token)
         except TokenError as exc:
@@ -172,13 +178,18 @@ class StreamConsumer(AsyncWebsocketConsumer):
         tenant_id, current = str(state[0]), state[1]
         if tenant_id != claims.tenant_id:
             return await self._refuse(CloseCode.FORBIDDEN, "token for another tenant")
+        path_tenant = self.scope["url_route"]["kwargs"].get("tenant")
+        if path_tenant is not None:
+            refusal = await stream_db(path_tenant_refusal, path_tenant, tenant_id)
+            if refusal is not None:
+                return await self._refuse(CloseCode(refusal[0]), refusal[1])
         if watermark > current:
             return await self._refuse(CloseCode.BAD_WATERMARK, "watermark ahead of conversation")
         if current - watermark > settings.max_replay:
+            # Send the first MAX_REPLAY, then close with 4413: the client reconnects from
+            # there, so each try moves on (a bare refusal would repeat forever).
             logger.info("Stream replay too large: %d activities", current - watermark)
-            await self.accept()
-            await self.send(text_data=json.dumps({"error": "replay_too_large"}))
-            return await self._close_with(CloseCode.REPLAY_TOO_LARGE, "replay too large")
+            self._replay_end = watermark + settings.max_replay
 
         ip = (self.scope.get("client") or [None])[0]
         decision = await ahit("sockets", tenant_id, ip, claims)
@@ -195,11 +206,12 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._slot = (tenant_id, conversation_id, claims.user_id, ip)
         self.tenant_id, self.conversation_id = tenant_id, conversation_id
 
-        # Join BEFORE reading: anything committed from here on is either in the first read
-        # or announced to this socket afterwards. The layer is process-local: no Redis call.
-        self.group = group_name(tenant_id, conversation_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        self._joined_at = asyncio.get_running_loop().time()
+        if self._replay_end is None:
+            # Join BEFORE reading: anything committed from here on is either in the first
+            # read or announced to this socket afterwards. The layer is process-local.
+            self.group = group_name(tenant_id, conversation_id)
+            await self.channel_layer.group_add(self.group, self.channel_name)
+            self._joined_at = asyncio.get_running_loop().time()
         await self.accept()
         self.cursor = self.wanted = watermark
         self._touch()
@@ -272,32 +284,37 @@ class StreamConsumer(AsyncWebsocketConsumer):
         covered every bump. The filter on bumps is the cursor, not ``wanted``: a bogus
         watermark costs one empty read and never hides a later real one.
         """
-        limit = settings.max_replay
-        more = first
+        limit, more = settings.max_replay, first
+        budget = (settings.max_poll_bytes, settings.max_frame_bytes)
         try:
             while not self._closing and (more or (self._dirty and self.wanted > self.cursor)):
                 self._dirty = False
                 self.reads += 1
-                # Shared with the other sockets of this conversation at the same cursor.
+                # Shared with the other sockets of this conversation at the same cursor; the
+                # page is cut by count and bytes and encoded on the database thread.
                 page = await shared_reads.read(
-                    activities_since, self.conversation_id, self.cursor, limit
+                    stream_page, self.conversation_id, self.cursor, limit, *budget,
+                    self._replay_end,
                 )
-                activities, newest = page.activities, page.newest
                 if self._closing:
                     return
                 if first:
                     first = False
-                    stream_stats.replayed(len(activities))
-                # A full page may hide more than was announced: read on.
-                more = len(activities) == limit
-                if activities:
-                    if page.frame is None:
-                        page.frame = activity_set(activities, newest)
-                    await self.send(text_data=page.frame)
-                    stream_stats.sent(len(activities))
+                    stream_stats.replayed(len(page.parts))
+                # A cut page may hide more than was announced: read on.
+                more = page.more
+                for frame in page.frames:
+                    await self.send(text_data=frame)
+                if page.parts:
+                    stream_stats.sent(len(page.parts))
                     self._touch()
-                    self.cursor = newest
-                    self.wanted = max(self.wanted, newest)
+                    self.cursor = page.newest
+                    self.wanted = max(self.wanted, page.newest)
+                if self._replay_end is not None and (
+                    self.cursor >= self._replay_end or not page.parts
+                ):
+                    await self.send(text_data=json.dumps({"error": "replay_too_large"}))
+                    return await self._close_with(CloseCode.REPLAY_TOO_LARGE, "replay cut")
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -384,5 +401,5 @@ class UnknownStreamConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         """Called when the client opens the socket."""
         logger.info("WebSocket to an unknown path refused with 4404")
-        await self.accept()
+        await self.accept(offered_token(self.scope))
         await self.close(code=int(CloseCode.NOT_FOUND), reason="no such stream")

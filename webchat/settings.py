@@ -220,6 +220,14 @@ WEBCHAT_DIRECTLINE = {
     "MAX_UPLOAD_FILES": 10,
 }
 
+# The seed's URL layout (webchat/conf.py, WEBCHAT_SEED): tenants whose token endpoint needs no
+# secret, and the POST /conversations dedup window (seconds, default 30, 0: off).
+WEBCHAT_SEED = {"PUBLIC_TOKEN_TENANTS": env_list("WEBCHAT_PUBLIC_TOKEN_TENANTS")}
+if os.environ.get("WEBCHAT_CONVERSATION_DEDUP_SECONDS"):
+    WEBCHAT_SEED["CONVERSATION_DEDUP_SECONDS"] = float(
+        os.environ["WEBCHAT_CONVERSATION_DEDUP_SECONDS"]
+    )
+
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_ALLOW_HEADERS = [
     "accept",

@@ -10,11 +10,12 @@ With the secret, the body must name the user.
 from functools import partial
 
 from django.db import transaction
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 
 from webchat.bot import bot_runner
 from webchat.conf import settings
-from webchat.transcript import activities_since, append_activity
+from webchat.pages import read_page
+from webchat.transcript import append_activity
 
 from .auth import Caller, authenticate, conversation_for
 from .errors import directline_view, missing_property
@@ -23,13 +24,17 @@ from .throttling import throttle
 
 
 def activity_set(request, conversation) -> JsonResponse:
-    """The polling answer: activities after ``?watermark=`` and the newest watermark."""
+    """The polling answer: a page of the activities after ``?watermark=`` (at most
+    MAX_POLL_ACTIVITIES and MAX_POLL_BYTES, at least one) and the watermark of its last."""
     watermark = parse_watermark(request.GET.get("watermark"))
     check_watermark_within(watermark, conversation)
-    activities, newest = activities_since(
-        conversation.id, watermark, limit=settings.max_poll_activities
+    page = read_page(
+        conversation.id,
+        watermark,
+        limit=settings.max_poll_activities,
+        max_bytes=settings.max_poll_bytes,
     )
-    return JsonResponse({"activities": activities, "watermark": str(newest)})
+    return HttpResponse(page.body(), content_type="application/json")
 
 
 def read_activity(request) -> dict:

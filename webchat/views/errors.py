@@ -15,6 +15,8 @@ from django.http.multipartparser import MultiPartParserError
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
+from webchat.paths import is_directline
+
 from .threads import api_threads
 
 logger = logging.getLogger(__name__)
@@ -127,7 +129,7 @@ def bad_request(request, exception):
     outside ALLOWED_HOSTS, a SuspiciousOperation in a middleware). Direct Line clients get
     the error body; other paths Django's own page. Django has already logged the cause
     (``django.security``); the message does not echo the offending input."""
-    if request.path.startswith("/v3/directline"):
+    if is_directline(request):
         return error_response(
             400,
             "BadArgument",

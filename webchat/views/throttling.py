@@ -13,13 +13,18 @@ WHAT = {
 
 
 def client_ip(request) -> str | None:
-    """The connection's address (the forwarded one behind a proxy: daphne --proxy-headers)."""
+    """The client's address: behind a trusted proxy, the forwarded one (webchat/forwarded.py)."""
     return request.META.get("REMOTE_ADDR") or None
 
 
 def throttle(request, action: str, caller) -> None:
     """Count this request against ``action``'s limits; raise 429 with Retry-After if over."""
-    decision = hit(action, caller.tenant_id, client_ip(request), caller.claims)
+    throttle_tenant(request, action, caller.tenant_id, caller.claims)
+
+
+def throttle_tenant(request, action: str, tenant_id, claims=None) -> None:
+    """:func:`throttle` for a caller known only by its tenant (the seed's public token)."""
+    decision = hit(action, tenant_id, client_ip(request), claims)
     if not decision.allowed:
         seconds = decision.retry_after_seconds
         raise DirectLineError(

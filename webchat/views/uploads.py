@@ -23,6 +23,7 @@ from django.http import FileResponse, JsonResponse
 from django.utils.text import get_valid_filename
 
 from webchat.conf import get_settings
+from webchat.tenant_paths import directline_base
 
 from .activities import as_user, store_user_activity
 from .auth import authenticate, conversation_for
@@ -103,7 +104,7 @@ def _save(request, conversation_id: str, upload) -> tuple[str, str]:
     name = default_storage.save(wanted, upload, max_length=255)
     attachment_id, _, filename = name[len(prefix) :].partition("/")
     path = (
-        f"/v3/directline/conversations/{quote(conversation_id, safe='')}"
+        f"{directline_base(request)}/conversations/{quote(conversation_id, safe='')}"
         f"/attachments/{attachment_id}/{quote(filename, safe='')}"
     )
     return name, f"{public_scheme(request)}://{request.get_host()}{path}"
