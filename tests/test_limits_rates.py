@@ -175,6 +175,28 @@ class PostLimitTests(RedisLimitsMixin, DirectLineMixin, TestCase):
         refused = self.post_json("/tokens/generate", {}, self.other_secret, REMOTE_ADDR="192.0.2.7")
         self.assert_429(refused, "ip")
 
+    def test_the_seeds_public_token_endpoint_creates_conversations_within_the_limits(self):
+        # Anyone may call a public tenant's token endpoint: its conversations count against
+        # the tenant's and the caller's IP limits like tokens/generate's.
+        self.enterContext(override_settings(WEBCHAT_SEED={"PUBLIC_TOKEN_TENANTS": ["tenant-a"]}))
+        self.limits(CONVERSATIONS_PER_TENANT=(3, 60), CONVERSATIONS_PER_IP=(2, 60))
+
+        def token(ip, **headers):
+            return self.client.post("/v1/messaging/webchat/tenant-a/token", "{}",
+                                    content_type="application/json", REMOTE_ADDR=ip,
+                                    **headers)  # fmt: skip
+
+        before = Conversation.objects.count()
+        for _ in range(2):
+            response = token("192.0.2.8")
+            self.assertEqual(response.status_code, 200, response.content)
+        self.assert_429(token("192.0.2.8"), "ip")
+        self.assertEqual(token("192.0.2.9").status_code, 200)
+        self.assert_429(token("192.0.2.10"), "tenant")
+        # With the secret, the same endpoint shares the tenant's limit.
+        self.assert_429(token("192.0.2.11", HTTP_AUTHORIZATION=f"Bearer {self.secret}"), "tenant")
+        self.assertEqual(Conversation.objects.count(), before + 3)
+
 
 class MemoryPostLimitTests(PostLimitTests):
     """The same limits in this process (the memory notifier's development setup)."""
