@@ -7,19 +7,20 @@ is written as its own activity, after the user's one, with ``from.role`` ``"bot"
 turns the bot off (a bot elsewhere can use the bot API instead).
 
 The request that posted the user's activity never waits for the bot: ``bot_runner`` runs
-it on a small thread pool owned by this module, one conversation at a time so replies
-keep the order of the messages they answer.
+it on a small thread pool owned by this module, one activity of a conversation at a time
+so replies keep the order of the messages they answer, tenants and conversations taking
+turns (``webchat.bot_queue``) so one cannot starve the others.
 """
 
 import asyncio
 import inspect
 import logging
 import threading
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
 from django.db import close_old_connections
 
+from .bot_queue import FairQueue, QueueBounds
 from .conf import InvalidWebchatConfiguration
 from .conf import settings as webchat_settings
 from .models import Conversation
@@ -76,10 +77,14 @@ async def _awaited(awaitable):
 
 
 class BotRunner:
-    """Runs the bot for user activities on an owned thread pool.
+    """Runs the bot for user activities on an owned thread pool, fairly between tenants.
 
-    ``submit`` is called once the user's activity is committed and returns at once. At
-    most ``max_pending`` activities wait; more are dropped with a warning rather than
+    ``submit`` is called once the user's activity is committed and returns at once. The
+    activities wait in a :class:`~webchat.bot_queue.FairQueue`: tenants and, within a
+    tenant, conversations take turns; a conversation's activities are answered in order,
+    one at a time. The queue is bounded per conversation, per tenant and in all
+    (``WEBCHAT_BOT_MAX_PENDING_PER_CONVERSATION``, ``..._PER_TENANT``,
+    ``WEBCHAT_BOT_MAX_PENDING``); what does not fit is dropped with a warning rather than
     queued without bound. ``close`` (tests, an owner shutting down) waits for the work in
     hand and drops what has not started; at interpreter exit the pool's worker threads
     are joined, so replies already queued are still written.
@@ -91,57 +96,67 @@ class BotRunner:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)
         self._executor = None
-        self._queues: dict[str, deque] = {}
-        self._pending = 0
+        self._queue = FairQueue()
+        self._workers = 0  # worker loops started on the current executor and not yet ended
+        self._generation = 0  # bumped by close: older loops no longer count as workers
 
-    def _limits(self) -> tuple[int, int]:
+    def _limits(self) -> tuple[int, QueueBounds]:
         workers = self._max_workers or webchat_settings.bot_workers
-        pending = self._max_pending or webchat_settings.bot_max_pending
-        return workers, pending
+        bounds = QueueBounds(
+            total=self._max_pending or webchat_settings.bot_max_pending,
+            per_tenant=webchat_settings.bot_max_pending_per_tenant,
+            per_conversation=webchat_settings.bot_max_pending_per_conversation,
+        )
+        return workers, bounds
 
-    def submit(self, conversation_id: str, activity: dict) -> bool:
+    def submit(self, conversation_id: str, activity: dict, tenant_id=None) -> bool:
         """Queue ``activity`` for the bot; return False when it was dropped (logged)."""
         if resolve_bot_safely() is None:
             return False
-        workers, max_pending = self._limits()
+        workers, bounds = self._limits()
+        tenant_id = "" if tenant_id is None else str(tenant_id)
         with self._lock:
-            if self._pending >= max_pending:
+            pushed = self._queue.push(tenant_id, conversation_id, activity, bounds)
+            if pushed.refused:
                 logger.warning(
-                    "Bot queue full (%d activities waiting): not answering %s",
-                    self._pending,
+                    "Bot queue full (%s bound; %d activities of the tenant, %d in all "
+                    "waiting): not answering %s",
+                    pushed.refused,
+                    self._queue.tenant_pending(tenant_id),
+                    self._queue.pending,
                     activity.get("id"),
                 )
                 return False
-            self._pending += 1
-            queue = self._queues.get(conversation_id)
-            if queue is not None:
-                # A worker is draining this conversation; it will take this one next.
-                queue.append(activity)
-                return True
-            self._queues[conversation_id] = deque([activity])
+            if pushed.evicted is not None:
+                logger.warning(
+                    "Bot queue full: not answering %s, to make room for another tenant's %s",
+                    pushed.evicted.get("id"),
+                    activity.get("id"),
+                )
             if self._executor is None:
                 self._executor = ThreadPoolExecutor(workers, thread_name_prefix="webchat-bot")
-            self._executor.submit(self._drain, conversation_id)
+            if self._workers < workers:
+                self._workers += 1
+                self._executor.submit(self._work, self._generation)
         return True
 
-    def _drain(self, conversation_id: str) -> None:
-        """Called on a worker thread: answer the conversation's activities in order."""
+    def _work(self, generation: int) -> None:
+        """Called on a worker thread: answer activities while any is ready for answering."""
         while True:
             with self._lock:
-                queue = self._queues[conversation_id]
-                if not queue:
-                    del self._queues[conversation_id]
+                job = self._queue.take()
+                if job is None:
+                    if generation == self._generation:
+                        self._workers -= 1
                     return
-                # The head stays queued while it runs, so new activities join this drain.
-                activity = queue[0]
+            tenant_id, conversation_id, activity = job
             try:
                 self._answer(conversation_id, activity)
             except Exception:
                 logger.exception("The bot failed to answer activity %s", activity.get("id"))
             finally:
                 with self._lock:
-                    queue.popleft()
-                    self._pending -= 1
+                    self._queue.done(tenant_id, conversation_id)
                     self._idle.notify_all()
 
     def _answer(self, conversation_id: str, activity: dict) -> None:
@@ -162,18 +177,16 @@ class BotRunner:
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no activity is waiting or running; False on timeout."""
         with self._idle:
-            return self._idle.wait_for(lambda: self._pending == 0, timeout)
+            return self._idle.wait_for(lambda: self._queue.pending == 0, timeout)
 
     def close(self, timeout: float | None = 10.0) -> None:
         """Drop activities not yet started, wait for running ones, stop the threads."""
         with self._lock:
-            dropped = 0
-            for queue in self._queues.values():
-                while len(queue) > 1:
-                    queue.pop()
-                    dropped += 1
-            self._pending -= dropped
+            dropped = self._queue.drop_waiting()
             executor, self._executor = self._executor, None
+            self._workers = 0
+            self._generation += 1
+            self._idle.notify_all()
         if dropped:
             logger.warning("Bot runner closing: %d activities left unanswered", dropped)
         if not self.wait_idle(timeout):

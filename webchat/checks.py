@@ -1,7 +1,7 @@
 """webchat's system checks: its ``WEBCHAT_*`` settings, and production settings.
 
 ``check_settings`` reports every mistake :mod:`webchat.conf` finds (``webchat.E001``-``E007``,
-``E020``-``E023``); ``webchat/asgi.py`` refuses to serve while there is one.
+``E020``-``E023``, ``E040``-``E041``); ``webchat/asgi.py`` refuses to serve while there is one.
 
 Production settings must be real before the service starts.
 

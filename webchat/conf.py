@@ -41,6 +41,9 @@ DEFAULTS = {
     "WEBCHAT_BOT": "webchat.bot.echo_bot",  # a dotted path or a callable; None: no bot
     "WEBCHAT_BOT_WORKERS": 4,  # threads running the bot
     "WEBCHAT_BOT_MAX_PENDING": 1000,  # user activities waiting for the bot
+    "WEBCHAT_BOT_MAX_PENDING_PER_TENANT": 100,  # ... of one tenant (webchat/bot_queue.py)
+    "WEBCHAT_BOT_MAX_PENDING_PER_CONVERSATION": 20,  # ... of one conversation
+    "WEBCHAT_RETENTION_DAYS": None,  # apply_retention deletes what is older; None: keep all
     "WEBCHAT_DEMO_PEERS": [],  # base URLs of replicas the demo page links to
     "WEBCHAT_GC_FREEZE": True,  # webchat/gc_freeze.py
     "WEBCHAT_TOKEN_SIGNING_KEY": None,  # None: SECRET_KEY (refused in production, E102)
@@ -55,9 +58,41 @@ DEFAULTS = {
     "WEBCHAT_STREAM": {
         "MAX_SOCKETS_PER_TENANT": 1000,  # open sockets of one tenant on this replica
         "MAX_SOCKETS_PER_CONVERSATION": 5,  # open sockets of one conversation on this replica
+        "MAX_SOCKETS_PER_USER": 10,  # open sockets of one token user on this replica
+        "MAX_SOCKETS_PER_IP": 100,  # open sockets from one client IP on this replica
         "IDLE_TIMEOUT": 300,  # seconds without a client frame or a sent frame
         "MAX_REPLAY": 1000,  # activities a connecting socket may have missed
         "MAX_FRAME_BYTES": MIB,  # largest frame either way (daphne's limit too)
+    },
+    # Rate limits (count, seconds) or None, and the upload quota: webchat/throttle.py,
+    # webchat/quota.py, README "Limits and quotas".
+    "WEBCHAT_LIMITS": {
+        "ENABLED": True,  # False: no rate limit at all (the quota still holds)
+        "BACKEND": "auto",  # "auto": Redis with the Redis notifier, else "memory"; "redis"
+        "REDIS_URL": None,  # None: the notifier's
+        "KEY_PREFIX": "webchat:rate",
+        "REDIS_TIMEOUT": 0.5,  # seconds a hit waits for Redis before falling back
+        "REDIS_RETRY": 5,  # seconds on this replica's own limits after a Redis error
+        "POSTS_PER_TOKEN": (20, 10),
+        "POSTS_PER_IP": (120, 10),
+        "POSTS_PER_TENANT": (3000, 10),
+        "UPLOADS_PER_TOKEN": (10, 60),
+        "UPLOADS_PER_IP": (30, 60),
+        "UPLOADS_PER_TENANT": (600, 60),
+        "CONVERSATIONS_PER_IP": (100, 10),
+        "CONVERSATIONS_PER_TENANT": (100, 10),
+        "SOCKETS_PER_TOKEN": (10, 60),
+        "SOCKETS_PER_IP": (60, 60),
+        "SOCKETS_PER_TENANT": (1000, 60),
+        "UPLOAD_QUOTA_BYTES": 1 << 30,  # stored upload bytes per tenant; None: no quota
+    },
+    "WEBCHAT_SEED": {
+        # Tenants (names or slugs) whose .../webchat/<tenant>/token answers without the
+        # secret, as the seed's does for every tenant (webchat/views/tenant_token.py).
+        "PUBLIC_TOKEN_TENANTS": [],
+        # POST /conversations with the secret and the same user.id within this many seconds
+        # gets the same conversation (webchat/conversation_dedup.py); 0 turns it off.
+        "CONVERSATION_DEDUP_SECONDS": 30,
     },
     "WEBCHAT_METRICS": {
         "ENABLED": True,  # False: /metrics answers 404
@@ -72,10 +107,15 @@ DEFAULTS = {
 CHECK_IDS = {
     "WEBCHAT_DIRECTLINE": "webchat.E002",
     "WEBCHAT_STREAM": "webchat.E004",
+    "WEBCHAT_LIMITS": "webchat.E040",
     "WEBCHAT_METRICS": "webchat.E020",
+    "WEBCHAT_SEED": "webchat.E150",
 }
 
 METRICS_TOKEN_MIN_LENGTH = 16
+
+#: The rate keys of WEBCHAT_LIMITS: ``<ACTION>_PER_<SCOPE>`` (webchat/throttle.py).
+RATE_KEYS = tuple(key for key in DEFAULTS["WEBCHAT_LIMITS"] if "_PER_" in key)
 
 
 class InvalidWebchatConfiguration(ImproperlyConfigured):
@@ -216,6 +256,16 @@ class WebchatSettings:
         """User activities that may wait for the bot before more are dropped (E005)."""
         return self._positive_int("WEBCHAT_BOT_MAX_PENDING", check_id="webchat.E005")
 
+    @cached_property
+    def bot_max_pending_per_tenant(self):
+        return self._positive_int("WEBCHAT_BOT_MAX_PENDING_PER_TENANT", check_id="webchat.E005")
+
+    @cached_property
+    def bot_max_pending_per_conversation(self):
+        return self._positive_int(
+            "WEBCHAT_BOT_MAX_PENDING_PER_CONVERSATION", check_id="webchat.E005"
+        )
+
     # WEBCHAT_DIRECTLINE: the REST API's limits (E002).
 
     @cached_property
@@ -260,6 +310,14 @@ class WebchatSettings:
         return self._positive_int("WEBCHAT_STREAM", "MAX_SOCKETS_PER_CONVERSATION")
 
     @cached_property
+    def max_sockets_per_user(self):
+        return self._positive_int("WEBCHAT_STREAM", "MAX_SOCKETS_PER_USER")
+
+    @cached_property
+    def max_sockets_per_ip(self):
+        return self._positive_int("WEBCHAT_STREAM", "MAX_SOCKETS_PER_IP")
+
+    @cached_property
     def idle_timeout(self):
         return self._positive_number("WEBCHAT_STREAM", "IDLE_TIMEOUT")
 
@@ -270,6 +328,89 @@ class WebchatSettings:
     @cached_property
     def max_frame_bytes(self):
         return self._positive_int("WEBCHAT_STREAM", "MAX_FRAME_BYTES")
+
+    # WEBCHAT_LIMITS: rate limits and the upload quota (E040), WEBCHAT_RETENTION_DAYS (E041).
+
+    @cached_property
+    def limits_enabled(self):
+        return self._bool("WEBCHAT_LIMITS", "ENABLED")
+
+    @cached_property
+    def limits_backend(self):
+        value = self._value("WEBCHAT_LIMITS", "BACKEND")
+        if value not in ("auto", "memory", "redis"):
+            raise self._error("WEBCHAT_LIMITS", "WEBCHAT_LIMITS['BACKEND'] must be 'auto', "
+                              f"'memory' or 'redis', not {value!r}.",
+                              "'auto' shares the limits through Redis with the Redis notifier.")
+        return value
+
+    @cached_property
+    def limits_redis_url(self):
+        """The Redis URL set for the limits, or None: the notifier's (webchat.throttle)."""
+        from notifier.conf import validate_url
+
+        url = self._value("WEBCHAT_LIMITS", "REDIS_URL")
+        if url is not None:
+            try:
+                validate_url(url)
+            except ValueError as exc:
+                raise self._error("WEBCHAT_LIMITS", f"WEBCHAT_LIMITS['REDIS_URL'] is not "
+                                  f"valid: {exc}.", "E.g. redis://127.0.0.1:6379/0.") from None
+        return url
+
+    @cached_property
+    def limits_key_prefix(self):
+        value = self._value("WEBCHAT_LIMITS", "KEY_PREFIX")
+        if not isinstance(value, str) or not value:
+            raise self._error("WEBCHAT_LIMITS", "WEBCHAT_LIMITS['KEY_PREFIX'] must be a "
+                              f"non-empty string, not {value!r}.", "E.g. 'webchat:rate'.")
+        return value
+
+    @cached_property
+    def limits_redis_timeout(self):
+        return self._positive_number("WEBCHAT_LIMITS", "REDIS_TIMEOUT")
+
+    @cached_property
+    def limits_redis_retry(self):
+        return self._positive_number("WEBCHAT_LIMITS", "REDIS_RETRY")
+
+    @cached_property
+    def rates(self):
+        """``{"POSTS_PER_TOKEN": Rate or None, ...}``; every one None when not enabled."""
+        from .ratelimit import Rate
+
+        rates = {}
+        for key in RATE_KEYS:
+            value = self._value("WEBCHAT_LIMITS", key)
+            if value is None:
+                rates[key] = None
+                continue
+            try:
+                count, period = value
+                rates[key] = Rate(count, period)
+            except (TypeError, ValueError) as exc:
+                raise self._error("WEBCHAT_LIMITS", f"WEBCHAT_LIMITS[{key!r}] must be "
+                                  f"(count, seconds) or None, not {value!r}: {exc}.",
+                                  f"Remove it to use {DEFAULTS['WEBCHAT_LIMITS'][key]!r}.",
+                                  ) from None
+        if not self.limits_enabled:
+            return dict.fromkeys(rates)
+        return rates
+
+    @cached_property
+    def upload_quota_bytes(self):
+        """Upload bytes a tenant may keep stored, or None for no quota (webchat.quota)."""
+        if self._value("WEBCHAT_LIMITS", "UPLOAD_QUOTA_BYTES") is None:
+            return None
+        return self._positive_int("WEBCHAT_LIMITS", "UPLOAD_QUOTA_BYTES")
+
+    @cached_property
+    def retention_days(self):
+        """Days conversations, activities and uploads are kept, or None (E041)."""
+        value = self._value("WEBCHAT_RETENTION_DAYS")
+        if value is None:
+            return None
+        return self._positive_number("WEBCHAT_RETENTION_DAYS", check_id="webchat.E041")
 
     # WEBCHAT_METRICS: who may read /metrics (E020-E023, webchat/metrics_access.py).
 
@@ -334,6 +475,31 @@ class WebchatSettings:
                                   f"{entry!r}, not an IP address or network.", hint,
                                   "webchat.E024") from None
         return tuple(networks)
+
+    # WEBCHAT_SEED: the seed's URL layout (E150, webchat/tenant_paths.py).
+
+    @cached_property
+    def public_token_tenants(self):
+        """Names or slugs of the tenants whose token endpoint needs no secret."""
+        tenants = self._value("WEBCHAT_SEED", "PUBLIC_TOKEN_TENANTS")
+        if isinstance(tenants, str) or not isinstance(tenants, list | tuple | set | frozenset) or (
+            not all(isinstance(name, str) and name for name in tenants)
+        ):
+            raise self._error("WEBCHAT_SEED", "WEBCHAT_SEED['PUBLIC_TOKEN_TENANTS'] must be a "
+                              f"list of tenant names or slugs, not {tenants!r}.",
+                              'E.g. ["acme"]; in the environment WEBCHAT_PUBLIC_TOKEN_TENANTS='
+                              '"acme,globex".')
+        return frozenset(tenants)
+
+    @cached_property
+    def conversation_dedup_seconds(self):
+        """The POST /conversations dedup window in seconds; 0: off."""
+        value = self._value("WEBCHAT_SEED", "CONVERSATION_DEDUP_SECONDS")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 3600:
+            raise self._error("WEBCHAT_SEED", "WEBCHAT_SEED['CONVERSATION_DEDUP_SECONDS'] must "
+                              f"be a number of seconds from 0 (off) to 3600, not {value!r}.",
+                              "The seed's window is 30.")
+        return value
 
     # The rest.
 

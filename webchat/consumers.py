@@ -1,6 +1,9 @@
 """The Direct Line stream: the WebSocket behind a conversation's ``streamUrl``.
 
-``/v3/directline/conversations/{id}/stream?watermark=W&t=<token>`` replays the activities
+``/v3/directline/conversations/{id}/stream?watermark=W&t=<token>`` (the token may come in
+``Sec-WebSocket-Protocol`` instead: ``webchat.stream_auth``; the seed's layout
+``/v1/{messaging,web}/webchat/<tenant>/v3/directline/...`` is the same stream, its tenant
+checked against the token's: ``webchat.tenant_paths``) replays the activities
 after ``W`` (empty or absent: from the start), then sends each new one once, in order, as
 ActivitySets ``{"activities": [...], "watermark": "N"}``. Notifications only say "re-read":
 the database is the truth, so a socket cannot miss or repeat what it reads from its cursor.
@@ -13,14 +16,15 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 ====  ================================================================================
 4400  ``watermark`` is not a non-negative integer below 2**63, or is ahead of the conversation
 4401  token missing or not valid (malformed, bad signature, wrong issuer)
-4403  token for another conversation or another tenant
-4404  no such conversation (or no such stream path)
+4403  token for another conversation or another tenant (the path's tenant included)
+4404  no such conversation, no such tenant in the path (or no such stream path)
 4408  idle: no client frame and nothing sent for ``IDLE_TIMEOUT`` seconds
 4413  replay cut: more than ``MAX_REPLAY`` activities missed. The first ``MAX_REPLAY``
       are sent, then the frame ``{"error": "replay_too_large"}``; reconnecting with the
       last watermark received (directlinejs does) gets the next ones.
 4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``)
-4429  too many sockets on this replica for the conversation or the tenant
+4429  too many sockets on this replica for the conversation, the user, the client IP or the
+      tenant, or sockets opened too fast (``webchat.throttle``: per token, IP, tenant)
 4500  the stream failed on the server (e.g. the database); reconnect with the last watermark
 1009  a client frame over ``MAX_FRAME_BYTES``; under daphne its own
       ``--websocket-max-message-size`` (1 MiB by default) closes with 1009 first
@@ -50,7 +54,10 @@ from .conf import settings
 from .limits import socket_slots
 from .metrics import stream_stats
 from .pages import stream_page
+from .stream_auth import offered_token, stream_token
 from .stream_reads import shared_reads, stream_db
+from .tenant_paths import path_tenant_refusal
+from .throttle import ahit
 from .tokens import TokenError, read_token
 
 logger = logging.getLogger(__name__)
@@ -134,14 +141,20 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     # Connection
 
+    async def accept(self, subprotocol=None, headers=None):
+        """Every accept (refusals too) echoes the subprotocol that carried the token."""
+        await super().accept(subprotocol or offered_token(self.scope), headers)
+
     async def websocket_connect(self, message):
         """Called when the client opens the socket: authenticate, then join and replay."""
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), True)
 
-        token = (query.get("t") or [""])[0]
+        token = stream_token(self.scope, query)
         if not token:
-            return await self._refuse(CloseCode.UNAUTHORIZED, "token missing (query t=)")
+            return await self._refuse(
+                CloseCode.UNAUTHORIZED, "token missing (query t= or Sec-WebSocket-Protocol)"
+            )
         try:
             claims = read_token(token)
         except TokenError as exc:
@@ -165,6 +178,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         tenant_id, current = str(state[0]), state[1]
         if tenant_id != claims.tenant_id:
             return await self._refuse(CloseCode.FORBIDDEN, "token for another tenant")
+        path_tenant = self.scope["url_route"]["kwargs"].get("tenant")
+        if path_tenant is not None:
+            refusal = await stream_db(path_tenant_refusal, path_tenant, tenant_id)
+            if refusal is not None:
+                return await self._refuse(CloseCode(refusal[0]), refusal[1])
         if watermark > current:
             return await self._refuse(CloseCode.BAD_WATERMARK, "watermark ahead of conversation")
         if current - watermark > settings.max_replay:
@@ -173,10 +191,19 @@ class StreamConsumer(AsyncWebsocketConsumer):
             logger.info("Stream replay too large: %d activities", current - watermark)
             self._replay_end = watermark + settings.max_replay
 
-        refused_by = socket_slots.acquire(tenant_id, conversation_id)
+        ip = (self.scope.get("client") or [None])[0]
+        decision = await ahit("sockets", tenant_id, ip, claims)
+        if not decision.allowed:
+            reason = f"too many sockets for this {decision.scope}, retry after"
+            return await self._refuse(
+                CloseCode.TOO_MANY_SOCKETS, f"{reason} {decision.retry_after_seconds} s"
+            )
+        refused_by = socket_slots.acquire(
+            tenant_id, conversation_id, user_id=claims.user_id, ip=ip
+        )
         if refused_by:
             return await self._refuse(CloseCode.TOO_MANY_SOCKETS, f"{refused_by} reached")
-        self._slot = (tenant_id, conversation_id)
+        self._slot = (tenant_id, conversation_id, claims.user_id, ip)
         self.tenant_id, self.conversation_id = tenant_id, conversation_id
 
         if self._replay_end is None:
@@ -374,5 +401,5 @@ class UnknownStreamConsumer(AsyncWebsocketConsumer):
     async def connect(self):
         """Called when the client opens the socket."""
         logger.info("WebSocket to an unknown path refused with 4404")
-        await self.accept()
+        await self.accept(offered_token(self.scope))
         await self.close(code=int(CloseCode.NOT_FOUND), reason="no such stream")

@@ -8,6 +8,7 @@ import hashlib
 import secrets
 
 from django.db import models
+from django.utils.text import slugify
 
 
 def hash_secret(secret: str) -> str:
@@ -22,10 +23,22 @@ def new_conversation_id() -> str:
 
 class Tenant(models.Model):
     name = models.CharField(max_length=200, unique=True)
+    #: ``slugify(name)``, kept by ``save()``: the seed's URL layout (``webchat.tenant_paths``)
+    #: takes it in place of the name. Not unique: two names may share one.
+    slug = models.SlugField(max_length=200, default="", editable=False)
     created = models.DateTimeField(auto_now_add=True)
+    #: Bytes of uploaded files stored for the tenant (``webchat.quota``).
+    upload_bytes = models.BigIntegerField(default=0)
 
     def __str__(self):
         return self.name
+
+    def save(self, *args, **kwargs):
+        self.slug = slugify(self.name)
+        update_fields = kwargs.get("update_fields")
+        if update_fields is not None and "name" in update_fields:
+            kwargs["update_fields"] = {*update_fields, "slug"}
+        super().save(*args, **kwargs)
 
     def add_secret(self) -> str:
         """Create a new Direct Line secret for this tenant; return it (it is stored hashed)."""
@@ -91,3 +104,25 @@ class Activity(models.Model):
 
     def __str__(self):
         return self.data.get("id", f"{self.conversation_id}|{self.sequence:07d}")
+
+
+class ConversationStart(models.Model):
+    """Who started which conversation, for the dedup window (``webchat.conversation_dedup``).
+
+    ``POST /conversations`` with the tenant secret and the same ``user.id`` within the window
+    gets the same conversation, on every replica: the row is the shared claim. ``user_key``
+    is a hash of the user id, so any id the API accepts fits the column.
+    """
+
+    tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")
+    user_key = models.CharField(max_length=64)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="+")
+    created = models.DateTimeField(db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["tenant", "user_key"], name="unique_conversation_start")
+        ]
+
+    def __str__(self):
+        return f"{self.tenant_id}/{self.user_key[:8]}… -> {self.conversation_id}"

@@ -1,4 +1,5 @@
-"""``/healthz``, ``/readyz`` and ``/metrics``, answered at the ASGI level, before Django.
+"""``/healthz``, ``/readyz``, ``/status`` and ``/metrics``, answered at the ASGI level,
+before Django.
 
 They bypass Django's URL routing and middleware on purpose: an orchestrator calls them with
 the pod's IP as ``Host``, which ``ALLOWED_HOSTS`` would refuse with a 400; they must answer
@@ -13,6 +14,8 @@ HTTP metrics. ``webchat/asgi.py`` wraps the router with :class:`OpsEndpoints` in
   (:func:`notifier.health.backplane_status`). Else 503 ``{"status": "unavailable",
   "problems": ["database: ...", "backplane: ..."], "checks": {...}}``. A fresh process waits
   up to 2 s for its listener's first round trip before answering.
+* ``GET /status``: 200 ``{"status": "running"}``, the seed's liveness answer (greentic-start
+  serves it beside its ``/healthz`` and ``/readyz``), for the seed's monitors.
 * ``GET /metrics``: the Prometheus text exposition of :data:`webchat.metrics.REGISTRY`, if
   ``WEBCHAT_METRICS`` allows the caller (:mod:`webchat.metrics_access`): 404 when disabled,
   403 JSON when refused.
@@ -78,9 +81,9 @@ async def readiness():
 
 
 class OpsEndpoints:
-    """ASGI middleware: answers the three paths above, passes everything else on."""
+    """ASGI middleware: answers the four paths above, passes everything else on."""
 
-    PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+    PATHS = frozenset({"/healthz", "/readyz", "/status", "/metrics"})
 
     def __init__(self, application):
         self.application = application
@@ -96,6 +99,8 @@ class OpsEndpoints:
         path = scope["path"]
         if path == "/healthz":
             return await _respond(send, 200, _json({"status": "ok"}), head=head)
+        if path == "/status":
+            return await _respond(send, 200, _json({"status": "running"}), head=head)
         if path == "/readyz":
             ready, body = await readiness()
             if not ready:

@@ -10,6 +10,12 @@ websocket_urlpatterns = [
         r"^v3/directline/conversations/(?P<conversation_id>[^/]+)/stream$",
         StreamConsumer.as_asgi(),
     ),
+    # The seed's layout (webchat/tenant_paths.py): the tenant in the path is checked too.
+    re_path(
+        r"^v1/(?:messaging|web)/webchat/(?P<tenant>[^/]+)"
+        r"/v3/directline/conversations/(?P<conversation_id>[^/]+)/stream$",
+        StreamConsumer.as_asgi(),
+    ),
     re_path(r"", UnknownStreamConsumer.as_asgi()),
 ]
 websocket_application = URLRouter(websocket_urlpatterns)

@@ -204,12 +204,33 @@ WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")
 
 # The in-process bot (webchat/bot.py): a dotted path to a callable; WEBCHAT_BOT="" turns it off.
 WEBCHAT_BOT = os.environ.get("WEBCHAT_BOT", "webchat.bot.echo_bot") or None
+# Rate limits and the upload quota (webchat/conf.py, README "Limits and quotas"):
+# WEBCHAT_LIMITS_ENABLED=0 turns the rate limits off (the test suite's replicas do).
+WEBCHAT_LIMITS = {"ENABLED": env_bool("WEBCHAT_LIMITS_ENABLED", True)}
+if os.environ.get("WEBCHAT_UPLOAD_QUOTA_BYTES"):
+    WEBCHAT_LIMITS["UPLOAD_QUOTA_BYTES"] = int(os.environ["WEBCHAT_UPLOAD_QUOTA_BYTES"])
+# manage.py apply_retention deletes what is older (webchat/retention.py); unset: keep all.
+if os.environ.get("WEBCHAT_RETENTION_DAYS"):
+    WEBCHAT_RETENTION_DAYS = float(os.environ["WEBCHAT_RETENTION_DAYS"])
+# Any other key as JSON, e.g. WEBCHAT_LIMITS_JSON='{"POSTS_PER_TOKEN": [20, 10]}'.
+if os.environ.get("WEBCHAT_LIMITS_JSON"):
+    import json
+
+    WEBCHAT_LIMITS.update(json.loads(os.environ["WEBCHAT_LIMITS_JSON"]))
 # Direct Line REST size limits (webchat/conf.py): the defaults are the reference's.
 WEBCHAT_DIRECTLINE = {
     "MAX_ACTIVITY_BYTES": 256 * 1024,
     "MAX_FILE_BYTES": 4 * 1024 * 1024,
     "MAX_UPLOAD_FILES": 10,
 }
+
+# The seed's URL layout (webchat/conf.py, WEBCHAT_SEED): tenants whose token endpoint needs no
+# secret, and the POST /conversations dedup window (seconds, default 30, 0: off).
+WEBCHAT_SEED = {"PUBLIC_TOKEN_TENANTS": env_list("WEBCHAT_PUBLIC_TOKEN_TENANTS")}
+if os.environ.get("WEBCHAT_CONVERSATION_DEDUP_SECONDS"):
+    WEBCHAT_SEED["CONVERSATION_DEDUP_SECONDS"] = float(
+        os.environ["WEBCHAT_CONVERSATION_DEDUP_SECONDS"]
+    )
 
 CORS_ALLOWED_ORIGINS = env_list("CORS_ALLOWED_ORIGINS")
 CORS_ALLOW_HEADERS = [
@@ -219,6 +240,8 @@ CORS_ALLOW_HEADERS = [
     "x-ms-bot-agent",
     "x-requested-with",
 ]
+# A page's script may read how long a 429 asks it to wait (webchat/views/throttling.py).
+CORS_EXPOSE_HEADERS = ["retry-after"]
 if DEBUG and not CORS_ALLOWED_ORIGINS:
     CORS_ALLOW_ALL_ORIGINS = True
 

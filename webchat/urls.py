@@ -1,58 +1,55 @@
-"""URLs: the admin and the Direct Line 3.0 REST API (no trailing slashes: APPEND_SLASH=False).
+"""URLs: the admin and the Direct Line 3.0 REST API (no trailing slashes: APPEND_SLASH=False),
+under ``/v3/directline/`` and under the seed's ``/v1/{messaging,web}/webchat/<tenant>/``.
 
 The stream (``conversations/<id>/stream``) is a WebSocket route, in ``webchat/routing.py``.
 """
 
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
-from .views import activities, bot_api, conversations, fallback, tokens, uploads
+from .tenant_paths import scoped
+from .views import activities, bot_api, conversations, fallback, tenant_token, tokens, uploads
 
 directline = "v3/directline/"
 
 # What Django refuses before any view (e.g. a Host outside ALLOWED_HOSTS): a Direct Line body.
 handler400 = "webchat.views.errors.bad_request"
 
+#: The Direct Line API below ``v3/directline/``: (route, view, name).
+directline_api = [
+    ("tokens/generate", tokens.generate_token, "directline-generate"),
+    ("tokens/refresh", tokens.refresh_token, "directline-refresh"),
+    ("conversations", conversations.start_conversation, "directline-conversations"),
+    ("conversations/<str:conversation_id>", conversations.get_conversation,
+     "directline-conversation"),
+    ("conversations/<str:conversation_id>/activities", activities.conversation_activities,
+     "directline-activities"),
+    ("conversations/<str:conversation_id>/upload", uploads.upload, "directline-upload"),
+    ("conversations/<str:conversation_id>/attachments/<str:attachment_id>/<str:filename>",
+     uploads.attachment, "directline-attachment"),
+    ("bot/conversations/<str:conversation_id>/activities", bot_api.bot_activities,
+     "directline-bot-activities"),
+]  # fmt: skip
+
+#: The seed's layout (webchat/tenant_paths.py): the same views under a tenant's prefix.
+tenant_prefix = r"^v1/(?P<surface>messaging|web)/webchat/(?P<tenant>[^/]+)"
+
 urlpatterns = [
     path("admin/", admin.site.urls),
-    path(directline + "tokens/generate", tokens.generate_token, name="directline-generate"),
-    path(directline + "tokens/refresh", tokens.refresh_token, name="directline-refresh"),
-    path(
-        directline + "conversations",
-        conversations.start_conversation,
-        name="directline-conversations",
-    ),
-    path(
-        directline + "conversations/<str:conversation_id>",
-        conversations.get_conversation,
-        name="directline-conversation",
-    ),
-    path(
-        directline + "conversations/<str:conversation_id>/activities",
-        activities.conversation_activities,
-        name="directline-activities",
-    ),
-    path(
-        directline + "conversations/<str:conversation_id>/upload",
-        uploads.upload,
-        name="directline-upload",
-    ),
-    path(
-        directline
-        + "conversations/<str:conversation_id>/attachments/<str:attachment_id>/<str:filename>",
-        uploads.attachment,
-        name="directline-attachment",
-    ),
-    path(
-        directline + "bot/conversations/<str:conversation_id>/activities",
-        bot_api.bot_activities,
-        name="directline-bot-activities",
-    ),
+    *(path(directline + route, view, name=name) for route, view, name in directline_api),
     # Any other path under the prefix, the bare prefix and paths with a newline included
     # (<path:> is ".+", which stops at one): a Direct Line 404, not Django's HTML page.
     re_path(r"^v3/directline(?P<rest>/[\s\S]*)?\Z", fallback.unknown_endpoint,
             name="directline-unknown"),
-]
+    re_path(tenant_prefix + r"/token\Z", scoped(tenant_token.tenant_token), name="seed-token"),
+    re_path(
+        tenant_prefix + "/" + directline,
+        include([path(route, scoped(view), name="seed-" + name)
+                 for route, view, name in directline_api]),
+    ),
+    re_path(tenant_prefix + r"(?P<rest>/[\s\S]*)?\Z", scoped(fallback.unknown_endpoint),
+            name="seed-unknown"),
+]  # fmt: skip
 
 # The demo page (issue 4): /, /demo/token and /demo/webchat.js, served with DEBUG=1 only.
 from .views.demo import urlpatterns as demo_urlpatterns  # noqa: E402

@@ -152,6 +152,8 @@ class Cluster:
             "MEDIA_ROOT": str(self.directory / "media"),
             "LOG_LEVEL": os.environ.get("REPLICA_LOG_LEVEL", "WARNING"),
             "PYTHONUNBUFFERED": "1",
+            # Off unless a test asks (extra_env): the suite posts faster than any client.
+            "WEBCHAT_LIMITS_ENABLED": "0",
             **self.extra_env,
         }
         # Settings meant for the test process only must not leak into the replicas.

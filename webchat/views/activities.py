@@ -20,6 +20,7 @@ from webchat.transcript import append_activity
 from .auth import Caller, authenticate, conversation_for
 from .errors import directline_view, missing_property
 from .payloads import check_watermark_within, parse_activity, parse_watermark, read_json_body
+from .throttling import throttle
 
 
 def activity_set(request, conversation) -> JsonResponse:
@@ -62,7 +63,9 @@ def as_user(activity: dict, caller: Caller, user_id: str | None = None) -> dict:
 def store_user_activity(conversation, activity: dict) -> dict:
     """Write a user's activity and hand it to the bot once committed (never waiting)."""
     stored = append_activity(conversation, activity)
-    transaction.on_commit(partial(bot_runner.submit, conversation.id, stored), robust=True)
+    transaction.on_commit(
+        partial(bot_runner.submit, conversation.id, stored, conversation.tenant_id), robust=True
+    )
     return stored
 
 
@@ -73,6 +76,7 @@ def conversation_activities(request, conversation_id):
     conversation = conversation_for(caller, conversation_id)
     if request.method == "GET":
         return activity_set(request, conversation)
+    throttle(request, "posts", caller)
     activity = as_user(read_activity(request), caller)
     stored = store_user_activity(conversation, activity)
     return JsonResponse({"id": stored["id"]})

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from webchat import queries
 from webchat.models import Conversation, hash_secret
+from webchat.tenant_paths import resolve_tenant, tenant_matches
 from webchat.tokens import TokenClaims, TokenError, read_token
 
 from .errors import DirectLineError, forbidden, not_found
@@ -49,7 +50,27 @@ def bearer_credential(request) -> str:
 
 def authenticate(request) -> Caller:
     """Resolve the caller of ``request`` (called first by every Bearer view)."""
-    return authenticate_credential(bearer_credential(request))
+    caller = authenticate_credential(bearer_credential(request))
+    check_path_tenant(request, caller)
+    return caller
+
+
+def check_path_tenant(request, caller: Caller) -> None:
+    """On the seed's layout (``webchat.tenant_paths``) the path's tenant must be the
+    caller's: 404 if no tenant has that name or slug, 403 if it is another tenant."""
+    segment = getattr(request, "path_tenant", None)
+    if segment is None or tenant_matches(segment, caller.tenant_id):
+        return
+    if resolve_tenant(segment) is None:
+        raise not_found(no_such_tenant(segment))
+    raise forbidden(f"The credential is not for tenant {segment[:100]!r} of the path.")
+
+
+def no_such_tenant(segment: str) -> str:
+    return (
+        f"No tenant {segment[:100]!r}: use the name given to create_tenant or its slug "
+        "(a slug that several tenants share names none of them)."
+    )
 
 
 def authenticate_credential(credential: str) -> Caller:

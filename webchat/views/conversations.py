@@ -8,13 +8,16 @@ from urllib.parse import quote, urlencode
 
 from django.http import JsonResponse
 
+from webchat import conversation_dedup
 from webchat.conf import settings
 from webchat.models import Conversation
+from webchat.tenant_paths import directline_base
 from webchat.tokens import issue_token
 
 from .auth import authenticate, conversation_for
 from .errors import directline_view, not_found
 from .payloads import check_watermark_within, parse_user, parse_watermark, read_json_body
+from .throttling import throttle
 from .tokens import new_user_id, token_body
 
 #: Query parameters of the streamUrl, read by ``webchat.consumers``.
@@ -52,7 +55,8 @@ def stream_url(request, conversation_id: str, token: str, watermark: int | None)
             STREAM_TOKEN_PARAM: token,
         }
     )
-    path = f"/v3/directline/conversations/{quote(conversation_id, safe='')}/stream"
+    # On the seed's layout the stream is under the tenant's prefix too (webchat.tenant_paths).
+    path = f"{directline_base(request)}/conversations/{quote(conversation_id, safe='')}/stream"
     return f"{websocket_scheme(request)}://{request.get_host()}{path}?{query}"
 
 
@@ -79,7 +83,12 @@ def start_conversation(request):
             raise not_found("The token's conversation no longer exists.")
         # The token names the user; a different user in the body cannot override it.
         user_id, user_name = claims.user_id, claims.user_name
+    elif user_id and settings.conversation_dedup_seconds:
+        # The same user starting twice within the window: one conversation (on any replica).
+        window = settings.conversation_dedup_seconds
+        conversation = conversation_dedup.start_conversation(caller.tenant_id, user_id, window)
     else:
+        throttle(request, "conversations", caller)
         conversation = Conversation.objects.create(tenant_id=caller.tenant_id)
         user_id = user_id or new_user_id()
     token = issue_token(caller.tenant_id, conversation.id, user_id, user_name)

@@ -15,6 +15,8 @@ from django.http.multipartparser import MultiPartParserError
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
+from webchat.paths import is_directline
+
 from .threads import api_threads
 
 logger = logging.getLogger(__name__)
@@ -27,11 +29,13 @@ class DirectLineError(Exception):
     the client and logged, so it must never contain a secret or a token.
     """
 
-    def __init__(self, status: int, code: str, message: str):
+    def __init__(self, status: int, code: str, message: str, headers: dict | None = None):
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        #: Extra response headers, e.g. ``Retry-After`` of a 429.
+        self.headers = headers or {}
 
 
 def bad_argument(message: str) -> DirectLineError:
@@ -101,7 +105,10 @@ def directline_view(*methods: str):
                     exc.code,
                     exc.message,
                 )
-                return error_response(exc.status, exc.code, exc.message)
+                response = error_response(exc.status, exc.code, exc.message)
+                for header, value in exc.headers.items():
+                    response[header] = value
+                return response
             except Exception:
                 logger.exception("Direct Line %s %s failed", request.method, request.path)
                 return error_response(
@@ -122,7 +129,7 @@ def bad_request(request, exception):
     outside ALLOWED_HOSTS, a SuspiciousOperation in a middleware). Direct Line clients get
     the error body; other paths Django's own page. Django has already logged the cause
     (``django.security``); the message does not echo the offending input."""
-    if request.path.startswith("/v3/directline"):
+    if is_directline(request):
         return error_response(
             400,
             "BadArgument",

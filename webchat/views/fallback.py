@@ -1,4 +1,5 @@
-"""Any other path under ``/v3/directline``: a Direct Line 404 rather than an HTML page."""
+"""Any other path under ``/v3/directline`` (or the seed's tenant prefix): a Direct Line 404
+rather than an HTML page."""
 
 from .errors import directline_view, not_found
 

@@ -17,6 +17,7 @@ from webchat.tokens import EXPIRES_IN, issue_token
 from .auth import authenticate, require_secret, require_token
 from .errors import directline_view, not_found
 from .payloads import parse_user, read_json_body
+from .throttling import throttle
 
 
 def new_user_id() -> str:
@@ -33,11 +34,18 @@ def generate_token(request):
     """Called by the tenant's backend (secret): a new conversation and a token for it."""
     caller = authenticate(request)
     require_secret(caller, "tokens/generate")
+    throttle(request, "conversations", caller)
+    return new_conversation_token(request, caller.tenant_id)
+
+
+def new_conversation_token(request, tenant_id) -> JsonResponse:
+    """A new conversation of ``tenant_id`` and a token for the user in the body (or a new
+    ``dl_`` user): tokens/generate, and the seed's ``token`` endpoint."""
     user_id, user_name = parse_user(
         read_json_body(request, settings.max_activity_bytes, required=False)
     )
-    conversation = Conversation.objects.create(tenant_id=caller.tenant_id)
-    token = issue_token(caller.tenant_id, conversation.id, user_id or new_user_id(), user_name)
+    conversation = Conversation.objects.create(tenant_id=tenant_id)
+    token = issue_token(tenant_id, conversation.id, user_id or new_user_id(), user_name)
     return JsonResponse(token_body(conversation.id, token))
 
 

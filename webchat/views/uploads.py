@@ -23,12 +23,14 @@ from django.http import FileResponse, JsonResponse
 from django.utils.text import get_valid_filename
 
 from webchat.conf import get_settings
+from webchat.tenant_paths import directline_base
 
 from .activities import as_user, store_user_activity
 from .auth import authenticate, conversation_for
 from .conversations import public_scheme
 from .errors import DirectLineError, bad_argument, directline_view, not_found, too_large
 from .payloads import parse_activity, parse_json
+from .throttling import release_upload, reserve_upload, throttle
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ def _save(request, conversation_id: str, upload) -> tuple[str, str]:
     name = default_storage.save(wanted, upload, max_length=255)
     attachment_id, _, filename = name[len(prefix) :].partition("/")
     path = (
-        f"/v3/directline/conversations/{quote(conversation_id, safe='')}"
+        f"{directline_base(request)}/conversations/{quote(conversation_id, safe='')}"
         f"/attachments/{attachment_id}/{quote(filename, safe='')}"
     )
     return name, f"{public_scheme(request)}://{request.get_host()}{path}"
@@ -113,6 +115,7 @@ def upload(request, conversation_id):
     """Called by the client to send an activity with attachments (multipart)."""
     caller = authenticate(request)
     conversation = conversation_for(caller, conversation_id)
+    throttle(request, "uploads", caller)
     limits = get_settings()  # one snapshot for the whole request
     if request.content_type != "multipart/form-data":
         raise DirectLineError(
@@ -144,6 +147,7 @@ def upload(request, conversation_id):
                 f"File {file.name[:MAX_FILENAME]!r} is larger than {limits.max_file_bytes} bytes."
             )
     activity = as_user(activity, caller, request.GET.get("userId") or None)
+    reserve_upload(caller, files)
     saved = []
     try:
         for file in files:
@@ -153,6 +157,7 @@ def upload(request, conversation_id):
         stored = store_user_activity(conversation, activity)
     except BaseException:
         # Nothing half-written: the activity failed, so its files go too.
+        release_upload(caller, files)
         for name in saved:
             default_storage.delete(name)
         raise
