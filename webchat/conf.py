@@ -51,6 +51,7 @@ DEFAULTS = {
         "MAX_POLL_ACTIVITIES": 1000,  # activities in one poll or bot API page
         "MAX_POLL_BYTES": 4 * MIB,  # JSON of the activities in one page (at least one)
         "DB_THREADS": 4,  # threads (and connections) serving the API
+        "RESERVED_USER_NAMES": ["Bot"],  # names a user may not display as (the bot's)
     },
     "WEBCHAT_STREAM": {
         "MAX_SOCKETS_PER_TENANT": 1000,  # open sockets of one tenant on this replica
@@ -240,6 +241,18 @@ class WebchatSettings:
     @cached_property
     def max_poll_bytes(self):
         return self._positive_int("WEBCHAT_DIRECTLINE", "MAX_POLL_BYTES")
+
+    @cached_property
+    def reserved_user_names(self):
+        """Display names a user may not take (compared folded: ``views.payloads``)."""
+        names = self._value("WEBCHAT_DIRECTLINE", "RESERVED_USER_NAMES")
+        if isinstance(names, str) or not isinstance(names, list | tuple) or not all(
+            isinstance(name, str) and name.strip() for name in names
+        ):
+            raise self._error("WEBCHAT_DIRECTLINE", "WEBCHAT_DIRECTLINE['RESERVED_USER_NAMES'] "
+                              f"must be a list of names, not {names!r}.",
+                              'E.g. ["Bot", "Support"]: the names your bots display.')
+        return tuple(names)
 
     @cached_property
     def db_threads(self):
