@@ -44,6 +44,7 @@ DEFAULTS = {
     "WEBCHAT_DEMO_PEERS": [],  # base URLs of replicas the demo page links to
     "WEBCHAT_GC_FREEZE": True,  # webchat/gc_freeze.py
     "WEBCHAT_TOKEN_SIGNING_KEY": None,  # None: SECRET_KEY (refused in production, E102)
+    "WEBCHAT_ADMIN_PATH": "admin/",  # where the admin is served; None: nowhere
     "WEBCHAT_DIRECTLINE": {
         "MAX_ACTIVITY_BYTES": 256 * 1024,  # a posted activity's JSON (and an upload's)
         "MAX_FILE_BYTES": 4 * MIB,  # each uploaded file
@@ -356,6 +357,18 @@ class WebchatSettings:
                               "Set it from the environment variable of the same name.",
                               "webchat.E007")
         return key or None
+
+    @cached_property
+    def admin_path(self):
+        """The admin's URL prefix ("ops-7f3a/"), or None when it is not served (E008)."""
+        value = self._value("WEBCHAT_ADMIN_PATH")
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or value.startswith("/") or not value.endswith("/"):
+            raise self._error("WEBCHAT_ADMIN_PATH", "WEBCHAT_ADMIN_PATH must be a path such as "
+                              f"'ops-7f3a/' (no leading slash, a trailing one), not {value!r}.",
+                              "Or None to serve no admin.", "webchat.E008")
+        return value
 
     # For the system check.
 
