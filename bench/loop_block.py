@@ -13,7 +13,8 @@ task could run), replays them from the start the old way and the new way:
 * ``after``: ``webchat.pages.stream_page`` on a thread, page after page (MAX_POLL_BYTES each,
   frames under MAX_FRAME_BYTES) until every activity is read.
 
-Prints the largest loop delay, the total time and the largest frame of each.
+Prints the largest loop delay, the total time and the largest frame of each, after an
+``idle`` row: the same ticker for 3 s with nothing else to do (the machine's noise floor).
 """
 
 import argparse
@@ -118,7 +119,11 @@ async def main(args):
             return largest
 
         print(f"{args.activities} activities of {args.size} bytes, Python {sys.version.split()[0]}")
-        for name, work in (("before", before), ("after", after)):
+        async def idle():  # the noise floor: the loop waits, the machine goes on
+            await asyncio.sleep(3)
+            return 0
+
+        for name, work in (("idle", idle), ("before", before), ("after", after)):
             delay, total, frame = await measured(work)
             print(f"{name:>6}: largest loop delay {delay * 1000:8.1f} ms, total {total:6.2f} s, "
                   f"largest frame {frame / 1024 / 1024:7.2f} MiB")
