@@ -88,8 +88,8 @@ async def measured(work):
 async def main(args):
     with tempfile.TemporaryDirectory() as directory:
         await asyncio.to_thread(setup, directory)
-        from webchat import queries
         from webchat.conf import settings
+        from webchat.models import Activity
         from webchat.pages import stream_page
 
         thread = ThreadPoolExecutor(1)  # one thread: Django's connection stays on it
@@ -98,9 +98,10 @@ async def main(args):
         conversation = await loop.run_in_executor(thread, store, args.activities, args.size)
 
         async def before():
-            rows = await loop.run_in_executor(
-                thread, queries.activities_since, conversation, 0, settings.max_replay
-            )
+            rows = await loop.run_in_executor(thread, lambda: list(
+                Activity.objects.filter(conversation_id=conversation)
+                .order_by("sequence").values_list("sequence", "data")[: settings.max_replay]
+            ))
             frame = json.dumps(
                 {"activities": [data for _, data in rows], "watermark": str(rows[-1][0])},
                 separators=(",", ":"),
