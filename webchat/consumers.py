@@ -17,8 +17,8 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 4404  no such conversation (or no such stream path)
 4408  idle: no client frame and nothing sent for ``IDLE_TIMEOUT`` seconds
 4413  replay cut: more than ``MAX_REPLAY`` activities missed. The first ``MAX_REPLAY``
-      are sent, then the frame ``{"error": "replay_too_large"}``; reconnecting with the
-      last watermark received (directlinejs does) gets the next ones.
+      are sent, then the socket closes; reconnecting with the last watermark received
+      (directlinejs does) gets the next ones.
 4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``)
 4429  too many sockets on this replica for the conversation or the tenant
 4500  the stream failed on the server (e.g. the database); reconnect with the last watermark
@@ -33,7 +33,6 @@ pings are invisible here; they detect dead peers on their own (``--ping-timeout`
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 from enum import IntEnum
@@ -286,7 +285,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 if self._replay_end is not None and (
                     self.cursor >= self._replay_end or not page.parts
                 ):
-                    await self.send(text_data=json.dumps({"error": "replay_too_large"}))
+                    # No {"error": ...} frame: a frame that is not an ActivitySet ends a
+                    # directlinejs client's stream for good (../shared/directline.md).
                     return await self._close_with(CloseCode.REPLAY_TOO_LARGE, "replay cut")
         except asyncio.CancelledError:
             raise

@@ -194,8 +194,12 @@ if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEY_ID"):
 
 # The stream's per-replica limits (webchat/conf.py): the idle timeout (seconds without a
 # frame either way; default 300) can be tuned per deployment.
+WEBCHAT_STREAM = {}
 if os.environ.get("WEBCHAT_STREAM_IDLE_TIMEOUT"):
-    WEBCHAT_STREAM = {"IDLE_TIMEOUT": float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])}
+    WEBCHAT_STREAM["IDLE_TIMEOUT"] = float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])
+# ... and the activities one connection replays before 4413 (default 1000).
+if os.environ.get("WEBCHAT_STREAM_MAX_REPLAY"):
+    WEBCHAT_STREAM["MAX_REPLAY"] = int(os.environ["WEBCHAT_STREAM_MAX_REPLAY"])
 
 # Who may read /metrics (webchat/metrics_access.py): by default everyone with DEBUG on and
 # loopback only with DEBUG off; a bearer token and/or client networks open it up.
