@@ -320,7 +320,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._arm_idle_timer()
             renew_after = getattr(self.channel_layer, "group_expiry", 86400) / 2
             renewing = self._rejoiner is not None and not self._rejoiner.done()
-            if loop.time() - self._joined_at >= renew_after and not renewing:
+            joined = self.group is not None  # a replay-cut socket joins no group
+            if joined and loop.time() - self._joined_at >= renew_after and not renewing:
                 self._rejoiner = loop.create_task(self._renew_membership())
             return
         logger.info("Stream idle for %s s: closing", settings.idle_timeout)
