@@ -1,6 +1,6 @@
 """webchat's system checks: its ``WEBCHAT_*`` settings, and production settings.
 
-``check_settings`` reports every mistake :mod:`webchat.conf` finds (``webchat.E001``-``E007``,
+``check_settings`` reports every mistake :mod:`webchat.conf` finds (``webchat.E001``-``E008``,
 ``E020``-``E023``); ``webchat/asgi.py`` refuses to serve while there is one.
 
 Production settings must be real before the service starts.
