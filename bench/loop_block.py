@@ -13,7 +13,8 @@ task could run), replays them from the start the old way and the new way:
 * ``after``: ``webchat.pages.stream_page`` on a thread, page after page (MAX_POLL_BYTES each,
   frames under MAX_FRAME_BYTES) until every activity is read.
 
-Prints the largest loop delay, the total time and the largest frame of each.
+Prints the largest loop delay, the total time and the largest frame of each, after an
+``idle`` row: the same ticker for 3 s with nothing else to do (the machine's noise floor).
 """
 
 import argparse
@@ -87,8 +88,8 @@ async def measured(work):
 async def main(args):
     with tempfile.TemporaryDirectory() as directory:
         await asyncio.to_thread(setup, directory)
-        from webchat import queries
         from webchat.conf import settings
+        from webchat.models import Activity
         from webchat.pages import stream_page
 
         thread = ThreadPoolExecutor(1)  # one thread: Django's connection stays on it
@@ -97,9 +98,10 @@ async def main(args):
         conversation = await loop.run_in_executor(thread, store, args.activities, args.size)
 
         async def before():
-            rows = await loop.run_in_executor(
-                thread, queries.activities_since, conversation, 0, settings.max_replay
-            )
+            rows = await loop.run_in_executor(thread, lambda: list(
+                Activity.objects.filter(conversation_id=conversation)
+                .order_by("sequence").values_list("sequence", "data")[: settings.max_replay]
+            ))
             frame = json.dumps(
                 {"activities": [data for _, data in rows], "watermark": str(rows[-1][0])},
                 separators=(",", ":"),
@@ -118,7 +120,11 @@ async def main(args):
             return largest
 
         print(f"{args.activities} activities of {args.size} bytes, Python {sys.version.split()[0]}")
-        for name, work in (("before", before), ("after", after)):
+        async def idle():  # the noise floor: the loop waits, the machine goes on
+            await asyncio.sleep(3)
+            return 0
+
+        for name, work in (("idle", idle), ("before", before), ("after", after)):
             delay, total, frame = await measured(work)
             print(f"{name:>6}: largest loop delay {delay * 1000:8.1f} ms, total {total:6.2f} s, "
                   f"largest frame {frame / 1024 / 1024:7.2f} MiB")

@@ -7,9 +7,10 @@
     settings.max_poll_activities  # validated on first read, kept until a setting changes
 
 Nothing is read at import time. The snapshot is built on first use and dropped when a test
-changes a ``WEBCHAT_*`` setting (``setting_changed``). Each property validates its value and
-raises :class:`InvalidWebchatConfiguration` carrying the id of the system check that reports
-the same mistake: ``webchat.checks.check_settings`` reads every property, so ``manage.py
+changes a ``WEBCHAT_*`` setting (``setting_changed``). Each property validates its value
+(the validators are in :mod:`webchat.conf_base`) and raises
+:class:`InvalidWebchatConfiguration` carrying the id of the system check that reports the
+same mistake: ``webchat.checks.check_settings`` reads every property, so ``manage.py
 check`` and the code that uses a value share one validator, and ``webchat/asgi.py`` refuses
 to serve with a broken setting rather than failing request after request.
 (``WEBCHAT_NOTIFIER`` is the notifier app's: ``notifier.conf``.)
@@ -24,15 +25,17 @@ Adding a key (the only steps):
 3. Document it in the README and test a bad value (``tests/test_webchat_conf.py``).
 """
 
-import functools
 import ipaddress
 
-from django.conf import settings as django_settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.functional import cached_property
 from django.utils.module_loading import import_string
+
+from .conf_base import InvalidWebchatConfiguration, SettingsSnapshot
+
+__all__ = ["DEFAULTS", "InvalidWebchatConfiguration", "WebchatSettings", "get_settings",
+           "settings"]
 
 MIB = 1024 * 1024
 
@@ -47,6 +50,7 @@ DEFAULTS = {
     "WEBCHAT_DEMO_PEERS": [],  # base URLs of replicas the demo page links to
     "WEBCHAT_GC_FREEZE": True,  # webchat/gc_freeze.py
     "WEBCHAT_TOKEN_SIGNING_KEY": None,  # None: SECRET_KEY (refused in production, E102)
+    "WEBCHAT_ADMIN_PATH": "admin/",  # where the admin is served; None: nowhere
     "WEBCHAT_DIRECTLINE": {
         "MAX_ACTIVITY_BYTES": 256 * 1024,  # a posted activity's JSON (and an upload's)
         "MAX_FILE_BYTES": 4 * MIB,  # each uploaded file
@@ -54,6 +58,7 @@ DEFAULTS = {
         "MAX_POLL_ACTIVITIES": 1000,  # activities in one poll or bot API page
         "MAX_POLL_BYTES": 4 * MIB,  # JSON of the activities in one page (at least one)
         "DB_THREADS": 4,  # threads (and connections) serving the API
+        "RESERVED_USER_NAMES": ["Bot"],  # names a user may not display as (the bot's)
     },
     "WEBCHAT_STREAM": {
         "MAX_SOCKETS_PER_TENANT": 1000,  # open sockets of one tenant on this replica
@@ -118,111 +123,11 @@ METRICS_TOKEN_MIN_LENGTH = 16
 RATE_KEYS = tuple(key for key in DEFAULTS["WEBCHAT_LIMITS"] if "_PER_" in key)
 
 
-class InvalidWebchatConfiguration(ImproperlyConfigured):
-    """A ``WEBCHAT_*`` setting holds a value webchat cannot use.
-
-    ``check_id`` is the system check reporting the same mistake; ``hint`` says the fix.
-    """
-
-    def __init__(self, message, *, hint, check_id, setting):
-        super().__init__(message)
-        self.hint = hint
-        self.check_id = check_id
-        self.setting = setting
-
-
-class WebchatSettings:
+class WebchatSettings(SettingsSnapshot):
     """One snapshot of the ``WEBCHAT_*`` settings; each property is validated on first read."""
 
-    def __init__(self, raw):
-        self.raw = raw  # {setting name: configured value}, absent when not configured
-
-    @classmethod
-    def from_django(cls):
-        """Read Django's settings now (called lazily by :func:`get_settings`)."""
-        return cls({
-            name: getattr(django_settings, name)
-            for name in DEFAULTS
-            if hasattr(django_settings, name)
-        })
-
-    # Validators: each names the setting (and key) and raises with the check id.
-
-    def _error(self, setting, message, hint, check_id=None):
-        return InvalidWebchatConfiguration(
-            message, hint=hint, check_id=check_id or CHECK_IDS[setting], setting=setting
-        )
-
-    def _dict(self, setting):
-        """The dict setting over its defaults (its check id when it is not a dict)."""
-        configured = self.raw.get(setting)
-        if configured is None:
-            return DEFAULTS[setting]
-        known = DEFAULTS[setting]
-        if not isinstance(configured, dict):
-            raise self._error(
-                setting,
-                f"{setting} must be a dict, not {type(configured).__name__}.",
-                f"E.g. {setting} = {{{next(iter(known))!r}: {next(iter(known.values()))!r}}}.",
-            )
-        return {**known, **configured}
-
-    def _unknown_keys(self, setting):
-        """Raise when the dict setting has keys nobody reads: a typo would otherwise leave
-        the default silently in force (checked by ``errors()``, at startup)."""
-        configured = self.raw.get(setting)
-        if not isinstance(configured, dict):
-            return
-        unknown = sorted(str(key) for key in configured if key not in DEFAULTS[setting])
-        if unknown:
-            raise self._error(
-                setting,
-                f"{setting} has unknown key(s) {unknown}; known: {sorted(DEFAULTS[setting])}.",
-                "Fix the spelling; the README lists each key.",
-            )
-
-    def _value(self, setting, key=None):
-        if key is None:
-            return self.raw.get(setting, DEFAULTS[setting])
-        return self._dict(setting)[key]
-
-    @staticmethod
-    def _name(setting, key):
-        return setting if key is None else f"{setting}[{key!r}]"
-
-    def _positive_int(self, setting, key=None, check_id=None):
-        value = self._value(setting, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            default = DEFAULTS[setting][key] if key else DEFAULTS[setting]
-            raise self._error(
-                setting,
-                f"{self._name(setting, key)} must be a positive integer, not {value!r}.",
-                f"Remove it to use {default!r}.",
-                check_id,
-            )
-        return value
-
-    def _positive_number(self, setting, key=None, check_id=None):
-        value = self._value(setting, key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
-            raise self._error(
-                setting,
-                f"{self._name(setting, key)} must be a positive number, not {value!r}.",
-                "Use a number of seconds, e.g. 300.",
-                check_id,
-            )
-        return value
-
-    def _bool(self, setting, key=None, check_id=None):
-        value = self._value(setting, key)
-        if not isinstance(value, bool):
-            raise self._error(
-                setting,
-                f"{self._name(setting, key)} must be True or False, not {value!r}.",
-                "In the environment, use 1 or 0.",
-                check_id,
-            )
-        return value
+    defaults = DEFAULTS
+    check_ids = CHECK_IDS
 
     # WEBCHAT_BOT*: the in-process bot (webchat/bot.py).
 
@@ -292,6 +197,18 @@ class WebchatSettings:
     @cached_property
     def max_poll_bytes(self):
         return self._positive_int("WEBCHAT_DIRECTLINE", "MAX_POLL_BYTES")
+
+    @cached_property
+    def reserved_user_names(self):
+        """Display names a user may not take (compared folded: ``views.payloads``)."""
+        names = self._value("WEBCHAT_DIRECTLINE", "RESERVED_USER_NAMES")
+        if isinstance(names, str) or not isinstance(names, list | tuple) or not all(
+            isinstance(name, str) and name.strip() for name in names
+        ):
+            raise self._error("WEBCHAT_DIRECTLINE", "WEBCHAT_DIRECTLINE['RESERVED_USER_NAMES'] "
+                              f"must be a list of names, not {names!r}.",
+                              'E.g. ["Bot", "Support"]: the names your bots display.')
+        return tuple(names)
 
     @cached_property
     def db_threads(self):
@@ -532,25 +449,17 @@ class WebchatSettings:
                               "webchat.E007")
         return key or None
 
-    # For the system check.
-
-    @classmethod
-    def property_names(cls):
-        """Every validated value, in definition order (read by ``check_settings``)."""
-        return [name for name, attr in vars(cls).items() if isinstance(attr, cached_property)]
-
-    def errors(self):
-        """Every distinct :class:`InvalidWebchatConfiguration` the properties raise."""
-        found = {}
-        reads = [functools.partial(getattr, self, name) for name in self.property_names()]
-        reads += [functools.partial(self._unknown_keys, setting) for setting in CHECK_IDS]
-        for read in reads:
-            try:
-                read()
-            except InvalidWebchatConfiguration as exc:
-                found.setdefault((exc.check_id, str(exc)), exc)
-        return list(found.values())
-
+    @cached_property
+    def admin_path(self):
+        """The admin's URL prefix ("ops-7f3a/"), or None when it is not served (E008)."""
+        value = self._value("WEBCHAT_ADMIN_PATH")
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or value.startswith("/") or not value.endswith("/"):
+            raise self._error("WEBCHAT_ADMIN_PATH", "WEBCHAT_ADMIN_PATH must be a path such as "
+                              f"'ops-7f3a/' (no leading slash, a trailing one), not {value!r}.",
+                              "Or None to serve no admin.", "webchat.E008")
+        return value
 
 _cached = None
 

@@ -20,8 +20,8 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 4404  no such conversation, no such tenant in the path (or no such stream path)
 4408  idle: no client frame and nothing sent for ``IDLE_TIMEOUT`` seconds
 4413  replay cut: more than ``MAX_REPLAY`` activities missed. The first ``MAX_REPLAY``
-      are sent, then the frame ``{"error": "replay_too_large"}``; reconnecting with the
-      last watermark received (directlinejs does) gets the next ones.
+      are sent, then the socket closes; reconnecting with the last watermark received
+      (directlinejs does) gets the next ones.
 4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``)
 4429  too many sockets on this replica for the conversation, the user, the client IP or the
       tenant, or sockets opened too fast (``webchat.throttle``: per token, IP, tenant)
@@ -37,7 +37,6 @@ pings are invisible here; they detect dead peers on their own (``--ping-timeout`
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 from enum import IntEnum
@@ -313,7 +312,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 if self._replay_end is not None and (
                     self.cursor >= self._replay_end or not page.parts
                 ):
-                    await self.send(text_data=json.dumps({"error": "replay_too_large"}))
+                    # No {"error": ...} frame: a frame that is not an ActivitySet ends a
+                    # directlinejs client's stream for good (../shared/directline.md).
                     return await self._close_with(CloseCode.REPLAY_TOO_LARGE, "replay cut")
         except asyncio.CancelledError:
             raise
@@ -347,7 +347,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._arm_idle_timer()
             renew_after = getattr(self.channel_layer, "group_expiry", 86400) / 2
             renewing = self._rejoiner is not None and not self._rejoiner.done()
-            if loop.time() - self._joined_at >= renew_after and not renewing:
+            joined = self.group is not None  # a replay-cut socket joins no group
+            if joined and loop.time() - self._joined_at >= renew_after and not renewing:
                 self._rejoiner = loop.create_task(self._renew_membership())
             return
         logger.info("Stream idle for %s s: closing", settings.idle_timeout)

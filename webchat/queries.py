@@ -108,11 +108,6 @@ ACTIVITIES_PAGE = (
     ") AS page ON {Activity.conversation} = %s AND {Activity.sequence} = seq"
     " WHERE nbefore IS NULL OR nbefore < %s ORDER BY {Activity.sequence}"
 )
-ACTIVITIES_SINCE = (
-    "SELECT {Activity.sequence}, {Activity.data} FROM {Activity}"
-    " WHERE {Activity.conversation} = %s AND {Activity.sequence} > %s"
-    " ORDER BY {Activity.sequence}"
-)
 
 
 def tenant_id_for_secret(secret_hash: str, using=None):
@@ -172,17 +167,4 @@ def activities_page(conversation_id, watermark, *, limit, max_bytes, upto=None, 
     return [
         (sequence, decode(data, None, connection), size)
         for sequence, data, size in run(ACTIVITIES_PAGE, params, using)
-    ]
-
-
-def activities_since(conversation_id: str, watermark: int, limit=None, using=None):
-    """``[(sequence, data), ...]`` after ``watermark``, oldest first, at most ``limit``."""
-    connection = connections[using or DEFAULT_DB_ALIAS]
-    template, params = ACTIVITIES_SINCE, [conversation_id, watermark]
-    if limit is not None:
-        template, params = template + " LIMIT %s", [*params, limit]
-    decode = _ACTIVITY_DATA.from_db_value
-    return [
-        (sequence, decode(data, None, connection))
-        for sequence, data in run(template, params, using)
     ]

@@ -1,4 +1,5 @@
-"""Writing and reading a conversation's activities: the only place that moves a watermark."""
+"""Writing a conversation's activities: the only place that moves a watermark (pages of them
+are read by ``webchat.pages``)."""
 
 from datetime import UTC, datetime
 
@@ -51,10 +52,3 @@ def append_activity(conversation: Conversation, activity: dict, using=None) -> d
         )
     conversation.watermark = sequence
     return stored
-
-
-def activities_since(conversation_id: str, watermark: int, limit: int | None = None):
-    """Return ``(activities, newest_sequence)`` after ``watermark``, oldest first."""
-    rows = queries.activities_since(conversation_id, watermark, limit)
-    newest = rows[-1][0] if rows else watermark
-    return [data for _, data in rows], newest
