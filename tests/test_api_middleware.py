@@ -228,3 +228,30 @@ class RequestThreadTests(SimpleTestCase):
         names = self.finishing_threads("/no/such/page")
         self.assertEqual(self.statuses, [404] * 4)
         self.assertEqual(len(set(names)), 4, names)
+
+
+@override_settings(DEPENDENCY_FAST_PATHS=False)
+class PublicPathTests(SimpleTestCase):
+    """With the fast paths off (notifier.compat.django) the handler and the middleware are
+    Django's: the same thread hops, a thread per request."""
+
+    def test_an_api_request_makes_djangos_hops(self):
+        path = BASE + "/no/such/endpoint"
+        status, ours = HopTests.hops(self, ASGIHandler, path)
+        self.assertEqual(status, 404)
+        with override_settings(MIDDLEWARE=DJANGO_MIDDLEWARE):
+            status, theirs = HopTests.hops(self, DjangoASGIHandler, path)
+        self.assertEqual(status, 404)
+        # The view's database work still runs where db_threads sends it (asgiref's public
+        # path here too: sync_to_async's thread, one hop either way).
+        self.assertEqual(len(ours), len(theirs), (ours, theirs))
+
+    def test_api_requests_get_a_thread_each(self):
+        names = RequestThreadTests.finishing_threads(self, BASE + "/no/such/endpoint")
+        self.assertEqual(self.statuses, [404] * 4)
+        self.assertEqual(len(set(names)), 4, names)
+
+
+@override_settings(DEPENDENCY_FAST_PATHS=False)
+class PublicPathSameResponsesTests(SameResponsesTests):
+    pass

@@ -14,7 +14,7 @@ import threading
 
 from asgiref.sync import async_to_sync
 from django.db import connection, connections
-from django.test import SimpleTestCase, TestCase
+from django.test import SimpleTestCase, TestCase, override_settings
 
 from webchat import db_threads
 from webchat.db_threads import DatabaseThreads, sync_caller_waiting
@@ -216,3 +216,29 @@ class SyncCallerTests(TestCase):
         self.assertEqual(thread, threading.get_ident())
         self.assertEqual(names, ["only-in-this-transaction"])
         self.assertEqual(threads.in_flight(), 0)
+
+
+@override_settings(DEPENDENCY_FAST_PATHS=False)
+class PublicPathTests(SimpleTestCase):
+    """With the fast paths off (notifier.compat.asgiref), every call goes where
+    ``sync_to_async(thread_sensitive=True)`` sends it, never to the workers."""
+
+    databases = {"default"}
+
+    def test_a_plain_loop_runs_the_work_on_asgirefs_thread_not_a_worker(self):
+        threads = DatabaseThreads("test-db", 2)
+        self.addCleanup(threads.close)
+
+        async def calls():
+            return [await threads.run(lambda: threading.current_thread().name)
+                    for _ in range(3)]
+
+        names = run_loop_in_thread(calls)
+        self.assertEqual(len(names), 3)
+        self.assertFalse([name for name in names if name.startswith("test-db")], names)
+        self.assertIsNone(threads._workers)  # never started
+
+
+@override_settings(DEPENDENCY_FAST_PATHS=False)
+class PublicPathSyncCallerTests(SyncCallerTests):
+    pass
