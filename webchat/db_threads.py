@@ -34,13 +34,16 @@ from asgiref.sync import sync_to_async
 from django.db import connections
 
 from notifier.compat import asgiref as asgiref_internals
+from notifier.compat import django as django_internals
 
 
 def sync_caller_waiting() -> bool:
     """Whether sync code waits for this event loop through ``async_to_sync`` (see
     :func:`notifier.compat.asgiref.sync_caller_waiting`); always True on the public path,
-    which sends every call where ``sync_to_async(thread_sensitive=True)`` would."""
-    return not asgiref_internals.fast() or asgiref_internals.sync_caller_waiting()
+    which sends every call where ``sync_to_async(thread_sensitive=True)`` would. The
+    workers also need Django's connection internals (:func:`_close_broken_connections`)."""
+    return (not (asgiref_internals.fast() and django_internals.fast())
+            or asgiref_internals.sync_caller_waiting())
 
 
 #: Seconds a worker's connection may sit unused before it is checked again.

@@ -8,6 +8,9 @@ docs/benchmarks.md):
 * ``webchat.middleware`` overrides ``MiddlewareMixin.__acall__`` to run hooks inline, reads
   its ``async_mode``, and hands Django a coroutine ``process_view``, which Django adapts
   when it loads the middleware.
+* ``webchat.db_threads`` keeps a connection open on its workers and closes it only when it
+  failed (``errors_occurred``) and no longer answers outside a transaction
+  (``in_atomic_block``), what Django's own ``close_if_unusable_or_obsolete`` reads.
 
 Written for Django 4.2 through 5.2. On another Django, or with ``DEPENDENCY_FAST_PATHS =
 False``, :func:`fast` is False: the handler and the middleware behave as Django's own.
