@@ -45,6 +45,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from . import pipeline
 from .conf import mask_url
 from .stats import Counters, Histogram
 from .tasks import cancel_and_wait, raise_if_cancelled
@@ -261,14 +262,19 @@ class Probe:
         finally:
             await client.aclose()
 
-    async def publish_one(self, client):
-        """PUBLISH one probe with ``client``; returns the receivers Redis counted, or None."""
+    async def publish_one(self, client, *, sender_path=False):
+        """PUBLISH one probe with ``client``; returns the receivers Redis counted, or None.
+        ``sender_path``: through :func:`notifier.pipeline.publish`, as the sender does."""
         self._sequence += 1
         sequence = self._sequence
         sent_at = self.clock()
         try:
             async with asyncio.timeout(self.timeout):
-                receivers = await client.publish(self.channel, self.payload(sequence))
+                if sender_path:
+                    [receivers] = await pipeline.publish(
+                        client, [(pipeline.command_head(self.channel), self.payload(sequence))])
+                else:
+                    receivers = await client.publish(self.channel, self.payload(sequence))
             raise_if_cancelled()
         except Exception as exc:
             # CancelledError is no Exception: shutdown goes straight through.
@@ -292,13 +298,14 @@ class Probe:
 
     async def round_trip(self, pubsub, timeout=None):
         """One probe through ``pubsub`` (already subscribed to the probe channel); return
-        its round-trip time in seconds. Used by ``--check``; raises ``TimeoutError``."""
+        its round-trip time in seconds. Used by ``--check``, with the sender's PUBLISH path,
+        so a check also proves that notifications can be sent; raises ``TimeoutError``."""
         timeout = self.timeout if timeout is None else timeout
         client = self._client()
         try:
             async with asyncio.timeout(timeout):
                 self.subscribed()
-                receivers = await self.publish_one(client)
+                receivers = await self.publish_one(client, sender_path=True)
                 if receivers is None:
                     raise self.last_error
                 while True:
