@@ -12,7 +12,7 @@ docs/benchmarks.md):
   failed (``errors_occurred``) and no longer answers outside a transaction
   (``in_atomic_block``), what Django's own ``close_if_unusable_or_obsolete`` reads.
 
-Written for Django 4.2 through 5.2. On another Django, or with ``DEPENDENCY_FAST_PATHS =
+Written for Django 5.2 (webchat needs it). On another Django, or with ``DEPENDENCY_FAST_PATHS =
 False``, :func:`fast` is False: the handler and the middleware behave as Django's own.
 """
 
@@ -25,7 +25,7 @@ from . import _on_reset, fast_paths_enabled
 VERSION = django.VERSION[:3]
 
 #: ``[first, end)``: the Django versions the fast paths were written for.
-FAST_PATH_VERSIONS = ((4, 2), (6, 0))
+FAST_PATH_VERSIONS = ((5, 2), (6, 0))
 
 SUPPORTED = (FAST_PATH_VERSIONS[0] <= VERSION < FAST_PATH_VERSIONS[1]
              and callable(getattr(MiddlewareMixin, "__acall__", None))
