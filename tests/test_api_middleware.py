@@ -17,7 +17,10 @@ from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.signals import request_finished
 from django.test import AsyncClient, SimpleTestCase, TestCase, override_settings
 
+from notifier.compat import asgiref as asgiref_internals
+from notifier.compat import django as django_internals
 from tests.directline_support import BASE, DirectLineMixin, bearer
+from tests.support.fast_paths import fast_path
 from webchat.handler import ASGIHandler, path_info
 from webchat.paths import is_directline_path
 
@@ -162,6 +165,7 @@ def asgi_request(application, path, method="GET"):
     return run()
 
 
+@fast_path(asgiref_internals, django_internals)
 class HopTests(SimpleTestCase):
     """Thread hops (``sync_to_async`` calls) of one Direct Line request, counted."""
 
@@ -218,6 +222,7 @@ class RequestThreadTests(SimpleTestCase):
         thread.join(30)
         return names
 
+    @fast_path(django_internals)
     def test_api_requests_share_one_sync_thread(self):
         names = self.finishing_threads(BASE + "/no/such/endpoint")
         self.assertEqual(self.statuses, [404] * 4)

@@ -20,6 +20,7 @@ from notifier.events import NotifyEvent
 from notifier.exceptions import InvalidNotifierConfiguration
 from notifier.health import PUBLISH_FAILING_AFTER
 from notifier.runtime import get_runtime
+from tests.support.fast_paths import fast_path
 from tests.support.redis_server import RedisServer, requires_redis_server, unique_channel
 from tests.test_notifier_redis import TwoReplicaTests
 from tests.test_ops_endpoints import call, inner_app
@@ -35,7 +36,7 @@ class VersionTests(SimpleTestCase):
         self.assertEqual(parse_version("5.0.0b1"), (5, 0, 0))
         self.assertEqual(parse_version("6.0"), (6, 0))
 
-    @unittest.skipIf(redis_py.FAST_PATH_VERSIONS[0] > redis_py.VERSION, "an older redis-py")
+    @fast_path(redis_py)
     def test_a_supported_redis_py_runs_the_fast_paths_unless_switched_off(self):
         self.assertTrue(redis_py.SUPPORTED)
         self.assertTrue(redis_py.fast())

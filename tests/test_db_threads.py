@@ -16,6 +16,9 @@ from asgiref.sync import async_to_sync
 from django.db import connection, connections
 from django.test import SimpleTestCase, TestCase, override_settings
 
+from notifier.compat import asgiref as asgiref_internals
+from notifier.compat import django as django_internals
+from tests.support.fast_paths import fast_path
 from webchat import db_threads
 from webchat.db_threads import DatabaseThreads, sync_caller_waiting
 from webchat.models import Tenant
@@ -51,6 +54,7 @@ def where():
     return threading.get_ident(), id(connection.connection), _calls.count
 
 
+@fast_path(asgiref_internals, django_internals)
 class WorkerTests(SimpleTestCase):
     databases = {"default"}
 
@@ -115,6 +119,7 @@ class WorkerTests(SimpleTestCase):
             run_loop_in_thread(call)
 
 
+@fast_path(asgiref_internals, django_internals)
 class BrokenConnectionTests(SimpleTestCase):
     """A worker's connection that failed, or sat idle and no longer answers, is replaced."""
 
