@@ -11,6 +11,7 @@ from unittest import mock
 
 from django.core.checks import run_checks
 from django.test import SimpleTestCase, override_settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from notifier import oplog, pipeline
 from notifier.asgi import BackplaneMiddleware
@@ -142,6 +143,11 @@ class FailingPublishTests(SimpleTestCase):
                 self.assertEqual(status, 503, body)
                 self.assertGreaterEqual(time.monotonic() - started, PUBLISH_FAILING_AFTER - 0.5)
                 [problem] = json.loads(body)["problems"]
+                status, _, body = await call(app, "/metrics")
+                [failing] = [s.value for f in text_string_to_metric_families(body.decode())
+                             for s in f.samples
+                             if s.name == "webchat_notifier_publish_failing_seconds"]
+                self.assertGreaterEqual(failing, PUBLISH_FAILING_AFTER)
                 self.assertRegex(problem, r"^backplane: every PUBLISH has failed for [0-9.]+ s "
                                           r"\(last: NoPermissionError: ")
                 # Allowed again: the retried notification goes out, /readyz is green again.
