@@ -45,7 +45,6 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from . import pipeline
 from .conf import mask_url
 from .stats import Counters, Histogram
 from .tasks import cancel_and_wait, raise_if_cancelled
@@ -262,19 +261,14 @@ class Probe:
         finally:
             await client.aclose()
 
-    async def publish_one(self, client, *, sender_path=False):
-        """PUBLISH one probe with ``client``; returns the receivers Redis counted, or None.
-        ``sender_path``: through :func:`notifier.pipeline.publish`, as the sender does."""
+    async def publish_one(self, client):
+        """PUBLISH one probe with ``client``; returns the receivers Redis counted, or None."""
         self._sequence += 1
         sequence = self._sequence
         sent_at = self.clock()
         try:
             async with asyncio.timeout(self.timeout):
-                if sender_path:
-                    [receivers] = await pipeline.publish(
-                        client, [(pipeline.command_head(self.channel), self.payload(sequence))])
-                else:
-                    receivers = await client.publish(self.channel, self.payload(sequence))
+                receivers = await client.publish(self.channel, self.payload(sequence))
             raise_if_cancelled()
         except Exception as exc:
             # CancelledError is no Exception: shutdown goes straight through.
@@ -298,14 +292,13 @@ class Probe:
 
     async def round_trip(self, pubsub, timeout=None):
         """One probe through ``pubsub`` (already subscribed to the probe channel); return
-        its round-trip time in seconds. Used by ``--check``, with the sender's PUBLISH path,
-        so a check also proves that notifications can be sent; raises ``TimeoutError``."""
+        its round-trip time in seconds. Used by ``--check``; raises ``TimeoutError``."""
         timeout = self.timeout if timeout is None else timeout
         client = self._client()
         try:
             async with asyncio.timeout(timeout):
                 self.subscribed()
-                receivers = await self.publish_one(client, sender_path=True)
+                receivers = await self.publish_one(client)
                 if receivers is None:
                     raise self.last_error
                 while True:
