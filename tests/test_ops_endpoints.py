@@ -74,9 +74,16 @@ class HealthzTests(SimpleTestCase):
         self.assertEqual((status, headers[b"content-length"], body), (200, b"15", b""))
 
 
+#: The detailed /readyz answer is for callers WEBCHAT_METRICS admits: with DEBUG off, the
+#: holders of its token (an operator's monitor); strangers get generic reasons.
+MONITOR_TOKEN = "monitor-token-0123456789"
+MONITOR = (("Authorization", f"Bearer {MONITOR_TOKEN}"),)
+
+
+@override_settings(WEBCHAT_METRICS={"TOKEN": MONITOR_TOKEN})
 class ReadyzTests(TestCase):
     async def test_ready_with_the_database_and_the_memory_backend(self):
-        status, _, body = await call(OpsEndpoints(inner_app), "/readyz")
+        status, _, body = await call(OpsEndpoints(inner_app), "/readyz", headers=MONITOR)
         self.assertEqual(status, 200, body)
         ready = json.loads(body)
         self.assertEqual(ready["status"], "ready")
@@ -87,7 +94,7 @@ class ReadyzTests(TestCase):
         failure = OperationalError("could not connect to server\nsecond line")
         with (mock.patch("webchat.ops._ping_database", side_effect=failure),
               self.assertLogs("webchat.ops", "WARNING")):
-            status, _, body = await call(OpsEndpoints(inner_app), "/readyz")
+            status, _, body = await call(OpsEndpoints(inner_app), "/readyz", headers=MONITOR)
         self.assertEqual(status, 503)
         answer = json.loads(body)
         self.assertEqual(answer["status"], "unavailable")
@@ -96,6 +103,7 @@ class ReadyzTests(TestCase):
         self.assertTrue(answer["checks"]["backplane"]["ok"])
 
 
+@override_settings(WEBCHAT_METRICS={"TOKEN": MONITOR_TOKEN})
 class RedisReadyzTests(SimpleTestCase):
     databases = {"default"}
 
@@ -104,7 +112,7 @@ class RedisReadyzTests(SimpleTestCase):
             app = BackplaneMiddleware(OpsEndpoints(inner_app))
             try:
                 with self.assertLogs("webchat.ops", "WARNING"):
-                    status, _, body = await call(app, "/readyz")
+                    status, _, body = await call(app, "/readyz", headers=MONITOR)
             finally:
                 await get_runtime().aclose()
         self.assertEqual(status, 503)
@@ -120,7 +128,7 @@ class RedisReadyzTests(SimpleTestCase):
             app = BackplaneMiddleware(OpsEndpoints(inner_app))
             try:
                 # The first call starts the listener and waits for its first round trip.
-                status, _, body = await call(app, "/readyz")
+                status, _, body = await call(app, "/readyz", headers=MONITOR)
             finally:
                 await get_runtime().aclose()
         self.assertEqual(status, 200, body)
