@@ -25,4 +25,8 @@ class WebchatConfig(AppConfig):
         from .gc_freeze import check_gc_freeze_setting
 
         checks.register(check_gc_freeze_setting)
+        # Issue 15: token lifetimes.
+        from .token_conf import check_token_settings
+
+        checks.register(check_token_settings)
         webchat_checks.refuse_unsafe_production()

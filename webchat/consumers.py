@@ -18,7 +18,8 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 4408  idle: no client frame and nothing sent for ``IDLE_TIMEOUT`` seconds
 4413  replay too large: more than ``MAX_REPLAY`` activities missed; the frame
       ``{"error": "replay_too_large"}`` is sent first. Catch up over REST, then reconnect.
-4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``)
+4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``), revoked, or its
+      session past its maximum lifetime (README "Token lifecycle")
 4429  too many sockets on this replica for the conversation or the tenant
 4500  the stream failed on the server (e.g. the database); reconnect with the last watermark
 1009  a client frame over ``MAX_FRAME_BYTES``; under daphne its own
@@ -28,6 +29,10 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 Idle: only what this consumer sees counts as activity, i.e. client frames (Direct Line
 clients send an empty frame every 20 s) and frames sent to the client. daphne's protocol
 pings are invisible here; they detect dead peers on their own (``--ping-timeout``).
+
+An open stream keeps its conversation alive for sliding token renewal: the socket records
+the client in ``last_seen`` when it opens and, at most every tenth of the token TTL, on its
+client frames.
 """
 
 import asyncio
@@ -44,7 +49,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 
 from notifier.events import group_name
 
-from . import queries
+from . import queries, tokens
 from .limits import StreamLimits, socket_slots, stream_limits
 from .metrics import stream_stats
 from .stream_reads import shared_reads, stream_db
@@ -88,9 +93,17 @@ def activity_set(activities: list, watermark: int) -> str:
 
 
 def _conversation_state(conversation_id: str):
-    """Return ``(tenant_id, watermark)`` of a conversation, or None."""
+    """Return ``(tenant_id, watermark, last_seen, tenant token epoch)`` of a conversation,
+    or None."""
     conversation = queries.conversation(conversation_id)
-    return None if conversation is None else (conversation.tenant_id, conversation.watermark)
+    if conversation is None:
+        return None
+    return (
+        conversation.tenant_id,
+        conversation.watermark,
+        conversation.last_seen,
+        conversation.tenant_token_epoch,
+    )
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -115,6 +128,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._joined_at = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
+        self._last_seen = 0  # the conversation's last_seen, as this socket last wrote it
+        self._seer: asyncio.Task | None = None
 
     async def __call__(self, scope, receive, send):
         # Whatever ends the consumer (disconnect, cancellation by the server), the socket's
@@ -171,6 +186,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
         tenant_id, current = str(state[0]), state[1]
         if tenant_id != claims.tenant_id:
             return await self._refuse(CloseCode.FORBIDDEN, "token for another tenant")
+        try:
+            tokens.check_session(claims, state[3], state[2])
+        except TokenError:
+            return await self._refuse(CloseCode.TOKEN_EXPIRED, "token revoked or session over")
+        self._last_seen = state[2]
         if watermark > current:
             return await self._refuse(CloseCode.BAD_WATERMARK, "watermark ahead of conversation")
         if current - watermark > self._limits.MAX_REPLAY:
@@ -194,6 +214,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.cursor = self.wanted = watermark
         self._touch()
         self._arm_idle_timer()
+        self._seen()
         # The first read always runs, even with nothing announced yet: an activity committed
         # between reading the conversation above and joining the group was announced to no one.
         self._reader = asyncio.create_task(self._drain(first=True))
@@ -201,6 +222,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def websocket_receive(self, message):
         """Called for each client frame: empty pings and anything else are only liveness."""
         self._touch()
+        self._seen()
         text = message.get("text")
         if text is not None:
             if not text:
@@ -299,6 +321,24 @@ class StreamConsumer(AsyncWebsocketConsumer):
     def _touch(self):
         self._last_activity = asyncio.get_running_loop().time()
 
+    def _seen(self):
+        """Record the client in the conversation's ``last_seen`` when it is due (one write in
+        flight at most; a failed write is retried on the next frame)."""
+        if self._closing or (self._seer is not None and not self._seer.done()):
+            return
+        if tokens.needs_touch(self._last_seen):
+            self._last_seen = tokens.now()
+            self._seer = asyncio.create_task(self._write_seen(self._last_seen))
+
+    async def _write_seen(self, seen_at: int):
+        try:
+            await stream_db(queries.touch_conversation, self.conversation_id, seen_at)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("Stream could not record the client's last_seen")
+            self._last_seen = 0
+
     def _arm_idle_timer(self):
         loop = asyncio.get_running_loop()
         deadline = self._last_activity + self._limits.IDLE_TIMEOUT
@@ -358,7 +398,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._idle_timer.cancel()
             self._idle_timer = None
         current = asyncio.current_task()
-        for task in (self._reader, self._closer, self._rejoiner):
+        for task in (self._reader, self._closer, self._rejoiner, self._seer):
             if task is not None and task is not current and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

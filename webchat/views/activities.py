@@ -19,16 +19,19 @@ from .auth import Caller, authenticate, conversation_for
 from .conf import directline_limits
 from .errors import directline_view, missing_property
 from .payloads import check_watermark_within, parse_activity, parse_watermark, read_json_body
+from .tokens import with_renewal
 
 
-def activity_set(request, conversation) -> JsonResponse:
-    """The polling answer: activities after ``?watermark=`` and the newest watermark."""
+def activity_set(request, conversation, caller: Caller) -> JsonResponse:
+    """The polling answer: activities after ``?watermark=`` and the newest watermark (and a
+    renewed token once the caller's is stale)."""
     watermark = parse_watermark(request.GET.get("watermark"))
     check_watermark_within(watermark, conversation)
     activities, newest = activities_since(
         conversation.id, watermark, limit=directline_limits().MAX_POLL_ACTIVITIES
     )
-    return JsonResponse({"activities": activities, "watermark": str(newest)})
+    body = {"activities": activities, "watermark": str(newest)}
+    return JsonResponse(with_renewal(body, caller, always=False))
 
 
 def read_activity(request) -> dict:
@@ -67,7 +70,7 @@ def conversation_activities(request, conversation_id):
     caller = authenticate(request)
     conversation = conversation_for(caller, conversation_id)
     if request.method == "GET":
-        return activity_set(request, conversation)
+        return activity_set(request, conversation, caller)
     activity = as_user(read_activity(request), caller)
     stored = store_user_activity(conversation, activity)
-    return JsonResponse({"id": stored["id"]})
+    return JsonResponse(with_renewal({"id": stored["id"]}, caller, always=True))
