@@ -25,7 +25,7 @@ from tests.support.streams import (
 )
 from webchat import consumers
 from webchat.metrics import stream_stats
-from webchat.transcript import activities_since
+from webchat.pages import stream_page
 
 
 class ConsumerResyncTests(TestCase):
@@ -89,10 +89,10 @@ class ConsumerResyncTests(TestCase):
         def held_read(*args):
             entered.set()
             release.wait(5)
-            return activities_since(*args)
+            return stream_page(*args)
 
         handled = stream_stats.resyncs
-        with mock.patch.object(consumers, "activities_since", held_read):
+        with mock.patch.object(consumers, "stream_page", held_read):
             await self.resync()
             self.assertTrue(await asyncio.to_thread(entered.wait, 5))
             for _ in range(19):

@@ -178,7 +178,7 @@ class ReplayTests(StreamTestMixin, TestCase):
     async def test_read_failure_closes_with_4500(self):
         comm = await self.open(5)
         with (
-            mock.patch("webchat.consumers.activities_since", side_effect=RuntimeError("db down")),
+            mock.patch("webchat.consumers.stream_page", side_effect=RuntimeError("db down")),
             self.assertLogs("webchat.consumers", "ERROR"),
         ):
             await bump(self.conversation, 6)

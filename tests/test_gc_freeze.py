@@ -6,7 +6,8 @@ import weakref
 from django.core.checks import run_checks
 from django.test import SimpleTestCase, override_settings
 
-from webchat.gc_freeze import HeapFreezer, check_gc_freeze_setting, heap_freezer
+from webchat.checks import check_settings
+from webchat.gc_freeze import HeapFreezer, heap_freezer
 
 
 class Node:
@@ -109,7 +110,7 @@ class CheckTests(SimpleTestCase):
     def test_a_bool_passes(self):
         for value in (True, False):
             with override_settings(WEBCHAT_GC_FREEZE=value):
-                self.assertEqual(check_gc_freeze_setting(), [])
+                self.assertEqual(check_settings(), [])
 
     @override_settings(WEBCHAT_GC_FREEZE="no")
     def test_anything_else_is_e003(self):

@@ -18,9 +18,9 @@ from tests.support.redis_server import (
     requires_shared_redis,
     unique_channel,
 )
+from webchat.checks import check_settings
 from webchat.http_metrics import REQUESTS
 from webchat.metrics import REGISTRY
-from webchat.metrics_access import check_metrics_settings
 from webchat.ops import OpsEndpoints
 
 TIMEOUT = 10  # generous: the machine is shared
@@ -179,7 +179,7 @@ class MetricsAccessTests(SimpleTestCase):
 class MetricsSettingsCheckTests(SimpleTestCase):
     def ids(self, value):
         with override_settings(WEBCHAT_METRICS=value):
-            return [error.id for error in check_metrics_settings()]
+            return [error.id for error in check_settings() if error.obj == "WEBCHAT_METRICS"]
 
     def test_valid_settings_pass(self):
         for value in (None, {}, {"ENABLED": False},

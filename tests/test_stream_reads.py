@@ -17,8 +17,9 @@ from tests.support.streams import (
     stream_path,
     token_for,
 )
-from webchat import transcript
-from webchat.stream_reads import Page, SharedReads
+from webchat import pages as webchat_pages
+from webchat.pages import Page
+from webchat.stream_reads import SharedReads
 
 
 class Recorder:
@@ -39,7 +40,7 @@ class Recorder:
         self.gate.wait(10)
         if conversation == self.fail_on:
             raise RuntimeError("db down")
-        return [{"id": f"{conversation}|{cursor + 1}"}], cursor + 1
+        return Page([{"id": f"{conversation}|{cursor + 1}"}], [], cursor + 1)
 
 
 class SharedReadsTests(SimpleTestCase):
@@ -48,7 +49,7 @@ class SharedReadsTests(SimpleTestCase):
         pages = await asyncio.gather(*(reads.read(function, "c1", 4) for _ in range(5)))
         self.assertEqual(function.calls, [("c1", 4)])
         self.assertTrue(all(page is pages[0] for page in pages))
-        self.assertEqual(pages[0], Page([{"id": "c1|5"}], 5))
+        self.assertEqual(pages[0], Page([{"id": "c1|5"}], [], 5))
 
     async def test_different_reads_asked_together_share_one_hop(self):
         reads, function = SharedReads(), Recorder()
@@ -107,9 +108,7 @@ class SharedStreamReadsTests(TestCase):
             self.assertTrue(connected)
             sockets.append(comm)
         await asyncio.sleep(0.1)  # the first (empty) reads are done
-        with mock.patch(
-            "webchat.consumers.activities_since", wraps=transcript.activities_since
-        ) as spy:
+        with mock.patch("webchat.consumers.stream_page", wraps=webchat_pages.stream_page) as spy:
             await append(conversation, "hello")
             await bump(conversation, 1)  # what the notifier sends once the write commits
             frames = [await comm.receive_from(TIMEOUT) for comm in sockets]

@@ -19,10 +19,11 @@ from django.test import TestCase, override_settings
 
 from tests.support.streams import assert_refused, communicator, stream_path
 from webchat import tokens
+from webchat.checks import check_settings
+from webchat.conf import settings as webchat_settings
 from webchat.consumers import CloseCode
 from webchat.models import Conversation, TenantSecret
-from webchat.token_conf import check_token_settings, token_settings
-from webchat.tokens import issue_token, read_token
+from webchat.tokens import check_short_ttl, issue_token, read_token
 
 from .directline_support import DirectLineMixin
 
@@ -35,7 +36,7 @@ class RenewalTests(DirectLineMixin, TestCase):
         return f"/conversations/{self.conversation.id}/activities"
 
     def test_defaults_are_the_seeds(self):
-        self.assertEqual(token_settings().TTL, TTL)
+        self.assertEqual(webchat_settings.token_ttl, TTL)
         response = self.post_json("/tokens/generate", {}, self.secret)
         claims = read_token(response.json()["token"])
         self.assertEqual(response.json()["expires_in"], TTL)
@@ -300,16 +301,17 @@ class SettingsTests(TestCase):
             ({"TTL": "60"}, Error, "webchat.E050"),
             ({"TTL": True}, Error, "webchat.E050"),
             ({"TTL": 600, "MAX_SESSION": 599}, Error, "webchat.E050"),
+            ({"MAX_SESSION": 366 * 86400 + 1}, Error, "webchat.E050"),
             ({"TLL": 600}, Error, "webchat.E050"),
             ([("TTL", 600)], Error, "webchat.E050"),
             ({"TTL": 2}, Warning, "webchat.W050"),
         ]
         for value, kind, check_id in cases:
             with self.subTest(value=value), override_settings(WEBCHAT_TOKENS=value):
-                found = check_token_settings()
+                found = check_settings() + check_short_ttl()
                 self.assertEqual([(type(m), m.id) for m in found], [(kind, check_id)])
         with override_settings(WEBCHAT_TOKENS={"TTL": 60, "MAX_SESSION": 60}):
-            self.assertEqual(check_token_settings(), [])
+            self.assertEqual(check_settings() + check_short_ttl(), [])
 
     def settings_in_a_process(self, **env) -> str:
         code = (

@@ -16,6 +16,11 @@ django_asgi_app = get_asgi_application()
 # These imports need Django set up.
 from channels.routing import ProtocolTypeRouter  # noqa: E402
 
+from webchat.checks import refuse_broken_settings  # noqa: E402
+
+# A broken WEBCHAT_* setting stops daphne here, not each request that reads it.
+refuse_broken_settings()
+
 from notifier.asgi import with_backplane  # noqa: E402
 from webchat.ops import OpsEndpoints  # noqa: E402
 from webchat.routing import websocket_application  # noqa: E402
@@ -27,7 +32,8 @@ application = with_backplane(
 
 # Last, once the code is loaded: keep the long-lived heap out of full GC collections
 # (webchat/gc_freeze.py).
-from webchat.gc_freeze import freeze_enabled, heap_freezer  # noqa: E402
+from webchat.conf import settings as webchat_settings  # noqa: E402
+from webchat.gc_freeze import heap_freezer  # noqa: E402
 
-if freeze_enabled():
+if webchat_settings.gc_freeze:
     heap_freezer.install()

@@ -18,17 +18,15 @@ import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 
-from django.conf import settings
-from django.core.checks import Error
 from django.db import close_old_connections
-from django.utils.module_loading import import_string
 
+from .conf import InvalidWebchatConfiguration
+from .conf import settings as webchat_settings
 from .models import Conversation
 from .transcript import append_activity
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BOT = "webchat.bot.echo_bot"
 #: ``from`` of bot activities that do not name their sender.
 BOT_ACCOUNT = {"id": "bot", "name": "Bot"}
 
@@ -44,41 +42,10 @@ def echo_bot(activity: dict):
     return {"type": "message", "text": f"You said: {text}"}
 
 
-def bot_path():
-    """Return the configured bot (a dotted path or a callable), or None when it is off."""
-    return getattr(settings, "WEBCHAT_BOT", DEFAULT_BOT) or None
-
-
 def resolve_bot():
-    """Return the bot callable, or None. Read on each use so settings changes apply."""
-    path = bot_path()
-    if path is None or callable(path):
-        return path
-    return import_string(path)
-
-
-def check_bot_setting(app_configs=None, **kwargs):
-    """System check ``webchat.E001``: WEBCHAT_BOT names an importable callable."""
-    path = bot_path()
-    if path is None or callable(path):
-        return []
-    problem = None
-    try:
-        bot = import_string(path) if isinstance(path, str) else None
-    except ImportError as exc:
-        problem = f"WEBCHAT_BOT {path!r} cannot be imported: {exc}"
-    else:
-        if not callable(bot):
-            problem = f"WEBCHAT_BOT must be a dotted path to a callable, not {path!r}."
-    if problem is None:
-        return []
-    return [
-        Error(
-            problem,
-            hint="Use e.g. WEBCHAT_BOT = 'webchat.bot.echo_bot', or None to turn the bot off.",
-            id="webchat.E001",
-        )
-    ]
+    """Return the bot callable, or None (``WEBCHAT_BOT``; raises ``webchat.E001``'s error
+    when it does not import). Read on each use so settings changes apply."""
+    return webchat_settings.bot
 
 
 def bot_reply(user_activity: dict, reply) -> dict:
@@ -128,8 +95,8 @@ class BotRunner:
         self._pending = 0
 
     def _limits(self) -> tuple[int, int]:
-        workers = self._max_workers or getattr(settings, "WEBCHAT_BOT_WORKERS", 4)
-        pending = self._max_pending or getattr(settings, "WEBCHAT_BOT_MAX_PENDING", 1000)
+        workers = self._max_workers or webchat_settings.bot_workers
+        pending = self._max_pending or webchat_settings.bot_max_pending
         return workers, pending
 
     def submit(self, conversation_id: str, activity: dict) -> bool:
@@ -219,7 +186,7 @@ def resolve_bot_safely():
     """Like resolve_bot, but logs (check ``webchat.E001`` reports it) instead of raising."""
     try:
         return resolve_bot()
-    except ImportError:
+    except InvalidWebchatConfiguration:
         logger.exception("WEBCHAT_BOT cannot be imported; the bot does not answer")
         return None
 

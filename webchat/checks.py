@@ -1,4 +1,9 @@
-"""Production settings that must be real before the service starts.
+"""webchat's system checks: its ``WEBCHAT_*`` settings, and production settings.
+
+``check_settings`` reports every mistake :mod:`webchat.conf` finds (``webchat.E001``-``E007``,
+``E020``-``E023``); ``webchat/asgi.py`` refuses to serve while there is one.
+
+Production settings must be real before the service starts.
 
 With ``DEBUG=0`` the service refuses to start (``ImproperlyConfigured`` from
 ``WebchatConfig.ready()``, so daphne and every management command exit before serving)
@@ -15,6 +20,8 @@ import logging
 from django.conf import settings
 from django.core.checks import Error
 from django.core.exceptions import ImproperlyConfigured
+
+from .conf import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +58,10 @@ def production_errors() -> list[Error]:
                 id="webchat.E101",
             )
         )
-    signing_key = getattr(settings, "WEBCHAT_TOKEN_SIGNING_KEY", None)
+    try:
+        signing_key = get_settings().token_signing_key
+    except ImproperlyConfigured:
+        signing_key = None  # check_settings reports it (webchat.E007)
     if not signing_key or _weak(signing_key, SIGNING_KEY_MIN_LENGTH):
         errors.append(
             Error(
@@ -106,6 +116,24 @@ def production_errors() -> list[Error]:
             )
         )
     return errors
+
+
+def check_settings(app_configs=None, **kwargs):
+    """The ``WEBCHAT_*`` settings' check (ids in :mod:`webchat.conf`): every property of the
+    snapshot is read, and each distinct mistake is an error."""
+    return [
+        Error(str(exc), hint=exc.hint, obj=exc.setting, id=exc.check_id)
+        for exc in get_settings().errors()
+    ]
+
+
+def refuse_broken_settings():
+    """Called by ``webchat/asgi.py`` before serving: a broken ``WEBCHAT_*`` setting stops
+    the server at startup rather than failing each request that reads it."""
+    errors = check_settings()
+    if errors:
+        lines = "\n".join(f"  {e.id}: {e.msg} {e.hint}" for e in errors)
+        raise ImproperlyConfigured(f"Refusing to serve with broken settings:\n{lines}")
 
 
 def check_production_settings(app_configs=None, **kwargs):

@@ -16,8 +16,9 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 4403  token for another conversation or another tenant
 4404  no such conversation (or no such stream path)
 4408  idle: no client frame and nothing sent for ``IDLE_TIMEOUT`` seconds
-4413  replay too large: more than ``MAX_REPLAY`` activities missed; the frame
-      ``{"error": "replay_too_large"}`` is sent first. Catch up over REST, then reconnect.
+4413  replay cut: more than ``MAX_REPLAY`` activities missed. The first ``MAX_REPLAY``
+      are sent, then the frame ``{"error": "replay_too_large"}``; reconnecting with the
+      last watermark received (directlinejs does) gets the next ones.
 4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``), revoked, or its
       session past its maximum lifetime (README "Token lifecycle")
 4429  too many sockets on this replica for the conversation or the tenant
@@ -50,11 +51,12 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from notifier.events import group_name
 
 from . import queries, tokens
-from .limits import StreamLimits, socket_slots, stream_limits
+from .conf import settings
+from .limits import socket_slots
 from .metrics import stream_stats
+from .pages import stream_page
 from .stream_reads import shared_reads, stream_db
 from .tokens import TokenError, read_token
-from .transcript import activities_since
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +87,6 @@ def parse_watermark(raw: str | None) -> int | None:
     return value if value <= _MAX_WATERMARK else None
 
 
-def activity_set(activities: list, watermark: int) -> str:
-    """Encode one ActivitySet frame. ASCII escapes keep lone surrogates sendable."""
-    return json.dumps(
-        {"activities": activities, "watermark": str(watermark)}, separators=(",", ":")
-    )
-
-
 def _conversation_state(conversation_id: str):
     """Return ``(tenant_id, watermark, last_seen, tenant token epoch)`` of a conversation,
     or None."""
@@ -118,8 +113,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.wanted = 0  # the newest watermark announced (or sent)
         self._dirty = False  # a bump above the cursor arrived since the last read began
         self.reads = 0  # database reads after the handshake (tests count them)
-        self._limits: StreamLimits | None = None
         self._slot = None
+        self._replay_end = None  # a long backlog: the last watermark this socket replays
         self._closing = False
         self._shut = False
         self._reader: asyncio.Task | None = None
@@ -156,7 +151,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def websocket_connect(self, message):
         """Called when the client opens the socket: authenticate, then join and replay."""
-        self._limits = stream_limits()
         conversation_id = self.scope["url_route"]["kwargs"]["conversation_id"]
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"), True)
 
@@ -193,23 +187,24 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._last_seen = state[2]
         if watermark > current:
             return await self._refuse(CloseCode.BAD_WATERMARK, "watermark ahead of conversation")
-        if current - watermark > self._limits.MAX_REPLAY:
+        if current - watermark > settings.max_replay:
+            # Send the first MAX_REPLAY, then close with 4413: the client reconnects from
+            # there, so each try moves on (a bare refusal would repeat forever).
             logger.info("Stream replay too large: %d activities", current - watermark)
-            await self.accept()
-            await self.send(text_data=json.dumps({"error": "replay_too_large"}))
-            return await self._close_with(CloseCode.REPLAY_TOO_LARGE, "replay too large")
+            self._replay_end = watermark + settings.max_replay
 
-        refused_by = socket_slots.acquire(tenant_id, conversation_id, self._limits)
+        refused_by = socket_slots.acquire(tenant_id, conversation_id)
         if refused_by:
             return await self._refuse(CloseCode.TOO_MANY_SOCKETS, f"{refused_by} reached")
         self._slot = (tenant_id, conversation_id)
         self.tenant_id, self.conversation_id = tenant_id, conversation_id
 
-        # Join BEFORE reading: anything committed from here on is either in the first read
-        # or announced to this socket afterwards. The layer is process-local: no Redis call.
-        self.group = group_name(tenant_id, conversation_id)
-        await self.channel_layer.group_add(self.group, self.channel_name)
-        self._joined_at = asyncio.get_running_loop().time()
+        if self._replay_end is None:
+            # Join BEFORE reading: anything committed from here on is either in the first
+            # read or announced to this socket afterwards. The layer is process-local.
+            self.group = group_name(tenant_id, conversation_id)
+            await self.channel_layer.group_add(self.group, self.channel_name)
+            self._joined_at = asyncio.get_running_loop().time()
         await self.accept()
         self.cursor = self.wanted = watermark
         self._touch()
@@ -229,11 +224,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 return
             # n characters are n to 4n UTF-8 bytes: encode only when the bound is not enough.
             size = len(text)
-            if size * 4 > self._limits.MAX_FRAME_BYTES:
+            if size * 4 > settings.max_frame_bytes:
                 size = len(text.encode("utf-8", "surrogatepass"))
         else:
             size = len(message.get("bytes") or b"")
-        if size > self._limits.MAX_FRAME_BYTES:
+        if size > settings.max_frame_bytes:
             logger.info("Stream frame of %d bytes over the limit: closing", size)
             await self._close_with(CloseCode.MESSAGE_TOO_BIG, "frame too big")
 
@@ -284,32 +279,37 @@ class StreamConsumer(AsyncWebsocketConsumer):
         covered every bump. The filter on bumps is the cursor, not ``wanted``: a bogus
         watermark costs one empty read and never hides a later real one.
         """
-        limit = self._limits.MAX_REPLAY
-        more = first
+        limit, more = settings.max_replay, first
+        budget = (settings.max_poll_bytes, settings.max_frame_bytes)
         try:
             while not self._closing and (more or (self._dirty and self.wanted > self.cursor)):
                 self._dirty = False
                 self.reads += 1
-                # Shared with the other sockets of this conversation at the same cursor.
+                # Shared with the other sockets of this conversation at the same cursor; the
+                # page is cut by count and bytes and encoded on the database thread.
                 page = await shared_reads.read(
-                    activities_since, self.conversation_id, self.cursor, limit
+                    stream_page, self.conversation_id, self.cursor, limit, *budget,
+                    self._replay_end,
                 )
-                activities, newest = page.activities, page.newest
                 if self._closing:
                     return
                 if first:
                     first = False
-                    stream_stats.replayed(len(activities))
-                # A full page may hide more than was announced: read on.
-                more = len(activities) == limit
-                if activities:
-                    if page.frame is None:
-                        page.frame = activity_set(activities, newest)
-                    await self.send(text_data=page.frame)
-                    stream_stats.sent(len(activities))
+                    stream_stats.replayed(len(page.parts))
+                # A cut page may hide more than was announced: read on.
+                more = page.more
+                for frame in page.frames:
+                    await self.send(text_data=frame)
+                if page.parts:
+                    stream_stats.sent(len(page.parts))
                     self._touch()
-                    self.cursor = newest
-                    self.wanted = max(self.wanted, newest)
+                    self.cursor = page.newest
+                    self.wanted = max(self.wanted, page.newest)
+                if self._replay_end is not None and (
+                    self.cursor >= self._replay_end or not page.parts
+                ):
+                    await self.send(text_data=json.dumps({"error": "replay_too_large"}))
+                    return await self._close_with(CloseCode.REPLAY_TOO_LARGE, "replay cut")
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -341,7 +341,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     def _arm_idle_timer(self):
         loop = asyncio.get_running_loop()
-        deadline = self._last_activity + self._limits.IDLE_TIMEOUT
+        deadline = self._last_activity + settings.idle_timeout
         self._idle_timer = loop.call_at(deadline, self._idle_check)
 
     def _idle_check(self):
@@ -356,14 +356,14 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self._closing:
             return
         loop = asyncio.get_running_loop()
-        if loop.time() < self._last_activity + self._limits.IDLE_TIMEOUT:
+        if loop.time() < self._last_activity + settings.idle_timeout:
             self._arm_idle_timer()
             renew_after = getattr(self.channel_layer, "group_expiry", 86400) / 2
             renewing = self._rejoiner is not None and not self._rejoiner.done()
             if loop.time() - self._joined_at >= renew_after and not renewing:
                 self._rejoiner = loop.create_task(self._renew_membership())
             return
-        logger.info("Stream idle for %s s: closing", self._limits.IDLE_TIMEOUT)
+        logger.info("Stream idle for %s s: closing", settings.idle_timeout)
         self._closer = loop.create_task(self._close_with(CloseCode.IDLE_TIMEOUT, "idle timeout"))
 
     async def _renew_membership(self):

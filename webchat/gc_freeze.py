@@ -29,9 +29,6 @@ import gc
 import os
 import time
 
-from django.conf import settings
-from django.core.checks import Error
-
 from notifier.stats import Histogram
 
 #: Pause bucket upper bounds, seconds.
@@ -118,22 +115,3 @@ class HeapFreezer:
 
 #: The process's freezer (``webchat/asgi.py`` installs it).
 heap_freezer = HeapFreezer()
-
-
-def freeze_enabled() -> bool:
-    value = getattr(settings, "WEBCHAT_GC_FREEZE", True)
-    return value is True
-
-
-def check_gc_freeze_setting(app_configs=None, **kwargs):
-    """System check ``webchat.E003``: ``WEBCHAT_GC_FREEZE`` is a bool."""
-    value = getattr(settings, "WEBCHAT_GC_FREEZE", True)
-    if isinstance(value, bool):
-        return []
-    return [
-        Error(
-            f"WEBCHAT_GC_FREEZE must be True or False, not {value!r}.",
-            hint="Set the environment variable WEBCHAT_GC_FREEZE to 1 or 0.",
-            id="webchat.E003",
-        )
-    ]

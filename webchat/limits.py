@@ -1,60 +1,9 @@
-"""Per-replica limits of the Direct Line stream: their settings and the socket counters.
-
-Settings come from one optional dict, read on each connection (so ``override_settings``
-works and nothing is read at import time)::
-
-    WEBCHAT_STREAM = {
-        "MAX_SOCKETS_PER_TENANT": 1000,        # open sockets of one tenant on this replica
-        "MAX_SOCKETS_PER_CONVERSATION": 5,     # open sockets of one conversation on this replica
-        "IDLE_TIMEOUT": 300,                   # seconds without a client frame or a sent frame
-        "MAX_REPLAY": 1000,                    # activities a connecting socket may have missed
-        "MAX_FRAME_BYTES": 1024 * 1024,        # largest client frame (UTF-8 bytes) accepted
-    }
-
-The defaults are the reference service's. daphne enforces the frame limit itself before
-the application sees the frame (``--websocket-max-message-size``, 1 MiB by default, closing
-with 1009); keep both at the same value.
-"""
+"""The stream's per-replica socket counters (their limits: ``WEBCHAT_STREAM``, read through
+:mod:`webchat.conf`)."""
 
 from collections import Counter
-from dataclasses import dataclass, fields
 
-from django.conf import settings
-from django.core.exceptions import ImproperlyConfigured
-
-
-@dataclass(frozen=True, slots=True)
-class StreamLimits:
-    MAX_SOCKETS_PER_TENANT: int = 1000
-    MAX_SOCKETS_PER_CONVERSATION: int = 5
-    IDLE_TIMEOUT: float = 300.0
-    MAX_REPLAY: int = 1000
-    MAX_FRAME_BYTES: int = 1024 * 1024
-
-
-_NAMES = {field.name for field in fields(StreamLimits)}
-
-
-def stream_limits() -> StreamLimits:
-    """Return the limits from ``settings.WEBCHAT_STREAM`` over the defaults.
-
-    Called once per connecting socket. Unknown keys and non-positive values raise
-    ImproperlyConfigured naming the key, rather than being silently ignored.
-    """
-    configured = getattr(settings, "WEBCHAT_STREAM", None) or {}
-    if not isinstance(configured, dict):
-        raise ImproperlyConfigured("WEBCHAT_STREAM must be a dict, e.g. {'IDLE_TIMEOUT': 300}.")
-    unknown = set(configured) - _NAMES
-    if unknown:
-        raise ImproperlyConfigured(
-            f"WEBCHAT_STREAM has unknown key(s) {sorted(unknown)}; known: {sorted(_NAMES)}."
-        )
-    for key, value in configured.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ImproperlyConfigured(
-                f"WEBCHAT_STREAM[{key!r}] must be a positive number, not {value!r}."
-            )
-    return StreamLimits(**configured)
+from .conf import settings
 
 
 class SocketSlots:
@@ -68,12 +17,12 @@ class SocketSlots:
         self._tenants = Counter()
         self._conversations = Counter()
 
-    def acquire(self, tenant_id: str, conversation_id: str, limits: StreamLimits) -> str | None:
+    def acquire(self, tenant_id: str, conversation_id: str) -> str | None:
         """Take a slot; return None, or the name of the limit that refuses it."""
         conversation = (tenant_id, conversation_id)
-        if self._conversations[conversation] >= limits.MAX_SOCKETS_PER_CONVERSATION:
+        if self._conversations[conversation] >= settings.max_sockets_per_conversation:
             return "MAX_SOCKETS_PER_CONVERSATION"
-        if self._tenants[tenant_id] >= limits.MAX_SOCKETS_PER_TENANT:
+        if self._tenants[tenant_id] >= settings.max_sockets_per_tenant:
             return "MAX_SOCKETS_PER_TENANT"
         self._conversations[conversation] += 1
         self._tenants[tenant_id] += 1

@@ -13,73 +13,20 @@
 The client IP is the ASGI peer: behind a proxy, that is the proxy, unless daphne runs with
 ``--proxy-headers`` (then ``X-Forwarded-For``). Environment variables in settings:
 ``WEBCHAT_METRICS_ENABLED``, ``WEBCHAT_METRICS_ALLOWED_IPS`` (comma-separated),
-``WEBCHAT_METRICS_TOKEN``. Mistakes are system check errors ``webchat.E020`` (not a dict or
-unknown keys), ``E021`` (ENABLED not a bool), ``E022`` (an ALLOWED_IPS entry is not an IP or
-network), ``E023`` (TOKEN not a string of at least 16 characters).
+``WEBCHAT_METRICS_TOKEN``. Read and validated by :mod:`webchat.conf`; mistakes are system
+check errors ``webchat.E020`` (not a dict or unknown keys), ``E021`` (ENABLED not a bool),
+``E022`` (an ALLOWED_IPS entry is not an IP or network), ``E023`` (TOKEN not a string of at
+least 16 characters).
 """
 
 import hmac
 import ipaddress
 
 from django.conf import settings
-from django.core.checks import Error
 
-DEFAULTS = {"ENABLED": True, "ALLOWED_IPS": None, "TOKEN": None}
-TOKEN_MIN_LENGTH = 16
+from .conf import InvalidWebchatConfiguration, get_settings
+
 LOOPBACK = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-
-
-def _options():
-    configured = getattr(settings, "WEBCHAT_METRICS", None)
-    if configured is None:
-        configured = {}
-    if not isinstance(configured, dict):
-        raise ValueError("not a dict")
-    return {**DEFAULTS, **configured}
-
-
-def _networks(entries):
-    return [ipaddress.ip_network(str(entry).strip(), strict=False) for entry in entries]
-
-
-def check_metrics_settings(app_configs=None, **kwargs):
-    """System check of ``WEBCHAT_METRICS`` (registered in ``WebchatConfig.ready()``)."""
-    hint = "See webchat/metrics_access.py for the keys and their defaults."
-    configured = getattr(settings, "WEBCHAT_METRICS", None)
-    if configured is None:
-        return []
-    if not isinstance(configured, dict):
-        return [Error("WEBCHAT_METRICS must be a dict.", hint=hint, id="webchat.E020")]
-    errors = []
-    unknown = sorted(set(configured) - set(DEFAULTS))
-    if unknown:
-        errors.append(Error(f"WEBCHAT_METRICS has unknown key(s) {unknown}; known: "
-                            f"{sorted(DEFAULTS)}.", hint=hint, id="webchat.E020"))
-    options = {**DEFAULTS, **configured}
-    if not isinstance(options["ENABLED"], bool):
-        errors.append(Error(f"WEBCHAT_METRICS['ENABLED'] must be True or False, not "
-                            f"{options['ENABLED']!r}.", hint=hint, id="webchat.E021"))
-    allowed = options["ALLOWED_IPS"]
-    if allowed is not None:
-        if isinstance(allowed, str) or not isinstance(allowed, list | tuple):
-            errors.append(Error("WEBCHAT_METRICS['ALLOWED_IPS'] must be a list of IPs or "
-                                f"networks, not {allowed!r}.", hint=hint, id="webchat.E022"))
-        else:
-            for entry in allowed:
-                try:
-                    _networks([entry])
-                except ValueError:
-                    errors.append(Error(
-                        f"WEBCHAT_METRICS['ALLOWED_IPS'] holds {entry!r}, not an IP address "
-                        "or network.", hint='E.g. ["127.0.0.1", "10.0.0.0/8"].',
-                        id="webchat.E022"))
-    token = options["TOKEN"]
-    if token is not None and (not isinstance(token, str) or len(token) < TOKEN_MIN_LENGTH):
-        errors.append(Error(
-            f"WEBCHAT_METRICS['TOKEN'] must be a string of at least {TOKEN_MIN_LENGTH} "
-            "characters.", hint="Use a random value, e.g. `python -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))'`, or None.", id="webchat.E023"))
-    return errors
 
 
 def _bearer(scope):
@@ -93,27 +40,25 @@ def _bearer(scope):
 
 def authorize(scope):
     """None when the caller of ``scope`` may read ``/metrics``, else ``(status, message)``."""
+    options = get_settings()
     try:
-        options = _options()
-    except ValueError:
+        enabled, token = options.metrics_enabled, options.metrics_token
+    except InvalidWebchatConfiguration:
         return 404, "metrics are not configured correctly (manage.py check)"
-    if options["ENABLED"] is not True:
+    if not enabled:
         return 404, "metrics are disabled"
-    token = options["TOKEN"]
-    if isinstance(token, str) and token:
+    if token:
         given = _bearer(scope)
         if given is not None and hmac.compare_digest(given.encode(), token.encode()):
             return None
-    allowed = options["ALLOWED_IPS"]
-    if allowed is None:
+    try:
+        networks = options.metrics_allowed_networks
+    except InvalidWebchatConfiguration:
+        return 403, "WEBCHAT_METRICS['ALLOWED_IPS'] is not valid (manage.py check)"
+    if networks is None:
         if settings.DEBUG:
             return None
         networks = LOOPBACK
-    else:
-        try:
-            networks = _networks(allowed)
-        except ValueError:
-            return 403, "WEBCHAT_METRICS['ALLOWED_IPS'] is not valid (manage.py check)"
     client = (scope.get("client") or (None,))[0]
     try:
         address = ipaddress.ip_address(client)

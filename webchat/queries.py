@@ -27,6 +27,9 @@ _ACTIVITY_DATA = Activity._meta.get_field("data")
 _ACTIVITY_CREATED = Activity._meta.get_field("created")
 
 
+#: The largest watermark (a signed 64-bit integer on every database).
+MAX_SEQUENCE = 2**63 - 1
+
 _rendered = {}
 
 
@@ -41,6 +44,8 @@ def _render(template: str, connection) -> str:
 
 def _render_for(template: str, connection) -> str:
     quote = connection.ops.quote_name
+    size = _SIZE_OF_DATA.get(connection.vendor, _SIZE_OF_DATA["sqlite"])
+    template = template.replace("{SIZE}", size)
 
     def name(match):
         model = _MODELS[match.group(1)]
@@ -100,6 +105,24 @@ BUMP_WATERMARK = (
     "UPDATE {Conversation} SET {Conversation.watermark} = {Conversation.watermark} + 1"
     " WHERE {Conversation.id} = %s"
     " RETURNING {Conversation.id}, {Conversation.tenant}, {Conversation.watermark}"
+)
+#: Bytes of a stored activity's JSON, per vendor (SQLite stores it as ASCII-escaped text,
+#: as it is sent; PostgreSQL's jsonb prints unescaped UTF-8, up to 3x shorter than sent).
+_SIZE_OF_DATA = {
+    "sqlite": "LENGTH({Activity.data})",
+    "postgresql": "OCTET_LENGTH({Activity.data}::text)",
+}
+# The rows after the watermark, at most LIMIT, up to the first one that reaches the byte
+# budget: the window sums the sizes of the rows before each one, and only over the LIMIT
+# rows picked first, so a long backlog costs no more than a page.
+ACTIVITIES_PAGE = (
+    "SELECT {Activity.sequence}, {Activity.data}, size FROM ("
+    "SELECT {Activity.sequence}, {Activity.data}, size, SUM(size) OVER (ORDER BY"
+    " {Activity.sequence} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before FROM ("
+    "SELECT {Activity.sequence}, {Activity.data}, {SIZE} AS size FROM {Activity}"
+    " WHERE {Activity.conversation} = %s AND {Activity.sequence} > %s"
+    " AND {Activity.sequence} <= %s ORDER BY {Activity.sequence} LIMIT %s) AS picked"
+    ") AS page WHERE before IS NULL OR before < %s ORDER BY {Activity.sequence}"
 )
 ACTIVITIES_SINCE = (
     "SELECT {Activity.sequence}, {Activity.data} FROM {Activity}"
@@ -165,6 +188,20 @@ def bump_watermark(conversation_id: str, using=None):
     found, tenant_id, watermark = rows[0]
     run(SET_WATERMARK, [watermark + 1, found], using)
     return found, tenant_id, watermark + 1
+
+
+def activities_page(conversation_id, watermark, *, limit, max_bytes, upto=None, using=None):
+    """``[(sequence, data, stored size), ...]`` after ``watermark`` (and at most ``upto``),
+    oldest first: at most ``limit`` rows, and no row after the stored JSON of those before
+    it reaches ``max_bytes`` (so at least one row when there is one: paging moves on)."""
+    connection = connections[using or DEFAULT_DB_ALIAS]
+    upto = MAX_SEQUENCE if upto is None else upto
+    params = [conversation_id, watermark, upto, limit, max_bytes]
+    decode = _ACTIVITY_DATA.from_db_value
+    return [
+        (sequence, decode(data, None, connection), size)
+        for sequence, data, size in run(ACTIVITIES_PAGE, params, using)
+    ]
 
 
 def activities_since(conversation_id: str, watermark: int, limit=None, using=None):

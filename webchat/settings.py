@@ -40,13 +40,19 @@ if DEBUG and not WEBCHAT_TOKEN_SIGNING_KEY:
 
     WEBCHAT_DEV_KEY_FILE = os.environ.get("WEBCHAT_DEV_KEY_FILE") or str(_dev_key_path())
 
-# Token lifetimes (webchat/token_conf.py, README "Token lifecycle"). The seed's variable, with
-# the seed's clamp (60-604,800 s); WEBCHAT_TOKEN_MAX_SESSION_SECS bounds sliding renewal.
+# Token lifetimes (WEBCHAT_TOKENS in webchat/conf.py, README "Token lifecycle"). The seed's
+# variable, read as the seed does: whole seconds clamped to 60-604,800 (but a value that is
+# not a number is an error, not the default). WEBCHAT_TOKEN_MAX_SESSION_SECS bounds renewal.
 WEBCHAT_TOKENS = {}
 if os.environ.get("GREENTIC_DIRECTLINE_TOKEN_TTL_SECS"):
-    from webchat.token_conf import clamp_seed_ttl as _clamp_seed_ttl
+    _ttl = os.environ["GREENTIC_DIRECTLINE_TOKEN_TTL_SECS"].strip()
+    if not _ttl.isdigit():
+        from django.core.exceptions import ImproperlyConfigured
 
-    WEBCHAT_TOKENS["TTL"] = _clamp_seed_ttl(os.environ["GREENTIC_DIRECTLINE_TOKEN_TTL_SECS"])
+        raise ImproperlyConfigured(
+            f"GREENTIC_DIRECTLINE_TOKEN_TTL_SECS={_ttl!r} is not a whole number of seconds."
+        )
+    WEBCHAT_TOKENS["TTL"] = min(max(int(_ttl), 60), 604_800)
 if os.environ.get("WEBCHAT_TOKEN_MAX_SESSION_SECS"):
     WEBCHAT_TOKENS["MAX_SESSION"] = int(os.environ["WEBCHAT_TOKEN_MAX_SESSION_SECS"])
 
@@ -195,7 +201,7 @@ if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEYS"):
 if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEY_ID"):
     WEBCHAT_NOTIFIER["SIGNING_KEY_ID"] = os.environ["WEBCHAT_NOTIFIER_SIGNING_KEY_ID"]
 
-# The stream's per-replica limits (webchat/limits.py): the idle timeout (seconds without a
+# The stream's per-replica limits (webchat/conf.py): the idle timeout (seconds without a
 # frame either way; default 300) can be tuned per deployment.
 if os.environ.get("WEBCHAT_STREAM_IDLE_TIMEOUT"):
     WEBCHAT_STREAM = {"IDLE_TIMEOUT": float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])}
@@ -217,7 +223,7 @@ WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")
 
 # The in-process bot (webchat/bot.py): a dotted path to a callable; WEBCHAT_BOT="" turns it off.
 WEBCHAT_BOT = os.environ.get("WEBCHAT_BOT", "webchat.bot.echo_bot") or None
-# Direct Line REST size limits (webchat/views/conf.py): the defaults are the reference's.
+# Direct Line REST size limits (webchat/conf.py): the defaults are the reference's.
 WEBCHAT_DIRECTLINE = {
     "MAX_ACTIVITY_BYTES": 256 * 1024,
     "MAX_FILE_BYTES": 4 * 1024 * 1024,

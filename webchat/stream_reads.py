@@ -11,7 +11,6 @@ frame again. Here (measured with ``bench/load.py``, see docs/benchmarks.md):
 """
 
 import asyncio
-from dataclasses import dataclass, field
 
 from .db_threads import DatabaseThreads
 
@@ -25,23 +24,13 @@ async def stream_db(function, *args):
     return await stream_threads.run(function, *args)
 
 
-@dataclass(slots=True)
-class Page:
-    """What one read returned: ``activities`` after the cursor and the ``newest`` watermark.
-    Shared by every socket that asked for the same read: never mutate it."""
-
-    activities: list
-    newest: int
-    frame: str | None = field(default=None)  # the encoded ActivitySet, once someone needs it
-
-
 def _read_all(keys):
     """Called in the stream database thread with a batch: one outcome per key, in order (a
     failing read gives its exception, the others still run)."""
     outcomes = []
     for read, *args in keys:
         try:
-            outcomes.append(Page(*read(*args)))
+            outcomes.append(read(*args))
         except Exception as exc:
             outcomes.append(exc)
     return outcomes
@@ -56,7 +45,8 @@ def _retrieve(future):
 class SharedReads:
     """Batches the stream reads of one event loop.
 
-    ``await read(function, *args)`` returns ``Page(*function(*args))``, run on the stream
+    ``await read(function, *args)`` returns ``function(*args)`` (a
+    :class:`~webchat.pages.Page`: never mutate it, it is shared), run on the stream
     database thread. Reads asked for while no batch waits start one; a batch starts on the
     next loop iteration and takes every read asked for until then, in one thread hop, with
     one query per distinct ``(function, *args)``. A read never joins a batch that already
@@ -71,7 +61,7 @@ class SharedReads:
         self._waiting = {}
         self._runner = None
 
-    async def read(self, function, *args) -> Page:
+    async def read(self, function, *args):
         loop = asyncio.get_running_loop()
         if self._loop is not loop:  # a new loop (tests): the old one took its tasks along
             self._loop, self._waiting, self._runner = loop, {}, None

@@ -1,7 +1,7 @@
 """Direct Line tokens: JWTs (HS256) scoped to one tenant, conversation and user.
 
-The lifecycle (README "Token lifecycle"): a token lives ``TTL`` seconds
-(``webchat.token_conf``). While its conversation is alive, i.e. a client used it within the
+The lifecycle (README "Token lifecycle"): a token lives ``TTL`` seconds (``WEBCHAT_TOKENS``
+in ``webchat.conf``). While its conversation is alive, i.e. a client used it within the
 last ``TTL`` seconds, an expired token is still accepted, and every accepted call can hand
 back a renewed one: a sliding window, as in the seed. Nothing extends a session past
 ``MAX_SESSION`` seconds after its first token, and a token minted before its tenant's token
@@ -22,11 +22,12 @@ import time
 from dataclasses import dataclass
 
 import jwt
-from django.conf import settings
+from django.core.checks import Warning
 from django.core.exceptions import ImproperlyConfigured
 
 from . import dev_key
-from .token_conf import token_settings
+from .conf import SEED_MIN_TTL
+from .conf import settings as webchat_settings
 
 ALGORITHM = "HS256"
 ISSUER = "webchat-directline"
@@ -65,12 +66,12 @@ def signing_key() -> str:
     """The HS256 key: ``WEBCHAT_TOKEN_SIGNING_KEY``, else (development) the install's own
     random key (``webchat.dev_key``). Never ``SECRET_KEY``, whose development default is
     public."""
-    key = getattr(settings, "WEBCHAT_TOKEN_SIGNING_KEY", None)
+    key = webchat_settings.token_signing_key
     if key:
         return key
-    path = getattr(settings, "WEBCHAT_DEV_KEY_FILE", None)
+    path = webchat_settings.dev_key_file
     if path:
-        return dev_key.read_or_create(str(path))
+        return dev_key.read_or_create(path)
     raise ImproperlyConfigured(
         "No token signing key: set WEBCHAT_TOKEN_SIGNING_KEY (or, in development, "
         "WEBCHAT_DEV_KEY_FILE)."
@@ -87,8 +88,9 @@ def _encode(claims: dict) -> str:
 
 def _expiry(issued_at: int, session_start: int) -> int:
     """A token's ``exp``: a full TTL, but never past the session's end."""
-    lifetimes = token_settings()
-    return min(issued_at + lifetimes.TTL, session_start + lifetimes.MAX_SESSION)
+    return min(
+        issued_at + webchat_settings.token_ttl, session_start + webchat_settings.token_max_session
+    )
 
 
 def issue_token(
@@ -222,21 +224,21 @@ def check_session(claims: TokenClaims, tenant_epoch: int, last_seen: int, *, at=
     client is still there, and its next call gets a renewed token.
     """
     moment = now() if at is None else at
-    lifetimes = token_settings()
+    ttl, longest = webchat_settings.token_ttl, webchat_settings.token_max_session
     if claims.epoch != tenant_epoch:
         raise TokenError(
             "TokenExpired", "The token was revoked: its tenant's secrets were rotated or revoked."
         )
-    if moment >= claims.session_start + lifetimes.MAX_SESSION:
+    if moment >= claims.session_start + longest:
         raise TokenError(
             "TokenExpired",
-            f"The session reached its maximum lifetime ({lifetimes.MAX_SESSION} s): "
+            f"The session reached its maximum lifetime ({longest} s): "
             "start a new conversation.",
         )
-    if claims.expired(moment) and moment - last_seen >= lifetimes.TTL:
+    if claims.expired(moment) and moment - last_seen >= ttl:
         raise TokenError(
             "TokenExpired",
-            f"The token has expired and its conversation saw no client for {lifetimes.TTL} s.",
+            f"The token has expired and its conversation saw no client for {ttl} s.",
         )
 
 
@@ -251,4 +253,22 @@ def is_stale(claims: TokenClaims, *, at=None) -> bool:
 def needs_touch(last_seen: int, *, at=None) -> bool:
     """Whether a conversation's ``last_seen`` is old enough to be written again."""
     moment = now() if at is None else at
-    return moment - last_seen >= token_settings().touch_every
+    return moment - last_seen >= webchat_settings.token_touch_every
+
+
+def check_short_ttl(app_configs=None, **kwargs):
+    """``webchat.W050``: a TTL under the seed's 60 s is for tests only."""
+    try:
+        ttl = webchat_settings.token_ttl
+    except ImproperlyConfigured:
+        return []  # reported as webchat.E050
+    if ttl >= SEED_MIN_TTL:
+        return []
+    return [
+        Warning(
+            f"WEBCHAT_TOKENS['TTL'] is {ttl} s, under {SEED_MIN_TTL} s: meant for tests only.",
+            hint="Clients refresh every 15 minutes; sliding renewal keeps active "
+            "conversations alive, but every pause longer than the TTL ends one.",
+            id="webchat.W050",
+        )
+    ]

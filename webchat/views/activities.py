@@ -10,33 +10,38 @@ With the secret, the body must name the user.
 from functools import partial
 
 from django.db import transaction
-from django.http import JsonResponse
+from django.http import HttpResponse, JsonResponse
 
 from webchat.bot import bot_runner
-from webchat.transcript import activities_since, append_activity
+from webchat.conf import settings
+from webchat.pages import read_page
+from webchat.transcript import append_activity
 
 from .auth import Caller, authenticate, conversation_for
-from .conf import directline_limits
 from .errors import directline_view, missing_property
 from .payloads import check_watermark_within, parse_activity, parse_watermark, read_json_body
-from .tokens import with_renewal
+from .tokens import with_renewal, with_renewal_json
 
 
-def activity_set(request, conversation, caller: Caller) -> JsonResponse:
-    """The polling answer: activities after ``?watermark=`` and the newest watermark (and a
-    renewed token once the caller's is stale)."""
+def activity_set(request, conversation, caller: Caller) -> HttpResponse:
+    """The polling answer: a page of the activities after ``?watermark=`` (at most
+    MAX_POLL_ACTIVITIES and MAX_POLL_BYTES, at least one) and the watermark of its last
+    (and a renewed token once the caller's is stale)."""
     watermark = parse_watermark(request.GET.get("watermark"))
     check_watermark_within(watermark, conversation)
-    activities, newest = activities_since(
-        conversation.id, watermark, limit=directline_limits().MAX_POLL_ACTIVITIES
+    page = read_page(
+        conversation.id,
+        watermark,
+        limit=settings.max_poll_activities,
+        max_bytes=settings.max_poll_bytes,
     )
-    body = {"activities": activities, "watermark": str(newest)}
-    return JsonResponse(with_renewal(body, caller, always=False))
+    body = with_renewal_json(page.body(), caller, always=False)
+    return HttpResponse(body, content_type="application/json")
 
 
 def read_activity(request) -> dict:
     """The posted activity, checked (415, 413, 400 before anything is written)."""
-    limit = directline_limits().MAX_ACTIVITY_BYTES
+    limit = settings.max_activity_bytes
     return parse_activity(read_json_body(request, limit, required=True))
 
 

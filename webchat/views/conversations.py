@@ -8,11 +8,11 @@ from urllib.parse import quote, urlencode
 
 from django.http import JsonResponse
 
+from webchat.conf import settings
 from webchat.models import Conversation
 from webchat.tokens import issue_token, renew_token
 
 from .auth import authenticate, conversation_for
-from .conf import directline_limits
 from .errors import directline_view
 from .payloads import check_watermark_within, parse_user, parse_watermark, read_json_body
 from .tokens import new_user_id, session_conversation, token_body
@@ -68,7 +68,7 @@ def start_conversation(request):
     with the secret, a new one for the user in the body (or a new ``dl_`` user)."""
     caller = authenticate(request)
     user_id, user_name = parse_user(
-        read_json_body(request, directline_limits().MAX_ACTIVITY_BYTES, required=False)
+        read_json_body(request, settings.max_activity_bytes, required=False)
     )
     if caller.claims is not None:
         # The token names the user (a different user in the body cannot override it), and

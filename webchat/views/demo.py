@@ -23,6 +23,7 @@ from django.urls import path
 from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_GET, require_POST
 
+from webchat.conf import settings as webchat_settings
 from webchat.models import Conversation, Tenant
 from webchat.tokens import issue_token
 
@@ -61,7 +62,7 @@ def bundle_path():
 def page(request):
     """``GET /``: the Web Chat UI. The CSRF cookie lets the page call ``/demo/token``."""
     require_demo()
-    peers = [peer.rstrip("/") for peer in getattr(settings, "WEBCHAT_DEMO_PEERS", [])]
+    peers = webchat_settings.demo_peers
     context = {
         "bundle_installed": bundle_path() is not None,
         "webchat_version": WEBCHAT_UI_VERSION,

@@ -15,14 +15,9 @@ from django.http.multipartparser import MultiPartParserError
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
-from webchat.db_threads import DatabaseThreads
-
-from .conf import directline_limits
+from .threads import api_threads
 
 logger = logging.getLogger(__name__)
-
-#: The threads that run the Direct Line views (``WEBCHAT_DIRECTLINE["DB_THREADS"]`` of them).
-api_threads = DatabaseThreads("directline-db", lambda: directline_limits().DB_THREADS)
 
 
 class DirectLineError(Exception):

@@ -8,16 +8,17 @@ one of its session; the client calls it every 15 minutes. As in the seed, it als
 expired token while the conversation is alive (README "Token lifecycle").
 """
 
+import json
 import secrets
 
 from django.http import JsonResponse
 
 from webchat import queries, tokens
+from webchat.conf import settings
 from webchat.models import Conversation
 from webchat.tokens import issue_token, renew_token
 
 from .auth import Caller, authenticate, continue_session, require_secret, require_token
-from .conf import directline_limits
 from .errors import directline_view, not_found
 from .payloads import parse_user, read_json_body
 
@@ -35,21 +36,33 @@ def token_body(conversation_id: str, token: str) -> dict:
     return {"conversationId": conversation_id, "token": token, "expires_in": tokens.lifetime(token)}
 
 
-def with_renewal(body: dict, caller: Caller, *, always: bool) -> dict:
-    """Add the seed's ``_directline: {renewed_token, expires_in}`` to an answer to a token.
+def renewal(caller: Caller, *, always: bool) -> dict | None:
+    """The seed's ``{renewed_token, expires_in}`` for an answer to a token, or None.
 
     The seed's contract (``directline_session.rs``): a POST of an activity always carries
     it; a poll only once the caller's token is past half its life or expired, so that
     frequent polls stay small. Called after the token's session was accepted.
     """
     if caller.claims is None or not (always or tokens.is_stale(caller.claims)):
-        return body
+        return None
     renewed = renew_token(caller.claims)
-    body[RENEWAL_KEY] = {
-        "renewed_token": renewed,
-        "expires_in": tokens.lifetime(renewed),
-    }
+    return {"renewed_token": renewed, "expires_in": tokens.lifetime(renewed)}
+
+
+def with_renewal(body: dict, caller: Caller, *, always: bool) -> dict:
+    """``body`` with ``_directline`` added when :func:`renewal` gives one."""
+    renewed = renewal(caller, always=always)
+    if renewed is not None:
+        body[RENEWAL_KEY] = renewed
     return body
+
+
+def with_renewal_json(body: str, caller: Caller, *, always: bool) -> str:
+    """The same for an answer already encoded as a JSON object (a poll's page)."""
+    renewed = renewal(caller, always=always)
+    if renewed is None:
+        return body
+    return body[:-1] + ',"' + RENEWAL_KEY + '":' + json.dumps(renewed) + "}"
 
 
 def session_conversation(claims) -> Conversation:
@@ -68,7 +81,7 @@ def generate_token(request):
     caller = authenticate(request)
     require_secret(caller, "tokens/generate")
     user_id, user_name = parse_user(
-        read_json_body(request, directline_limits().MAX_ACTIVITY_BYTES, required=False)
+        read_json_body(request, settings.max_activity_bytes, required=False)
     )
     conversation = Conversation.objects.create(tenant_id=caller.tenant_id)
     token = issue_token(

@@ -22,9 +22,10 @@ from django.core.files.storage import default_storage
 from django.http import FileResponse, JsonResponse
 from django.utils.text import get_valid_filename
 
+from webchat.conf import get_settings
+
 from .activities import as_user, store_user_activity
 from .auth import authenticate, conversation_for
-from .conf import directline_limits
 from .conversations import public_scheme
 from .errors import DirectLineError, bad_argument, directline_view, not_found, too_large
 from .payloads import parse_activity, parse_json
@@ -113,7 +114,7 @@ def upload(request, conversation_id):
     """Called by the client to send an activity with attachments (multipart)."""
     caller = authenticate(request)
     conversation = conversation_for(caller, conversation_id)
-    limits = directline_limits()
+    limits = get_settings()  # one snapshot for the whole request
     if request.content_type != "multipart/form-data":
         raise DirectLineError(
             415,
@@ -128,20 +129,20 @@ def upload(request, conversation_id):
     if length > limits.max_upload_body:
         raise too_large(
             f"The upload is larger than {limits.max_upload_body} bytes "
-            f"({limits.MAX_UPLOAD_FILES} files of {limits.MAX_FILE_BYTES} bytes at most)."
+            f"({limits.max_upload_files} files of {limits.max_file_bytes} bytes at most)."
         )
-    activity = _activity_part(request, limits.MAX_ACTIVITY_BYTES) or parse_activity(
+    activity = _activity_part(request, limits.max_activity_bytes) or parse_activity(
         {"type": "message"}
     )
     files = _file_parts(request)
     if not files:
         raise bad_argument("The upload has no file part; send one part 'file' per attachment.")
-    if len(files) > limits.MAX_UPLOAD_FILES:
-        raise bad_argument(f"At most {limits.MAX_UPLOAD_FILES} files per upload.")
+    if len(files) > limits.max_upload_files:
+        raise bad_argument(f"At most {limits.max_upload_files} files per upload.")
     for file in files:
-        if file.size > limits.MAX_FILE_BYTES:
+        if file.size > limits.max_file_bytes:
             raise too_large(
-                f"File {file.name[:MAX_FILENAME]!r} is larger than {limits.MAX_FILE_BYTES} bytes."
+                f"File {file.name[:MAX_FILENAME]!r} is larger than {limits.max_file_bytes} bytes."
             )
     activity = as_user(activity, caller, request.GET.get("userId") or None)
     saved = []

@@ -1,0 +1,447 @@
+"""webchat's settings: every ``WEBCHAT_*`` setting, read lazily through one snapshot.
+
+::
+
+    from webchat.conf import settings
+
+    settings.max_poll_activities  # validated on first read, kept until a setting changes
+
+Nothing is read at import time. The snapshot is built on first use and dropped when a test
+changes a ``WEBCHAT_*`` setting (``setting_changed``). Each property validates its value and
+raises :class:`InvalidWebchatConfiguration` carrying the id of the system check that reports
+the same mistake: ``webchat.checks.check_settings`` reads every property, so ``manage.py
+check`` and the code that uses a value share one validator, and ``webchat/asgi.py`` refuses
+to serve with a broken setting rather than failing request after request.
+(``WEBCHAT_NOTIFIER`` is the notifier app's: ``notifier.conf``.)
+
+Adding a key (the only steps):
+
+1. Give it a default in :data:`DEFAULTS`: under its dict (``"WEBCHAT_DIRECTLINE"``...), or
+   as a new top-level setting. A new dict also gets its check id in :data:`CHECK_IDS`.
+2. Add a ``cached_property`` to :class:`WebchatSettings` that reads it with a validator
+   (``self._positive_int("WEBCHAT_DIRECTLINE", "MAX_POLL_BYTES")``) or raises
+   ``self._error(...)`` itself. ``check_settings`` finds every ``cached_property`` on its own.
+3. Document it in the README and test a bad value (``tests/test_webchat_conf.py``).
+"""
+
+import functools
+import ipaddress
+import os
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
+from django.utils.functional import cached_property
+from django.utils.module_loading import import_string
+
+MIB = 1024 * 1024
+
+#: Every setting webchat reads, with its default; dict settings list their keys' defaults.
+DEFAULTS = {
+    "WEBCHAT_BOT": "webchat.bot.echo_bot",  # a dotted path or a callable; None: no bot
+    "WEBCHAT_BOT_WORKERS": 4,  # threads running the bot
+    "WEBCHAT_BOT_MAX_PENDING": 1000,  # user activities waiting for the bot
+    "WEBCHAT_DEMO_PEERS": [],  # base URLs of replicas the demo page links to
+    "WEBCHAT_GC_FREEZE": True,  # webchat/gc_freeze.py
+    "WEBCHAT_TOKEN_SIGNING_KEY": None,  # None: the dev key (refused in production, E102)
+    "WEBCHAT_DEV_KEY_FILE": None,  # the per-install dev signing key (webchat/dev_key.py)
+    "WEBCHAT_TOKENS": {
+        "TTL": 1800,  # seconds a token lives after it is issued or renewed (the seed's)
+        "MAX_SESSION": 86_400,  # seconds after a session's first token: no renewal past it
+    },
+    "WEBCHAT_DIRECTLINE": {
+        "MAX_ACTIVITY_BYTES": 256 * 1024,  # a posted activity's JSON (and an upload's)
+        "MAX_FILE_BYTES": 4 * MIB,  # each uploaded file
+        "MAX_UPLOAD_FILES": 10,  # files in one upload
+        "MAX_POLL_ACTIVITIES": 1000,  # activities in one poll or bot API page
+        "MAX_POLL_BYTES": 4 * MIB,  # JSON of the activities in one page (at least one)
+        "DB_THREADS": 4,  # threads (and connections) serving the API
+    },
+    "WEBCHAT_STREAM": {
+        "MAX_SOCKETS_PER_TENANT": 1000,  # open sockets of one tenant on this replica
+        "MAX_SOCKETS_PER_CONVERSATION": 5,  # open sockets of one conversation on this replica
+        "IDLE_TIMEOUT": 300,  # seconds without a client frame or a sent frame
+        "MAX_REPLAY": 1000,  # activities a connecting socket may have missed
+        "MAX_FRAME_BYTES": MIB,  # largest frame either way (daphne's limit too)
+    },
+    "WEBCHAT_METRICS": {
+        "ENABLED": True,  # False: /metrics answers 404
+        "ALLOWED_IPS": None,  # None: everyone with DEBUG on, loopback only with DEBUG off
+        "TOKEN": None,  # "Authorization: Bearer <TOKEN>" is allowed from anywhere
+    },
+}
+
+#: The check id of each dict setting: not a dict, unknown keys, and bad values by default.
+CHECK_IDS = {
+    "WEBCHAT_DIRECTLINE": "webchat.E002",
+    "WEBCHAT_STREAM": "webchat.E004",
+    "WEBCHAT_METRICS": "webchat.E020",
+    "WEBCHAT_TOKENS": "webchat.E050",
+}
+
+METRICS_TOKEN_MIN_LENGTH = 16
+#: The seed's bounds for GREENTIC_DIRECTLINE_TOKEN_TTL_SECS (directline_session.rs). The
+#: setting may go under the lower one, for tests only (the webchat.W050 check says so).
+SEED_MIN_TTL, MAX_TTL = 60, 604_800
+#: A year: sessions are bounded, whatever the setting.
+MAX_MAX_SESSION = 366 * 86_400
+
+
+class InvalidWebchatConfiguration(ImproperlyConfigured):
+    """A ``WEBCHAT_*`` setting holds a value webchat cannot use.
+
+    ``check_id`` is the system check reporting the same mistake; ``hint`` says the fix.
+    """
+
+    def __init__(self, message, *, hint, check_id, setting):
+        super().__init__(message)
+        self.hint = hint
+        self.check_id = check_id
+        self.setting = setting
+
+
+class WebchatSettings:
+    """One snapshot of the ``WEBCHAT_*`` settings; each property is validated on first read."""
+
+    def __init__(self, raw):
+        self.raw = raw  # {setting name: configured value}, absent when not configured
+
+    @classmethod
+    def from_django(cls):
+        """Read Django's settings now (called lazily by :func:`get_settings`)."""
+        return cls({
+            name: getattr(django_settings, name)
+            for name in DEFAULTS
+            if hasattr(django_settings, name)
+        })
+
+    # Validators: each names the setting (and key) and raises with the check id.
+
+    def _error(self, setting, message, hint, check_id=None):
+        return InvalidWebchatConfiguration(
+            message, hint=hint, check_id=check_id or CHECK_IDS[setting], setting=setting
+        )
+
+    def _dict(self, setting):
+        """The dict setting over its defaults (its check id when it is not a dict)."""
+        configured = self.raw.get(setting)
+        if configured is None:
+            return DEFAULTS[setting]
+        known = DEFAULTS[setting]
+        if not isinstance(configured, dict):
+            raise self._error(
+                setting,
+                f"{setting} must be a dict, not {type(configured).__name__}.",
+                f"E.g. {setting} = {{{next(iter(known))!r}: {next(iter(known.values()))!r}}}.",
+            )
+        return {**known, **configured}
+
+    def _unknown_keys(self, setting):
+        """Raise when the dict setting has keys nobody reads: a typo would otherwise leave
+        the default silently in force (checked by ``errors()``, at startup)."""
+        configured = self.raw.get(setting)
+        if not isinstance(configured, dict):
+            return
+        unknown = sorted(str(key) for key in configured if key not in DEFAULTS[setting])
+        if unknown:
+            raise self._error(
+                setting,
+                f"{setting} has unknown key(s) {unknown}; known: {sorted(DEFAULTS[setting])}.",
+                "Fix the spelling; the README lists each key.",
+            )
+
+    def _value(self, setting, key=None):
+        if key is None:
+            return self.raw.get(setting, DEFAULTS[setting])
+        return self._dict(setting)[key]
+
+    @staticmethod
+    def _name(setting, key):
+        return setting if key is None else f"{setting}[{key!r}]"
+
+    def _positive_int(self, setting, key=None, check_id=None):
+        value = self._value(setting, key)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            default = DEFAULTS[setting][key] if key else DEFAULTS[setting]
+            raise self._error(
+                setting,
+                f"{self._name(setting, key)} must be a positive integer, not {value!r}.",
+                f"Remove it to use {default!r}.",
+                check_id,
+            )
+        return value
+
+    def _positive_number(self, setting, key=None, check_id=None):
+        value = self._value(setting, key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
+            raise self._error(
+                setting,
+                f"{self._name(setting, key)} must be a positive number, not {value!r}.",
+                "Use a number of seconds, e.g. 300.",
+                check_id,
+            )
+        return value
+
+    def _bool(self, setting, key=None, check_id=None):
+        value = self._value(setting, key)
+        if not isinstance(value, bool):
+            raise self._error(
+                setting,
+                f"{self._name(setting, key)} must be True or False, not {value!r}.",
+                "In the environment, use 1 or 0.",
+                check_id,
+            )
+        return value
+
+    # WEBCHAT_BOT*: the in-process bot (webchat/bot.py).
+
+    @cached_property
+    def bot(self):
+        """The bot callable, or None when WEBCHAT_BOT is None or empty (E001)."""
+        value = self._value("WEBCHAT_BOT")
+        if value is None or value == "" or callable(value):
+            return value or None
+        hint = "Use e.g. WEBCHAT_BOT = 'webchat.bot.echo_bot', or None to turn the bot off."
+        if not isinstance(value, str):
+            raise self._error("WEBCHAT_BOT", "WEBCHAT_BOT must be a dotted path to a "
+                              f"callable, not {value!r}.", hint, "webchat.E001")
+        try:
+            bot = import_string(value)
+        except ImportError as exc:
+            raise self._error("WEBCHAT_BOT", f"WEBCHAT_BOT {value!r} cannot be imported: "
+                              f"{exc}", hint, "webchat.E001") from None
+        if not callable(bot):
+            raise self._error("WEBCHAT_BOT", "WEBCHAT_BOT must be a dotted path to a "
+                              f"callable, not {value!r}.", hint, "webchat.E001")
+        return bot
+
+    @cached_property
+    def bot_workers(self):
+        """Threads that run the bot (E005)."""
+        return self._positive_int("WEBCHAT_BOT_WORKERS", check_id="webchat.E005")
+
+    @cached_property
+    def bot_max_pending(self):
+        """User activities that may wait for the bot before more are dropped (E005)."""
+        return self._positive_int("WEBCHAT_BOT_MAX_PENDING", check_id="webchat.E005")
+
+    # WEBCHAT_DIRECTLINE: the REST API's limits (E002).
+
+    @cached_property
+    def max_activity_bytes(self):
+        return self._positive_int("WEBCHAT_DIRECTLINE", "MAX_ACTIVITY_BYTES")
+
+    @cached_property
+    def max_file_bytes(self):
+        return self._positive_int("WEBCHAT_DIRECTLINE", "MAX_FILE_BYTES")
+
+    @cached_property
+    def max_upload_files(self):
+        return self._positive_int("WEBCHAT_DIRECTLINE", "MAX_UPLOAD_FILES")
+
+    @cached_property
+    def max_upload_body(self):
+        """The largest multipart body worth parsing: every file, the activity, and headers."""
+        return self.max_upload_files * self.max_file_bytes + self.max_activity_bytes + 64 * 1024
+
+    @cached_property
+    def max_poll_activities(self):
+        return self._positive_int("WEBCHAT_DIRECTLINE", "MAX_POLL_ACTIVITIES")
+
+    @cached_property
+    def max_poll_bytes(self):
+        return self._positive_int("WEBCHAT_DIRECTLINE", "MAX_POLL_BYTES")
+
+    @cached_property
+    def db_threads(self):
+        """Threads (each with its connection) serving the API; read once, when the first
+        request starts them (``webchat.views.threads``)."""
+        return self._positive_int("WEBCHAT_DIRECTLINE", "DB_THREADS")
+
+    # WEBCHAT_STREAM: the stream's per-replica limits (E004).
+
+    @cached_property
+    def max_sockets_per_tenant(self):
+        return self._positive_int("WEBCHAT_STREAM", "MAX_SOCKETS_PER_TENANT")
+
+    @cached_property
+    def max_sockets_per_conversation(self):
+        return self._positive_int("WEBCHAT_STREAM", "MAX_SOCKETS_PER_CONVERSATION")
+
+    @cached_property
+    def idle_timeout(self):
+        return self._positive_number("WEBCHAT_STREAM", "IDLE_TIMEOUT")
+
+    @cached_property
+    def max_replay(self):
+        return self._positive_int("WEBCHAT_STREAM", "MAX_REPLAY")
+
+    @cached_property
+    def max_frame_bytes(self):
+        return self._positive_int("WEBCHAT_STREAM", "MAX_FRAME_BYTES")
+
+    # WEBCHAT_METRICS: who may read /metrics (E020-E023, webchat/metrics_access.py).
+
+    @cached_property
+    def metrics_enabled(self):
+        return self._bool("WEBCHAT_METRICS", "ENABLED", check_id="webchat.E021")
+
+    @cached_property
+    def metrics_allowed_networks(self):
+        """The networks allowed to scrape, or None for the default (E022)."""
+        allowed = self._value("WEBCHAT_METRICS", "ALLOWED_IPS")
+        if allowed is None:
+            return None
+        hint = 'E.g. ["127.0.0.1", "10.0.0.0/8"].'
+        if isinstance(allowed, str) or not isinstance(allowed, list | tuple):
+            raise self._error("WEBCHAT_METRICS", "WEBCHAT_METRICS['ALLOWED_IPS'] must be a "
+                              f"list of IPs or networks, not {allowed!r}.", hint,
+                              "webchat.E022")
+        networks = []
+        for entry in allowed:
+            try:
+                networks.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+            except ValueError:
+                raise self._error("WEBCHAT_METRICS", f"WEBCHAT_METRICS['ALLOWED_IPS'] holds "
+                                  f"{entry!r}, not an IP address or network.", hint,
+                                  "webchat.E022") from None
+        return tuple(networks)
+
+    @cached_property
+    def metrics_token(self):
+        """The bearer token that may scrape from anywhere, or None (E023)."""
+        token = self._value("WEBCHAT_METRICS", "TOKEN")
+        if token is not None and (
+            not isinstance(token, str) or len(token) < METRICS_TOKEN_MIN_LENGTH
+        ):
+            raise self._error(
+                "WEBCHAT_METRICS",
+                f"WEBCHAT_METRICS['TOKEN'] must be a string of at least "
+                f"{METRICS_TOKEN_MIN_LENGTH} characters.",
+                "Use a random value, e.g. `python -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))'`, or None.",
+                "webchat.E023",
+            )
+        return token
+
+    # The rest.
+
+    @cached_property
+    def gc_freeze(self):
+        """Whether to freeze the long-lived heap (E003, webchat/gc_freeze.py)."""
+        return self._bool("WEBCHAT_GC_FREEZE", check_id="webchat.E003")
+
+    @cached_property
+    def demo_peers(self):
+        """Base URLs (no trailing slash) of the replicas the demo page links to (E006)."""
+        peers = self._value("WEBCHAT_DEMO_PEERS")
+        if isinstance(peers, str) or not isinstance(peers, list | tuple) or not all(
+            isinstance(peer, str) and peer.startswith(("http://", "https://")) for peer in peers
+        ):
+            raise self._error("WEBCHAT_DEMO_PEERS", "WEBCHAT_DEMO_PEERS must be a list of "
+                              f"http(s) base URLs, not {peers!r}.",
+                              'E.g. ["http://127.0.0.1:8001"].', "webchat.E006")
+        return [peer.rstrip("/") for peer in peers]
+
+    @cached_property
+    def token_signing_key(self):
+        """The key Direct Line tokens are signed with, or None: the development key
+        (E007 when not a string; production strength is deploy check E102)."""
+        key = self._value("WEBCHAT_TOKEN_SIGNING_KEY")
+        if key is not None and not isinstance(key, str):
+            raise self._error("WEBCHAT_TOKEN_SIGNING_KEY", "WEBCHAT_TOKEN_SIGNING_KEY must be "
+                              f"a string, not {type(key).__name__}.",
+                              "Set it from the environment variable of the same name.",
+                              "webchat.E007")
+        return key or None
+
+    # WEBCHAT_TOKENS: token lifetimes (E050, webchat/tokens.py, README "Token lifecycle").
+
+    @cached_property
+    def token_ttl(self):
+        ttl = self._positive_int("WEBCHAT_TOKENS", "TTL")
+        if ttl > MAX_TTL:
+            raise self._error("WEBCHAT_TOKENS", f"WEBCHAT_TOKENS['TTL'] is {ttl}: at most "
+                              f"{MAX_TTL} s (a week).", f"Use {MAX_TTL} or less.")
+        return ttl
+
+    @cached_property
+    def token_max_session(self):
+        longest = self._positive_int("WEBCHAT_TOKENS", "MAX_SESSION")
+        if longest > MAX_MAX_SESSION:
+            raise self._error("WEBCHAT_TOKENS", f"WEBCHAT_TOKENS['MAX_SESSION'] is {longest}: "
+                              f"at most {MAX_MAX_SESSION} s (a year).",
+                              f"Use {MAX_MAX_SESSION} or less.")
+        if longest < self.token_ttl:
+            raise self._error("WEBCHAT_TOKENS", f"WEBCHAT_TOKENS['MAX_SESSION'] ({longest} s) "
+                              f"is shorter than 'TTL' ({self.token_ttl} s).",
+                              "A session must outlive its first token.")
+        return longest
+
+    @cached_property
+    def token_touch_every(self):
+        """Seconds between two writes of a conversation's ``last_seen``: a tenth of the TTL,
+        so the sliding window is never short by more than that, at one write per interval."""
+        return max(1, self.token_ttl // 10)
+
+    @cached_property
+    def dev_key_file(self):
+        """Where the development signing key lives, or None (E008)."""
+        path = self._value("WEBCHAT_DEV_KEY_FILE")
+        if path is not None and not isinstance(path, str | os.PathLike):
+            raise self._error("WEBCHAT_DEV_KEY_FILE", "WEBCHAT_DEV_KEY_FILE must be a path, "
+                              f"not {type(path).__name__}.", "Or None.", "webchat.E008")
+        return None if path is None else os.fspath(path)
+
+    # For the system check.
+
+    @classmethod
+    def property_names(cls):
+        """Every validated value, in definition order (read by ``check_settings``)."""
+        return [name for name, attr in vars(cls).items() if isinstance(attr, cached_property)]
+
+    def errors(self):
+        """Every distinct :class:`InvalidWebchatConfiguration` the properties raise."""
+        found = {}
+        reads = [functools.partial(getattr, self, name) for name in self.property_names()]
+        reads += [functools.partial(self._unknown_keys, setting) for setting in CHECK_IDS]
+        for read in reads:
+            try:
+                read()
+            except InvalidWebchatConfiguration as exc:
+                found.setdefault((exc.check_id, str(exc)), exc)
+        return list(found.values())
+
+
+_cached = None
+
+
+def get_settings():
+    """Return the current :class:`WebchatSettings` snapshot, building it on first use."""
+    global _cached
+    snapshot = _cached
+    if snapshot is None:
+        snapshot = _cached = WebchatSettings.from_django()
+    return snapshot
+
+
+@receiver(setting_changed)
+def reset_settings(*, setting, **kwargs):
+    """Drop the snapshot when a test overrides a ``WEBCHAT_*`` setting."""
+    global _cached
+    if setting in DEFAULTS:
+        _cached = None
+
+
+class _CurrentSettings:
+    """``webchat.conf.settings``: attribute reads go to the current snapshot."""
+
+    def __getattr__(self, name):
+        return getattr(get_settings(), name)
+
+    def __repr__(self):
+        return "<webchat.conf.settings>"
+
+
+settings = _CurrentSettings()
