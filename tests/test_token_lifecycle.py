@@ -242,6 +242,20 @@ class EpochTests(DirectLineMixin, TestCase):
         self.assertEqual(read_token(fresh["token"]).epoch, 1)
         self.assertEqual(self.post_json("/tokens/refresh", None, fresh["token"]).status_code, 200)
 
+    def test_command_mistakes_are_errors(self):
+        from django.core.management import CommandError
+
+        for args, message in (
+            (("tenant-a", "--revoke-old"), "--revoke-old needs --new-secret"),
+            (("tenant-a", "--revoke-tokens", "--new-secret"), "--revoke-tokens alone"),
+            (("nobody", "--revoke-tokens"), "No tenant 'nobody'"),
+        ):
+            with self.subTest(args=args), self.assertRaisesMessage(CommandError, message):
+                self.run_command(*args)
+        self.tenant.refresh_from_db()
+        self.assertEqual(self.tenant.token_epoch, 0)
+        self.assertEqual(self.post_json("/tokens/refresh", None, self.token).status_code, 200)
+
     def test_revoking_a_secret_as_the_admin_does_revokes_the_tokens(self):
         secret = TenantSecret.objects.get(tenant=self.tenant)
         secret.revoked = True

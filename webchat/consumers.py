@@ -31,9 +31,8 @@ Idle: only what this consumer sees counts as activity, i.e. client frames (Direc
 clients send an empty frame every 20 s) and frames sent to the client. daphne's protocol
 pings are invisible here; they detect dead peers on their own (``--ping-timeout``).
 
-An open stream keeps its conversation alive for sliding token renewal: the socket records
-the client in ``last_seen`` when it opens and, at most every tenth of the token TTL, on its
-client frames.
+An open stream keeps its conversation alive for sliding token renewal
+(:mod:`webchat.stream_seen`).
 """
 
 import asyncio
@@ -56,6 +55,7 @@ from .limits import socket_slots
 from .metrics import stream_stats
 from .pages import stream_page
 from .stream_reads import shared_reads, stream_db
+from .stream_seen import LastSeen
 from .tokens import TokenError, read_token
 
 logger = logging.getLogger(__name__)
@@ -123,8 +123,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._joined_at = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
-        self._last_seen = 0  # the conversation's last_seen, as this socket last wrote it
-        self._seer: asyncio.Task | None = None
+        self._seen: LastSeen | None = None
 
     async def __call__(self, scope, receive, send):
         # Whatever ends the consumer (disconnect, cancellation by the server), the socket's
@@ -184,7 +183,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
             tokens.check_session(claims, state[3], state[2])
         except TokenError:
             return await self._refuse(CloseCode.TOKEN_EXPIRED, "token revoked or session over")
-        self._last_seen = state[2]
         if watermark > current:
             return await self._refuse(CloseCode.BAD_WATERMARK, "watermark ahead of conversation")
         if current - watermark > settings.max_replay:
@@ -209,7 +207,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.cursor = self.wanted = watermark
         self._touch()
         self._arm_idle_timer()
-        self._seen()
+        self._seen = LastSeen(conversation_id, state[2])
+        self._seen.note()
         # The first read always runs, even with nothing announced yet: an activity committed
         # between reading the conversation above and joining the group was announced to no one.
         self._reader = asyncio.create_task(self._drain(first=True))
@@ -217,7 +216,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def websocket_receive(self, message):
         """Called for each client frame: empty pings and anything else are only liveness."""
         self._touch()
-        self._seen()
+        if self._seen is not None and not self._closing:
+            self._seen.note()
         text = message.get("text")
         if text is not None:
             if not text:
@@ -321,24 +321,6 @@ class StreamConsumer(AsyncWebsocketConsumer):
     def _touch(self):
         self._last_activity = asyncio.get_running_loop().time()
 
-    def _seen(self):
-        """Record the client in the conversation's ``last_seen`` when it is due (one write in
-        flight at most; a failed write is retried on the next frame)."""
-        if self._closing or (self._seer is not None and not self._seer.done()):
-            return
-        if tokens.needs_touch(self._last_seen):
-            self._last_seen = tokens.now()
-            self._seer = asyncio.create_task(self._write_seen(self._last_seen))
-
-    async def _write_seen(self, seen_at: int):
-        try:
-            await stream_db(queries.touch_conversation, self.conversation_id, seen_at)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("Stream could not record the client's last_seen")
-            self._last_seen = 0
-
     def _arm_idle_timer(self):
         loop = asyncio.get_running_loop()
         deadline = self._last_activity + settings.idle_timeout
@@ -398,11 +380,13 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._idle_timer.cancel()
             self._idle_timer = None
         current = asyncio.current_task()
-        for task in (self._reader, self._closer, self._rejoiner, self._seer):
+        for task in (self._reader, self._closer, self._rejoiner):
             if task is not None and task is not current and not task.done():
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._seen is not None:
+            await self._seen.aclose()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
             self.group = None
