@@ -173,8 +173,11 @@ class MaxSessionTests(DirectLineMixin, TestCase):
         posted = self.post_json(
             f"/conversations/{self.conversation.id}/activities", {"type": "message"}, token
         ).json()
-        self.assertEqual(read_token(posted["_directline"]["renewed_token"]).expires_at,
-                         started + 3600)  # fmt: skip
+        renewed = read_token(posted["_directline"]["renewed_token"])
+        self.assertEqual(renewed.expires_at, started + 3600)
+        self.assertEqual(
+            posted["_directline"]["expires_in"], renewed.expires_at - renewed.issued_at
+        )
 
     @override_settings(WEBCHAT_TOKENS={"TTL": 600, "MAX_SESSION": 3600})
     def test_nothing_extends_a_session_past_its_maximum_lifetime(self):

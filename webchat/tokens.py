@@ -14,7 +14,7 @@ The API other modules use:
 - :func:`check_session`: is a token's session still usable, given its conversation;
 - :func:`renew_token`: the same session's next token;
 - :func:`is_stale`, :func:`needs_touch`: when to renew, and when to record the client;
-- :func:`lifetime`: the ``expires_in`` of a token just issued.
+- :func:`lifetime`, :func:`renewal_lifetime`: the ``expires_in`` of a token just issued.
 """
 
 import math
@@ -145,6 +145,11 @@ def lifetime(token: str) -> int:
     issued (a full TTL, or less near its session's end)."""
     claims = read_token(token, allow_expired=True)
     return max(0, claims.expires_at - claims.issued_at)
+
+
+def renewal_lifetime(claims: TokenClaims, issued_at: int) -> int:
+    """:func:`lifetime` of ``renew_token(claims, at=issued_at)``, without reading it back."""
+    return max(0, _expiry(issued_at, claims.session_start) - issued_at)
 
 
 def _is_number(value) -> bool:

@@ -45,8 +45,11 @@ def renewal(caller: Caller, *, always: bool) -> dict | None:
     """
     if caller.claims is None or not (always or tokens.is_stale(caller.claims)):
         return None
-    renewed = renew_token(caller.claims)
-    return {"renewed_token": renewed, "expires_in": tokens.lifetime(renewed)}
+    issued_at = tokens.now()
+    return {
+        "renewed_token": renew_token(caller.claims, at=issued_at),
+        "expires_in": tokens.renewal_lifetime(caller.claims, issued_at),
+    }
 
 
 def with_renewal(body: dict, caller: Caller, *, always: bool) -> dict:
