@@ -330,6 +330,10 @@ class SettingsTests(TestCase):
         with override_settings(WEBCHAT_TOKENS={"TTL": 60, "MAX_SESSION": 60}):
             self.assertEqual(check_settings() + check_short_ttl(), [])
 
+    def test_dev_key_file_must_be_a_path(self):
+        with override_settings(WEBCHAT_DEV_KEY_FILE=42):
+            self.assertEqual([m.id for m in check_settings()], ["webchat.E051"])
+
     def settings_in_a_process(self, **env) -> str:
         code = (
             "import django, os; os.environ['DJANGO_SETTINGS_MODULE'] = 'webchat.settings'; "

@@ -387,11 +387,11 @@ class WebchatSettings:
 
     @cached_property
     def dev_key_file(self):
-        """Where the development signing key lives, or None (E008)."""
+        """Where the development signing key lives, or None (E051)."""
         path = self._value("WEBCHAT_DEV_KEY_FILE")
         if path is not None and not isinstance(path, str | os.PathLike):
             raise self._error("WEBCHAT_DEV_KEY_FILE", "WEBCHAT_DEV_KEY_FILE must be a path, "
-                              f"not {type(path).__name__}.", "Or None.", "webchat.E008")
+                              f"not {type(path).__name__}.", "Or None.", "webchat.E051")
         return None if path is None else os.fspath(path)
 
     # For the system check.
