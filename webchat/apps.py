@@ -12,6 +12,7 @@ class WebchatConfig(AppConfig):
         from . import checks as webchat_checks
 
         checks.register(webchat_checks.check_production_settings, deploy=True)
+        checks.register(webchat_checks.check_admin_exposure, deploy=True)
         # Every WEBCHAT_* setting (webchat/conf.py) fails at `check`, not mid-request.
         checks.register(webchat_checks.check_settings)
         # Issue 15: a token TTL for tests only is a warning.

@@ -50,6 +50,7 @@ DEFAULTS = {
         "TTL": 1800,  # seconds a token lives after it is issued or renewed (the seed's)
         "MAX_SESSION": 86_400,  # seconds after a session's first token: no renewal past it
     },
+    "WEBCHAT_ADMIN_PATH": "admin/",  # where the admin is served; None: nowhere
     "WEBCHAT_DIRECTLINE": {
         "MAX_ACTIVITY_BYTES": 256 * 1024,  # a posted activity's JSON (and an upload's)
         "MAX_FILE_BYTES": 4 * MIB,  # each uploaded file
@@ -57,6 +58,7 @@ DEFAULTS = {
         "MAX_POLL_ACTIVITIES": 1000,  # activities in one poll or bot API page
         "MAX_POLL_BYTES": 4 * MIB,  # JSON of the activities in one page (at least one)
         "DB_THREADS": 4,  # threads (and connections) serving the API
+        "RESERVED_USER_NAMES": ["Bot"],  # names a user may not display as (the bot's)
     },
     "WEBCHAT_STREAM": {
         "MAX_SOCKETS_PER_TENANT": 1000,  # open sockets of one tenant on this replica
@@ -254,6 +256,18 @@ class WebchatSettings:
         return self._positive_int("WEBCHAT_DIRECTLINE", "MAX_POLL_BYTES")
 
     @cached_property
+    def reserved_user_names(self):
+        """Display names a user may not take (compared folded: ``views.payloads``)."""
+        names = self._value("WEBCHAT_DIRECTLINE", "RESERVED_USER_NAMES")
+        if isinstance(names, str) or not isinstance(names, list | tuple) or not all(
+            isinstance(name, str) and name.strip() for name in names
+        ):
+            raise self._error("WEBCHAT_DIRECTLINE", "WEBCHAT_DIRECTLINE['RESERVED_USER_NAMES'] "
+                              f"must be a list of names, not {names!r}.",
+                              'E.g. ["Bot", "Support"]: the names your bots display.')
+        return tuple(names)
+
+    @cached_property
     def db_threads(self):
         """Threads (each with its connection) serving the API; read once, when the first
         request starts them (``webchat.views.threads``)."""
@@ -393,6 +407,20 @@ class WebchatSettings:
             raise self._error("WEBCHAT_DEV_KEY_FILE", "WEBCHAT_DEV_KEY_FILE must be a path, "
                               f"not {type(path).__name__}.", "Or None.", "webchat.E051")
         return None if path is None else os.fspath(path)
+
+    # WEBCHAT_ADMIN_PATH.
+
+    @cached_property
+    def admin_path(self):
+        """The admin's URL prefix ("ops-7f3a/"), or None when it is not served (E008)."""
+        value = self._value("WEBCHAT_ADMIN_PATH")
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or value.startswith("/") or not value.endswith("/"):
+            raise self._error("WEBCHAT_ADMIN_PATH", "WEBCHAT_ADMIN_PATH must be a path such as "
+                              f"'ops-7f3a/' (no leading slash, a trailing one), not {value!r}.",
+                              "Or None to serve no admin.", "webchat.E008")
+        return value
 
     # For the system check.
 

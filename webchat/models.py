@@ -95,6 +95,9 @@ class Activity(models.Model):
     )
     sequence = models.BigIntegerField()
     data = models.JSONField()
+    # Bytes of ``data`` as sent (``webchat.pages.encode``), so a page is cut by bytes without
+    # reading the rows it leaves out. None for rows written before the column: measured then.
+    size = models.BigIntegerField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -104,6 +107,11 @@ class Activity(models.Model):
             models.UniqueConstraint(
                 fields=["conversation", "sequence"], name="unique_activity_sequence"
             )
+        ]
+        # Covers the size scan of a page (webchat.queries.ACTIVITIES_PAGE): the rows a page
+        # leaves out are never read, and their data (before size in the row) never walked.
+        indexes = [
+            models.Index(fields=["conversation", "sequence", "size"], name="activity_page_sizes")
         ]
 
     def __str__(self):

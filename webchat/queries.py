@@ -96,7 +96,7 @@ TOUCH_CONVERSATION = (
 )
 INSERT_ACTIVITY = (
     "INSERT INTO {Activity} ({Activity.conversation}, {Activity.sequence}, {Activity.data},"
-    " {Activity.created}) VALUES (%s, %s, %s, %s)"
+    " {Activity.size}, {Activity.created}) VALUES (%s, %s, %s, %s, %s)"
 )
 SET_WATERMARK = (
     "UPDATE {Conversation} SET {Conversation.watermark} = %s WHERE {Conversation.id} = %s"
@@ -106,23 +106,25 @@ BUMP_WATERMARK = (
     " WHERE {Conversation.id} = %s"
     " RETURNING {Conversation.id}, {Conversation.tenant}, {Conversation.watermark}"
 )
-#: Bytes of a stored activity's JSON, per vendor (SQLite stores it as ASCII-escaped text,
-#: as it is sent; PostgreSQL's jsonb prints unescaped UTF-8, up to 3x shorter than sent).
+#: Bytes of an activity's JSON: its ``size`` as written, else measured (rows from before the
+#: column; SQLite stores ASCII-escaped text, as sent; PostgreSQL's jsonb prints unescaped
+#: UTF-8, up to 3x shorter than sent: ``webchat.pages`` cuts again by what it encodes).
 _SIZE_OF_DATA = {
-    "sqlite": "LENGTH({Activity.data})",
-    "postgresql": "OCTET_LENGTH({Activity.data}::text)",
+    "sqlite": "COALESCE({Activity.size}, LENGTH({Activity.data}))",
+    "postgresql": "COALESCE({Activity.size}, OCTET_LENGTH({Activity.data}::text))",
 }
 # The rows after the watermark, at most LIMIT, up to the first one that reaches the byte
 # budget: the window sums the sizes of the rows before each one, and only over the LIMIT
 # rows picked first, so a long backlog costs no more than a page.
 ACTIVITIES_PAGE = (
-    "SELECT {Activity.sequence}, {Activity.data}, size FROM ("
-    "SELECT {Activity.sequence}, {Activity.data}, size, SUM(size) OVER (ORDER BY"
-    " {Activity.sequence} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before FROM ("
-    "SELECT {Activity.sequence}, {Activity.data}, {SIZE} AS size FROM {Activity}"
+    "SELECT {Activity.sequence}, {Activity.data}, nbytes FROM {Activity} JOIN ("
+    "SELECT seq, nbytes, SUM(nbytes) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING"
+    " AND 1 PRECEDING) AS nbefore FROM ("
+    "SELECT {Activity.sequence} AS seq, {SIZE} AS nbytes FROM {Activity}"
     " WHERE {Activity.conversation} = %s AND {Activity.sequence} > %s"
     " AND {Activity.sequence} <= %s ORDER BY {Activity.sequence} LIMIT %s) AS picked"
-    ") AS page WHERE before IS NULL OR before < %s ORDER BY {Activity.sequence}"
+    ") AS page ON {Activity.conversation} = %s AND {Activity.sequence} = seq"
+    " WHERE nbefore IS NULL OR nbefore < %s ORDER BY {Activity.sequence}"
 )
 ACTIVITIES_SINCE = (
     "SELECT {Activity.sequence}, {Activity.data} FROM {Activity}"
@@ -162,13 +164,15 @@ def touch_conversation(conversation_id: str, seen_at: int, using=None) -> None:
     run(TOUCH_CONVERSATION, [seen_at, conversation_id, seen_at], using)
 
 
-def insert_activity(conversation_id: str, sequence: int, data: dict, using=None):
-    """Store one activity row (inside the caller's transaction)."""
+def insert_activity(conversation_id: str, sequence: int, data: dict, size: int, using=None):
+    """Store one activity row, ``size`` the bytes of its JSON as sent (inside the caller's
+    transaction)."""
     connection = connections[using or DEFAULT_DB_ALIAS]
     run(INSERT_ACTIVITY, [
         conversation_id,
         sequence,
         _ACTIVITY_DATA.get_db_prep_save(data, connection),
+        size,
         _ACTIVITY_CREATED.get_db_prep_save(timezone.now(), connection),
     ], using)  # fmt: skip
 
@@ -196,7 +200,7 @@ def activities_page(conversation_id, watermark, *, limit, max_bytes, upto=None, 
     it reaches ``max_bytes`` (so at least one row when there is one: paging moves on)."""
     connection = connections[using or DEFAULT_DB_ALIAS]
     upto = MAX_SEQUENCE if upto is None else upto
-    params = [conversation_id, watermark, upto, limit, max_bytes]
+    params = [conversation_id, watermark, upto, limit, conversation_id, max_bytes]
     decode = _ACTIVITY_DATA.from_db_value
     return [
         (sequence, decode(data, None, connection), size)

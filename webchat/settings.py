@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from webchat.middleware_list import MiddlewareList
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -74,7 +76,8 @@ INSTALLED_APPS = [
 
 # Django's default middleware, as subclasses that spare the Direct Line API a thread hop per
 # hook (webchat/middleware.py): same behaviour, same response headers.
-MIDDLEWARE = [
+# A MiddlewareList: Django's security checks recognise the subclasses (webchat/middleware_list.py).
+MIDDLEWARE = MiddlewareList([
     # First, so it sees every response's final status (webchat/http_metrics.py).
     "webchat.http_metrics.request_metrics",
     "webchat.middleware.SecurityMiddleware",
@@ -85,7 +88,18 @@ MIDDLEWARE = [
     "webchat.middleware.AuthenticationMiddleware",
     "webchat.middleware.MessageMiddleware",
     "webchat.middleware.XFrameOptionsMiddleware",
-]
+])
+
+# HTTPS behind the front proxy, reported by `manage.py check --deploy` (security.W004, W008,
+# W012, W016) while off. Off by default: the local cluster and the tests speak plain HTTP.
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# Where the admin is served (webchat/conf.py): "" turns it off; check --deploy warns about the
+# default "admin/", the first path scanners try (webchat.W106).
+WEBCHAT_ADMIN_PATH = os.environ.get("WEBCHAT_ADMIN_PATH", "admin/") or None
 
 ROOT_URLCONF = "webchat.urls"
 

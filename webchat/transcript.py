@@ -8,6 +8,7 @@ from notifier.signals import watermark_bumped
 
 from . import queries
 from .models import Conversation
+from .pages import encode
 from .sqlite_gate import write_gate
 
 
@@ -40,7 +41,7 @@ def append_activity(conversation: Conversation, activity: dict, using=None) -> d
         stored["timestamp"] = utc_timestamp()
         stored["channelId"] = "directline"
         stored["conversation"] = {"id": conversation_id}
-        queries.insert_activity(conversation_id, sequence, stored, using)
+        queries.insert_activity(conversation_id, sequence, stored, len(encode(stored)), using)
         watermark_bumped.send(
             sender=Conversation,
             tenant_id=str(tenant_id),

@@ -6,6 +6,7 @@ The stream (``conversations/<id>/stream``) is a WebSocket route, in ``webchat/ro
 from django.contrib import admin
 from django.urls import path, re_path
 
+from .conf import settings as webchat_settings
 from .views import activities, bot_api, conversations, fallback, tokens, uploads
 
 directline = "v3/directline/"
@@ -13,8 +14,11 @@ directline = "v3/directline/"
 # What Django refuses before any view (e.g. a Host outside ALLOWED_HOSTS): a Direct Line body.
 handler400 = "webchat.views.errors.bad_request"
 
-urlpatterns = [
-    path("admin/", admin.site.urls),
+# The admin at WEBCHAT_ADMIN_PATH (webchat/conf.py), or nowhere.
+admin_path = webchat_settings.admin_path
+admin_urls = [path(admin_path, admin.site.urls)] if admin_path else []
+
+urlpatterns = admin_urls + [
     path(directline + "tokens/generate", tokens.generate_token, name="directline-generate"),
     path(directline + "tokens/refresh", tokens.refresh_token, name="directline-refresh"),
     path(

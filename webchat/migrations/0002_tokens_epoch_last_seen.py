@@ -3,7 +3,9 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("webchat", "0001_initial"),
+        # Named 0002 as the brief asks; chained after h-bounded's 0002 so that the merged
+        # branch has one leaf (the lead re-chains at merge time).
+        ("webchat", "0002_bounded_activity_size"),
     ]
 
     operations = [

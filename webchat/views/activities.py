@@ -19,7 +19,13 @@ from webchat.transcript import append_activity
 
 from .auth import Caller, authenticate, conversation_for
 from .errors import directline_view, missing_property
-from .payloads import check_watermark_within, parse_activity, parse_watermark, read_json_body
+from .payloads import (
+    check_display_name,
+    check_watermark_within,
+    parse_activity,
+    parse_watermark,
+    read_json_body,
+)
 from .tokens import with_renewal, with_renewal_json
 
 
@@ -58,6 +64,7 @@ def as_user(activity: dict, caller: Caller, user_id: str | None = None) -> dict:
                 'Posting with the secret: name the user in "from": {"id": "..."}.'
             )
         sender["id"] = user_id
+    check_display_name(sender.get("name"), "from.name")
     sender["role"] = "user"
     return activity
 
