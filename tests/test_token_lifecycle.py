@@ -6,6 +6,7 @@ Tokens are backdated with ``issue_token(at=...)`` and conversations made idle th
 ``last_seen`` column: real clocks, real database.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -244,6 +245,18 @@ class EpochTests(DirectLineMixin, TestCase):
         fresh = self.post_json("/tokens/generate", {}, self.secret).json()
         self.assertEqual(read_token(fresh["token"]).epoch, 1)
         self.assertEqual(self.post_json("/tokens/refresh", None, fresh["token"]).status_code, 200)
+
+    def test_tokens_minted_without_a_secret_carry_the_current_epoch(self):
+        # The seed's public token endpoint mints with new_conversation_token(request, tenant).
+        from django.test import RequestFactory
+
+        from webchat.views.tokens import new_conversation_token
+
+        self.tenant.revoke_tokens()
+        request = RequestFactory().post("/token", b"{}", content_type="application/json")
+        body = json.loads(new_conversation_token(request, self.tenant.pk).content)
+        self.assertEqual(read_token(body["token"]).epoch, 1)
+        self.assertEqual(self.post_json("/tokens/refresh", None, body["token"]).status_code, 200)
 
     def test_command_mistakes_are_errors(self):
         from django.core.management import CommandError

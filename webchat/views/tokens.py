@@ -15,7 +15,7 @@ from django.http import JsonResponse
 
 from webchat import queries, tokens
 from webchat.conf import settings
-from webchat.models import Conversation
+from webchat.models import Conversation, Tenant
 from webchat.tokens import issue_token, renew_token
 
 from .auth import Caller, authenticate, continue_session, require_secret, require_token
@@ -83,16 +83,21 @@ def generate_token(request):
     """Called by the tenant's backend (secret): a new conversation and a token for it."""
     caller = authenticate(request)
     require_secret(caller, "tokens/generate")
+    return new_conversation_token(request, caller.tenant_id, caller.token_epoch)
+
+
+def new_conversation_token(request, tenant_id, epoch=None) -> JsonResponse:
+    """A new conversation of ``tenant_id`` and the first token of its session, for the user
+    in the body (or a new ``dl_`` user). ``epoch``: the tenant's token epoch when the caller
+    already has it (``Caller.token_epoch``); None reads it."""
     user_id, user_name = parse_user(
         read_json_body(request, settings.max_activity_bytes, required=False)
     )
-    conversation = Conversation.objects.create(tenant_id=caller.tenant_id)
+    if epoch is None:
+        epoch = Tenant.objects.values_list("token_epoch", flat=True).get(pk=tenant_id)
+    conversation = Conversation.objects.create(tenant_id=tenant_id)
     token = issue_token(
-        caller.tenant_id,
-        conversation.id,
-        user_id or new_user_id(),
-        user_name,
-        epoch=caller.token_epoch,
+        tenant_id, conversation.id, user_id or new_user_id(), user_name, epoch=epoch
     )
     return JsonResponse(token_body(conversation.id, token))
 
