@@ -127,7 +127,8 @@ class ExpiredTokenTests(DirectLineMixin, TestCase):
         for call in (
             lambda: self.post_json("/tokens/refresh", None, self.expired),
             lambda: self.post_json(
-                f"/conversations/{self.conversation.id}/activities", {"type": "message"},
+                f"/conversations/{self.conversation.id}/activities",
+                {"type": "message"},
                 self.expired,
             ),
             lambda: self.get(f"/conversations/{self.conversation.id}", self.expired),

@@ -237,8 +237,7 @@ def check_session(claims: TokenClaims, tenant_epoch: int, last_seen: int, *, at=
     if moment >= claims.session_start + longest:
         raise TokenError(
             "TokenExpired",
-            f"The session reached its maximum lifetime ({longest} s): "
-            "start a new conversation.",
+            f"The session reached its maximum lifetime ({longest} s): start a new conversation.",
         )
     if claims.expired(moment) and moment - last_seen >= ttl:
         raise TokenError(
