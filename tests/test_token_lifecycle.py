@@ -13,12 +13,12 @@ import sys
 from io import StringIO
 from pathlib import Path
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from django.core.checks import Error, Warning
 from django.core.management import call_command
 from django.test import TestCase, override_settings
 
-from tests.support.streams import assert_refused, communicator, stream_path
+from tests.support.streams import assert_refused, communicator, receive_close, stream_path
 from webchat import tokens
 from webchat.checks import check_settings
 from webchat.conf import settings as webchat_settings
@@ -322,6 +322,22 @@ class StreamKeepsAliveTests(DirectLineMixin, TestCase):
         await comm.send_input({"type": "websocket.receive", "text": ""})  # the client's ping
         self.assertGreaterEqual(await self.wait_last_seen(comm), tokens.now() - 2)
         await comm.disconnect()
+
+    @override_settings(WEBCHAT_TOKENS={"TTL": 5})  # a check at most every 1 s
+    async def test_an_open_stream_closes_once_its_tokens_are_revoked(self):
+        comm = communicator(stream_path(self.conversation.id, self.token))
+        connected, _ = await comm.connect()
+        self.assertTrue(connected)
+        await self.wait_last_seen(comm)
+        await self.tenant.arefresh_from_db()
+        await sync_to_async(self.tenant.revoke_tokens)()
+        with self.assertLogs("webchat.consumers", "INFO") as logs:
+            for _ in range(40):  # the client's pings, until the check has run
+                await comm.send_input({"type": "websocket.receive", "text": ""})
+                if not await comm.receive_nothing(0.1):
+                    break
+            self.assertEqual(await receive_close(self, comm), CloseCode.TOKEN_EXPIRED)
+        self.assertIn("revoked or session over", "\n".join(logs.output))
 
 
 class SettingsTests(TestCase):

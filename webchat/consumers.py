@@ -31,8 +31,8 @@ Idle: only what this consumer sees counts as activity, i.e. client frames (Direc
 clients send an empty frame every 20 s) and frames sent to the client. daphne's protocol
 pings are invisible here; they detect dead peers on their own (``--ping-timeout``).
 
-An open stream keeps its conversation alive for sliding token renewal
-(:mod:`webchat.stream_seen`).
+An open stream keeps its conversation alive for sliding token renewal, and closes with 4419
+once its token's session is revoked or over (:mod:`webchat.stream_seen`).
 """
 
 import asyncio
@@ -207,7 +207,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.cursor = self.wanted = watermark
         self._touch()
         self._arm_idle_timer()
-        self._seen = LastSeen(conversation_id, state[2])
+        self._seen = LastSeen(claims, state[2])
         self._seen.note()
         # The first read always runs, even with nothing announced yet: an activity committed
         # between reading the conversation above and joining the group was announced to no one.
@@ -216,8 +216,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def websocket_receive(self, message):
         """Called for each client frame: empty pings and anything else are only liveness."""
         self._touch()
-        if self._seen is not None and not self._closing:
-            self._seen.note()
+        if self._seen is not None and not self._closing and not self._seen.note():
+            logger.info("Stream's token revoked or session over: closing")
+            return await self._close_with(CloseCode.TOKEN_EXPIRED, "token revoked or session over")
         text = message.get("text")
         if text is not None:
             if not text:
