@@ -26,6 +26,7 @@ Adding a key (the only steps):
 """
 
 import ipaddress
+import os
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
@@ -49,7 +50,12 @@ DEFAULTS = {
     "WEBCHAT_RETENTION_DAYS": None,  # apply_retention deletes what is older; None: keep all
     "WEBCHAT_DEMO_PEERS": [],  # base URLs of replicas the demo page links to
     "WEBCHAT_GC_FREEZE": True,  # webchat/gc_freeze.py
-    "WEBCHAT_TOKEN_SIGNING_KEY": None,  # None: SECRET_KEY (refused in production, E102)
+    "WEBCHAT_TOKEN_SIGNING_KEY": None,  # None: the dev key (refused in production, E102)
+    "WEBCHAT_DEV_KEY_FILE": None,  # the per-install dev signing key (webchat/dev_key.py)
+    "WEBCHAT_TOKENS": {
+        "TTL": 1800,  # seconds a token lives after it is issued or renewed (the seed's)
+        "MAX_SESSION": 86_400,  # seconds after a session's first token: no renewal past it
+    },
     "WEBCHAT_ADMIN_PATH": "admin/",  # where the admin is served; None: nowhere
     "WEBCHAT_DIRECTLINE": {
         "MAX_ACTIVITY_BYTES": 256 * 1024,  # a posted activity's JSON (and an upload's)
@@ -115,9 +121,15 @@ CHECK_IDS = {
     "WEBCHAT_LIMITS": "webchat.E040",
     "WEBCHAT_METRICS": "webchat.E020",
     "WEBCHAT_SEED": "webchat.E150",
+    "WEBCHAT_TOKENS": "webchat.E050",
 }
 
 METRICS_TOKEN_MIN_LENGTH = 16
+#: The seed's bounds for GREENTIC_DIRECTLINE_TOKEN_TTL_SECS (directline_session.rs). The
+#: setting may go under the lower one, for tests only (the webchat.W050 check says so).
+SEED_MIN_TTL, MAX_TTL = 60, 604_800
+#: A year: sessions are bounded, whatever the setting.
+MAX_MAX_SESSION = 366 * 86_400
 
 #: The rate keys of WEBCHAT_LIMITS: ``<ACTION>_PER_<SCOPE>`` (webchat/throttle.py).
 RATE_KEYS = tuple(key for key in DEFAULTS["WEBCHAT_LIMITS"] if "_PER_" in key)
@@ -439,7 +451,7 @@ class WebchatSettings(SettingsSnapshot):
 
     @cached_property
     def token_signing_key(self):
-        """The key Direct Line tokens are signed with, or None: fall back to SECRET_KEY
+        """The key Direct Line tokens are signed with, or None: the development key
         (E007 when not a string; production strength is deploy check E102)."""
         key = self._value("WEBCHAT_TOKEN_SIGNING_KEY")
         if key is not None and not isinstance(key, str):
@@ -448,6 +460,46 @@ class WebchatSettings(SettingsSnapshot):
                               "Set it from the environment variable of the same name.",
                               "webchat.E007")
         return key or None
+
+    # WEBCHAT_TOKENS: token lifetimes (E050, webchat/tokens.py, README "Token lifecycle").
+
+    @cached_property
+    def token_ttl(self):
+        ttl = self._positive_int("WEBCHAT_TOKENS", "TTL")
+        if ttl > MAX_TTL:
+            raise self._error("WEBCHAT_TOKENS", f"WEBCHAT_TOKENS['TTL'] is {ttl}: at most "
+                              f"{MAX_TTL} s (a week).", f"Use {MAX_TTL} or less.")
+        return ttl
+
+    @cached_property
+    def token_max_session(self):
+        longest = self._positive_int("WEBCHAT_TOKENS", "MAX_SESSION")
+        if longest > MAX_MAX_SESSION:
+            raise self._error("WEBCHAT_TOKENS", f"WEBCHAT_TOKENS['MAX_SESSION'] is {longest}: "
+                              f"at most {MAX_MAX_SESSION} s (a year).",
+                              f"Use {MAX_MAX_SESSION} or less.")
+        if longest < self.token_ttl:
+            raise self._error("WEBCHAT_TOKENS", f"WEBCHAT_TOKENS['MAX_SESSION'] ({longest} s) "
+                              f"is shorter than 'TTL' ({self.token_ttl} s).",
+                              "A session must outlive its first token.")
+        return longest
+
+    @cached_property
+    def token_touch_every(self):
+        """Seconds between two writes of a conversation's ``last_seen``: a tenth of the TTL,
+        so the sliding window is never short by more than that, at one write per interval."""
+        return max(1, self.token_ttl // 10)
+
+    @cached_property
+    def dev_key_file(self):
+        """Where the development signing key lives, or None (E051)."""
+        path = self._value("WEBCHAT_DEV_KEY_FILE")
+        if path is not None and not isinstance(path, str | os.PathLike):
+            raise self._error("WEBCHAT_DEV_KEY_FILE", "WEBCHAT_DEV_KEY_FILE must be a path, "
+                              f"not {type(path).__name__}.", "Or None.", "webchat.E051")
+        return None if path is None else os.fspath(path)
+
+    # WEBCHAT_ADMIN_PATH.
 
     @cached_property
     def admin_path(self):

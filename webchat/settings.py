@@ -32,8 +32,31 @@ DEBUG = env_bool("DEBUG", True)
 
 # Development-only fallback; production (DEBUG=0) must set DJANGO_SECRET_KEY.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-insecure-secret-key-change-me")
-# Signs Direct Line tokens (webchat/tokens.py); falls back to SECRET_KEY in development only.
+# Signs Direct Line tokens (webchat/tokens.py). Production must set it (webchat.E102). In
+# development without it: a random key made once per install, outside the repo, mode 0600
+# (webchat/dev_key.py), never SECRET_KEY's public default.
 WEBCHAT_TOKEN_SIGNING_KEY = os.environ.get("WEBCHAT_TOKEN_SIGNING_KEY") or None
+WEBCHAT_DEV_KEY_FILE = None
+if DEBUG and not WEBCHAT_TOKEN_SIGNING_KEY:
+    from webchat.dev_key import default_path as _dev_key_path
+
+    WEBCHAT_DEV_KEY_FILE = os.environ.get("WEBCHAT_DEV_KEY_FILE") or str(_dev_key_path())
+
+# Token lifetimes (WEBCHAT_TOKENS in webchat/conf.py, README "Token lifecycle"). The seed's
+# variable, read as the seed does: whole seconds clamped to 60-604,800 (but a value that is
+# not a number is an error, not the default). WEBCHAT_TOKEN_MAX_SESSION_SECS bounds renewal.
+WEBCHAT_TOKENS = {}
+if os.environ.get("GREENTIC_DIRECTLINE_TOKEN_TTL_SECS"):
+    _ttl = os.environ["GREENTIC_DIRECTLINE_TOKEN_TTL_SECS"].strip()
+    if not _ttl.isdigit():
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"GREENTIC_DIRECTLINE_TOKEN_TTL_SECS={_ttl!r} is not a whole number of seconds."
+        )
+    WEBCHAT_TOKENS["TTL"] = min(max(int(_ttl), 60), 604_800)
+if os.environ.get("WEBCHAT_TOKEN_MAX_SESSION_SECS"):
+    WEBCHAT_TOKENS["MAX_SESSION"] = int(os.environ["WEBCHAT_TOKEN_MAX_SESSION_SECS"])
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 

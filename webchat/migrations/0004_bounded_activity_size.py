@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("webchat", "0001_initial")]
+    dependencies = [("webchat", "0003_seed_tenant_slug_and_dedup")]
 
     operations = [
         migrations.AddField(
