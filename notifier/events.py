@@ -11,11 +11,31 @@ GROUP_PREFIX = "webchat.wm."
 
 @dataclass(frozen=True, slots=True)
 class NotifyEvent:
-    """A conversation's watermark moved to ``new_watermark``: re-read the database."""
+    """A topic changed: ``(namespace, key)`` is now at ``version``; re-read the database.
+
+    The wire calls them ``tenant_id``, ``conversation_id`` and ``new_watermark`` (webchat's
+    words); ``namespace``, ``key`` and ``version`` are the same fields.
+    """
 
     tenant_id: str
     conversation_id: str
     new_watermark: int
+
+    @property
+    def namespace(self) -> str:
+        return self.tenant_id
+
+    @property
+    def key(self) -> str:
+        return self.conversation_id
+
+    @property
+    def version(self) -> int:
+        return self.new_watermark
+
+
+#: The public name of :class:`NotifyEvent`: ``Change(namespace, key, version)``.
+Change = NotifyEvent
 
 
 # The frozen dataclass's __init__ sets each field through object.__setattr__; the listener
