@@ -44,7 +44,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from . import lag, wire
+from . import lag, oplog, wire
 from .backoff import Backoff
 from .conf import DEFAULT_CHANNEL, mask_url
 from .probe import ProbeOverdue
@@ -155,7 +155,7 @@ class Listener:
         # Written on the listener's loop only: increments take no lock (see LoopCounters).
         self.counters = LoopCounters("received", "delivered", *DROP_REASONS, "connects",
                                      "disconnects", "errors", "peer_resyncs",
-                                     "control_bad_signature")
+                                     "control_bad_signature", "reconnect_failures")
         #: Seconds from a stamped message's PUBLISH to its delivery here.
         self.lag = Histogram()
         self._connected = asyncio.Event()
@@ -386,6 +386,7 @@ class Listener:
         if after:
             logger.info("backplane listener resubscribed to %r after %d attempt(s)",
                         self.channel, after)
+            oplog.reconnected(mask_url(self.url), after)
         self.observer.connected(self, after)
 
     def _gone(self, error):
@@ -403,6 +404,10 @@ class Listener:
         log("backplane listener %s %s: %s; reconnecting in %d ms (attempt %d)",
             "lost" if was_connected else "cannot reach", mask_url(self.url), error,
             delay * 1000, self.attempt)
+        if not was_connected:
+            self.counters.incr("reconnect_failures")
+        oplog.connection_lost(mask_url(self.url), error, was_connected=was_connected,
+                              attempt=self.attempt, delay=delay)
         self.observer.disconnected(self, error, delay)
         return delay
 
@@ -468,5 +473,6 @@ class Listener:
         self.counters.incr(reason)
         logger.debug("backplane listener dropped a %d-byte payload: %s%s", len(payload), reason,
                      f" ({error})" if error else "")
+        oplog.payload_dropped(reason, payload, error)
         self.observer.dropped(self, reason, payload, error)
         return reason

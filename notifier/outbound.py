@@ -13,8 +13,9 @@ live in two worlds:
 
 Both pipeline whatever has queued up into one round trip, keep publication order, drop the
 oldest payload when the queue is full (a newer watermark supersedes an older one), and count
-every payload. Failures are logged at debug: pub/sub is at-most-once anyway, and the
-database stays the truth.
+every payload. A failed round trip is logged at WARNING as ``redis_publish_dropped`` (rate
+limited, see :mod:`notifier.oplog`), and :attr:`AsyncSender.failing_since` tells readiness
+(:mod:`notifier.health`) how long every PUBLISH has failed.
 
 A failed round trip is not the end of its notifications: while our PUBLISH fails, the other
 replicas (and the reference's) miss our bumps and, if their own connections are fine, have
@@ -37,6 +38,7 @@ import atexit
 import collections
 import logging
 import threading
+import time
 import weakref
 
 import redis
@@ -45,7 +47,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from . import pipeline
+from . import oplog, pipeline
 from .backoff import Backoff
 from .conf import mask_url
 from .resync import control_channel
@@ -155,13 +157,14 @@ def _sent(counters, batch):
         counters.incr("resync_requests")
 
 
-def _failed(counters, queue, batch):
+def _failed(counters, queue, batch, url, error):
     counters.incr("mirror_failures", sum(1 for key, _ in batch if key is not None))
     superseded, dropped = queue.failed(batch)
     if superseded:
         counters.incr("mirror_superseded", superseded)
     if dropped:
         counters.incr("mirror_dropped", dropped)
+    oplog.publish_dropped(url, retrying=len(queue.retry), given_up=dropped, error=error)
 
 
 class AsyncSender:
@@ -170,10 +173,15 @@ class AsyncSender:
     def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout,
                  resync_request=None):
         self.url = url
+        self._masked_url = mask_url(url)
         self.channel = channel
         self.control_channel = control_channel(channel)
         self.counters = counters
         self._queue = _Queue(capacity, resync_request)
+        #: ``time.monotonic()`` of the first failed round trip since the last one that
+        #: succeeded (None: the last one succeeded), and that failure's error.
+        self.failing_since = None
+        self.last_error = None
         # redis-py's asyncio client applies socket_timeout to each reply it reads, with a
         # timeout context per reply: a quarter of the sender's time with 256 PUBLISHes per
         # round trip. So the client gets none, and the whole round trip gets socket_timeout.
@@ -187,7 +195,6 @@ class AsyncSender:
         self._space = None
         self._inflight = 0
         self._inflight_since = None
-        self._failing = False
         self._high_water = max(1, min(BATCH_SIZE, capacity // 2))
 
     @property
@@ -209,6 +216,7 @@ class AsyncSender:
         """
         if self._queue.push(item):
             self.counters.incr("mirror_dropped")
+            oplog.publish_dropped(self._masked_url, given_up=1)
         self._wakeup.set()
         return len(self._queue.items) >= self._high_water
 
@@ -231,7 +239,7 @@ class AsyncSender:
             pass
 
     def _healthy(self):
-        if self._failing:
+        if self.failing_since is not None:
             return False
         since = self._inflight_since
         return since is None or self.loop.time() - since < SLOW_ROUND_TRIP
@@ -258,20 +266,20 @@ class AsyncSender:
                         await pipeline.publish(client, commands)
                 except Exception as exc:
                     # CancelledError is no Exception: shutdown goes straight through.
-                    _failed(self.counters, self._queue, batch)
-                    logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
-                                 len(batch), mask_url(self.url), exc)
+                    _failed(self.counters, self._queue, batch, self._masked_url, exc)
+                    self.last_error = exc
+                    if self.failing_since is None:
+                        self.failing_since = time.monotonic()
                     if isinstance(exc, TimeoutError):
                         # Cut off mid-round trip, replies may still be on their way: never
                         # reuse that connection. redis-py closes one cut off in a read, not
                         # one cut off in its handshake; this closes either.
                         await client.connection_pool.disconnect()
-                    self._failing = True
                     self._inflight, self._inflight_since = 0, None
                     await asyncio.sleep(backoff.next_delay())
                 else:
                     _sent(self.counters, batch)
-                    self._failing = False
+                    self.failing_since = None
                     self._inflight, self._inflight_since = 0, None
                     backoff.reset()
         finally:
@@ -292,6 +300,7 @@ class AsyncSender:
         unsent = self._queue.discard()
         if unsent:
             self.counters.incr("mirror_dropped", unsent)
+            oplog.publish_dropped(self._masked_url, given_up=unsent)
 
 
 class ThreadSender:
@@ -300,10 +309,14 @@ class ThreadSender:
     def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout,
                  resync_request=None):
         self.url = url
+        self._masked_url = mask_url(url)
         self.channel = channel
         self.control_channel = control_channel(channel)
         self.counters = counters
         self._queue = _Queue(capacity, resync_request)
+        #: As :attr:`AsyncSender.failing_since` and ``last_error``.
+        self.failing_since = None
+        self.last_error = None
         self._options = client_options(
             connect_timeout=connect_timeout, socket_timeout=socket_timeout
         )
@@ -321,6 +334,7 @@ class ThreadSender:
                 return
             if self._queue.push(item):
                 self.counters.incr("mirror_dropped")
+                oplog.publish_dropped(self._masked_url, given_up=1)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="notifier-redis-sender", daemon=True
@@ -348,18 +362,22 @@ class ThreadSender:
                                      payload)
                     pipe.execute()
                 except Exception as exc:
-                    logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
-                                 len(batch), mask_url(self.url), exc)
                     with self._cond:
-                        _failed(self.counters, self._queue, batch)
+                        _failed(self.counters, self._queue, batch, self._masked_url, exc)
+                        self.last_error = exc
+                        if self.failing_since is None:
+                            self.failing_since = time.monotonic()
                         self._inflight = 0
                         if self._closing:
                             # Shutting down and Redis is away: give up on the rest.
-                            self.counters.incr("mirror_dropped", self._queue.discard())
+                            unsent = self._queue.discard()
+                            self.counters.incr("mirror_dropped", unsent)
+                            oplog.publish_dropped(self._masked_url, given_up=unsent)
                             return
                         self._cond.wait(backoff.next_delay())
                 else:
                     _sent(self.counters, batch)
+                    self.failing_since = None
                     backoff.reset()
                     with self._cond:
                         self._inflight = 0

@@ -13,7 +13,8 @@ takes every reply hiredis already holds with ``Reader.gets()`` (no await, no soc
 applying the checks redis-py applies to each (errors raise, push messages other than
 ``message`` go through the parser's push handler). The order of replies is the
 connection's order, as before; only the cost per reply changes. Without hiredis (the pure
-Python parser) it reads one reply per call, as redis-py does.
+Python parser), or when the fast paths are off (:mod:`notifier.compat.redis_py`), it reads
+one reply per call, as redis-py does.
 
 :func:`read_replies` does the same for the replies of commands sent together (the sender's
 PUBLISHes, see :mod:`notifier.pipeline`).
@@ -30,9 +31,10 @@ cancel count, as ``asyncio.timeout()`` does.
 
 import asyncio
 
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+
+from .compat import redis_py
 
 try:  # hiredis >= 3.2 returns RESP3 push messages as this list subclass
     from hiredis import PushNotification
@@ -88,14 +90,15 @@ class BatchReader:
         if first is None:
             return []  # redis-py's health-check answer, which it filters out
         batch = [first]
-        connection = self._pubsub.connection
-        parser = connection._parser if connection is not None else None
-        if type(parser) is not _AsyncHiredisParser or connection.health_check_interval:
+        if not redis_py.fast():
             return batch  # one reply per call, exactly as redis-py reads it
-        gets = parser._reader.gets
+        parser, gets = redis_py.hiredis_parser(self._pubsub.connection)
+        if gets is None:
+            return batch
+        not_enough_data = redis_py.NOT_ENOUGH_DATA
         while True:
             reply = gets()
-            if reply is NOT_ENOUGH_DATA:
+            if reply is not_enough_data:
                 return batch
             kind = type(reply)
             if (kind is PushNotification or kind is list) and reply and reply[0] == _MESSAGE:
@@ -124,16 +127,15 @@ async def read_replies(connection, count):
     goes through redis-py's ``read_response``, the rest come straight from hiredis.
     """
     replies = []
-    parser = connection._parser
-    drain = type(parser) is _AsyncHiredisParser and not connection.health_check_interval
+    parser, gets = redis_py.hiredis_parser(connection) if redis_py.fast() else (None, None)
+    not_enough_data = redis_py.NOT_ENOUGH_DATA
     while len(replies) < count:
         replies.append(await connection.read_response())
-        if not drain:
+        if gets is None:
             continue
-        gets = parser._reader.gets
         while len(replies) < count:
             reply = gets()
-            if reply is NOT_ENOUGH_DATA:
+            if reply is not_enough_data:
                 break
             if type(reply) is int:
                 replies.append(reply)  # PUBLISH's answer: how many received it

@@ -27,8 +27,9 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from .. import lag, wire
+from ..compat import redis_py
 from ..conf import DEFAULT_CHANNEL, mask_url
-from ..exceptions import BackplaneUnavailable
+from ..exceptions import BackplaneUnavailable, InvalidNotifierConfiguration
 from ..outbound import AsyncSender, ThreadSender
 from .base import BaseNotifier
 
@@ -64,6 +65,9 @@ class RedisNotifier(BaseNotifier):
         publish_timestamps=True,
         signing=None,
     ):
+        too_old = redis_py.below_floor()
+        if too_old:
+            raise InvalidNotifierConfiguration(too_old, check_id="notifier.E020")
         super().__init__(instance_id=instance_id, channel_layer=channel_layer)
         self.publish_timestamps = publish_timestamps
         self.signing = signing
@@ -100,6 +104,13 @@ class RedisNotifier(BaseNotifier):
             "socket_timeout": self.socket_timeout,
             "resync_request": self.resync_request(),
         }
+
+    def publish_failing(self):
+        """See the base class: the sender (task or thread) that has failed the longest."""
+        failing = [(sender.failing_since, sender.last_error)
+                   for sender in (self._async_sender, self._thread_sender)
+                   if sender is not None and sender.failing_since is not None]
+        return min(failing, key=lambda pair: pair[0]) if failing else None
 
     def resync_request(self, reason="lost"):
         """The payload that asks our other replicas to resync (see :mod:`notifier.resync`)."""
