@@ -37,6 +37,7 @@ import asyncio
 import atexit
 import collections
 import logging
+import os
 import threading
 import time
 import weakref
@@ -407,6 +408,8 @@ class ThreadSender:
 # A management command that publishes and returns at once would otherwise exit before the
 # daemon thread sent anything: give every live sender a bounded chance to flush at exit.
 _live_thread_senders = weakref.WeakSet()
+# A forked child has none of its parent's threads: nothing of theirs to flush.
+os.register_at_fork(after_in_child=_live_thread_senders.clear)
 
 
 @atexit.register
