@@ -6,6 +6,7 @@ on/off: every value at least once, the oldest together and the newest together, 
 redis-py 8.1 (the repository's pin). Each cell:
 
 1. installs the wheel (``python -m build``) into the cell's venv (cached by requirements);
+   the redis-py 8.1 cell runs ``pip install <repository root>`` instead;
 2. runs the project's own tests (``manage.py test counters``: the memory backend and Redis,
    through ``notifier.testing``);
 3. serves the project with ``gunicorn --preload`` (two uvicorn workers), uvicorn, daphne and
@@ -23,7 +24,7 @@ import time
 from django.test import SimpleTestCase
 
 from tests.support.livecounter import LiveCounterSite
-from tests.support.package import Cell, build_wheel, cell_lock, ensure_venv, install_wheel
+from tests.support.package import Cell, build_wheel, cell_lock, ensure_venv, install_package
 from tests.support.redis_server import SHARED_URL, requires_shared_redis
 
 OLDEST = Cell("oldest", "3.11", ("Django==4.2.30", "channels==4.0.0", "redis==5.0.8",
@@ -39,7 +40,7 @@ MATRIX = (
     Cell("django52-redis7", "3.11", ("Django==5.2.19", "channels==4.3.2", "redis==7.4.1"),
          hiredis=True),
     Cell("django52-redis81", "3.11", ("Django==5.2.19", "channels==4.3.2", "redis==8.1.0"),
-         hiredis=False),
+         hiredis=False, from_source=True),
     NEWEST,
 )
 #: Below the floor: must refuse to start.
@@ -60,7 +61,7 @@ class CompatibilityMatrixTests(SimpleTestCase):
         with cell_lock(cell):
             venv = ensure_venv(cell)
             installed = time.monotonic()
-            install_wheel(venv, wheel)
+            install_package(venv, cell, wheel)
             site = LiveCounterSite(self, venv, SHARED_URL)
             code, where = site.python("-c", "import notifier; print(notifier.__file__)")
             self.assertEqual(code, 0, where)

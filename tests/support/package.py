@@ -5,7 +5,7 @@
     wheel = build_wheel()                   # python -m build, once per test process
     with cell_lock(cell):
         venv = ensure_venv(cell)            # cached by a hash of the cell's requirements
-        install_wheel(venv, wheel)          # the wheel only (--no-deps), then pip check
+        install_package(venv, cell, wheel)  # the wheel only (--no-deps), then pip check
 
 Venvs live under ``~/.cache/django-channels-backplane/`` (``BACKPLANE_VENV_CACHE``). A cell's
 venv is made once (python -m venv + pip install of its pins) and reused while its
@@ -53,6 +53,9 @@ class Cell:
     python: str  # "3.11"
     pins: tuple  # the dependencies under test, "Django==4.2.30", ...
     hiredis: bool = False
+    #: Install with ``pip install <repository root>`` (as a user of a checkout does)
+    #: instead of the wheel.
+    from_source: bool = False
 
     def requirements(self):
         extra = [pinned("hiredis")] if self.hiredis else []
@@ -136,12 +139,17 @@ def ensure_venv(cell):
     return path
 
 
-def install_wheel(venv, wheel):
-    """Install ``wheel`` alone into ``venv`` (its dependencies are the cell's pins), then
-    check that the pins satisfy what the wheel declares (``pip check``)."""
+def install_package(venv, cell, wheel):
+    """Install the package into ``venv``: ``wheel`` alone (its dependencies are the cell's
+    pins), or for a ``from_source`` cell ``pip install <repository root>``, which resolves
+    the declared dependencies against the pins. Then ``pip check``."""
     python = str(venv / "bin" / "python")
-    run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
-         str(wheel)])
+    if cell.from_source:
+        run([python, "-m", "pip", "uninstall", "--quiet", "--yes", "django-channels-backplane"])
+        run([python, "-m", "pip", "install", "--quiet", str(ROOT)])
+    else:
+        run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--force-reinstall",
+             str(wheel)])
     run([python, "-m", "pip", "check"], timeout=120)
 
 
