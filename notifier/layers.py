@@ -105,6 +105,11 @@ class LocalChannelLayer(BaseChannelLayer):
 
     extensions = ["groups", "flush"]
 
+    if not hasattr(BaseChannelLayer, "require_valid_channel_name"):
+        # channels < 4.2 has the same public checks under their first names.
+        require_valid_channel_name = BaseChannelLayer.valid_channel_name
+        require_valid_group_name = BaseChannelLayer.valid_group_name
+
     def __init__(
         self, expiry=60, group_expiry=86400, capacity=100, channel_capacity=None, **kwargs
     ):
