@@ -10,8 +10,9 @@ redis-py 8.1 (the repository's pin). Each cell:
 2. runs the project's own tests (``manage.py test counters``: the memory backend and Redis,
    through ``notifier.testing``);
 3. serves the project with ``gunicorn --preload`` (two uvicorn workers), uvicorn, daphne and
-   hypercorn at once, opens sockets on each (on both gunicorn workers), and checks that each
-   of 5 bumps, posted through each server in turn, reaches every socket.
+   hypercorn at once (the newest cell adds ``uvicorn --workers 2``), opens sockets on each
+   (on both workers of each), and checks that each of 5 bumps, posted through each server
+   in turn, reaches every socket.
 
 A redis-py below the floor refuses to start (uvicorn exits naming the version).
 Cell times are printed (``matrix cell ...: N s``); docs/notifier.md has them.
@@ -47,6 +48,10 @@ MATRIX = (
 TOO_OLD = Cell("redis46", "3.11", ("Django==4.2.30", "channels==4.0.0", "redis==4.6.0"))
 
 SERVERS = ("gunicorn-preload", "uvicorn", "daphne", "hypercorn")
+#: More servers for some cells: uvicorn's own workers (spawned, not forked).
+EXTRA_SERVERS = {"newest": ("uvicorn-workers",)}
+#: Distinct worker processes that must hold sockets, by server.
+WORKERS = {"gunicorn-preload": 2, "uvicorn-workers": 2}
 
 
 def report(line):
@@ -68,11 +73,13 @@ class CompatibilityMatrixTests(SimpleTestCase):
             self.assertTrue(where.strip().startswith(str(venv)), where)
             site.migrate()
             site.manage("test", "--noinput", "counters", timeout=300)
-            site.start(*SERVERS)
+            site.start(*SERVERS, *EXTRA_SERVERS.get(cell.name, ()))
             pids = asyncio.run(site.every_bump_reaches_every_socket(
-                "c1", bumps=5, pids_per_server={"gunicorn-preload": 2}))
+                "c1", bumps=5, pids_per_server=WORKERS))
             site.stop()
-        self.assertEqual(len(pids["gunicorn-preload"]), 2)
+        for kind, workers in WORKERS.items():
+            if kind in pids:
+                self.assertEqual(len(pids[kind]), workers, pids)
         report(f"matrix cell {cell.describe()}: {time.monotonic() - started:.1f} s "
                f"({installed - started:.1f} s venv)")
 
