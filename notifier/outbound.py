@@ -39,12 +39,6 @@ import logging
 import threading
 import weakref
 
-import redis
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
 from . import pipeline
 from .backoff import Backoff
 from .conf import mask_url
@@ -52,6 +46,8 @@ from .resync import control_channel
 from .tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
+
+_CLIENT_NAME = "webchat-notifier-publish"
 
 #: Most PUBLISH commands sent in one pipeline.
 BATCH_SIZE = 256
@@ -65,18 +61,6 @@ MAX_PUBLISH_WAIT = 0.005
 
 #: A round trip slower than this counts as Redis not answering: publishers stop waiting.
 SLOW_ROUND_TRIP = 0.05
-
-
-def client_options(*, connect_timeout, socket_timeout):
-    """Options shared by both senders' clients (no hidden retries beyond one reconnect)."""
-    # One immediate retry lets a pooled connection that Redis closed (restart, CLIENT KILL)
-    # reconnect without losing the batch; more would only delay the next batch.
-    return {
-        "socket_connect_timeout": connect_timeout,
-        "socket_timeout": socket_timeout,
-        "socket_keepalive": True,
-        "client_name": "webchat-notifier-publish",
-    }
 
 
 class _Queue:
@@ -167,18 +151,16 @@ def _failed(counters, queue, batch):
 class AsyncSender:
     """Drains the queue from one task on one event loop; all methods run on that loop."""
 
-    def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout,
-                 resync_request=None):
-        self.url = url
+    def __init__(self, transport, channel, *, capacity, counters, resync_request=None):
+        self.transport = transport
         self.channel = channel
         self.control_channel = control_channel(channel)
         self.counters = counters
         self._queue = _Queue(capacity, resync_request)
         # redis-py's asyncio client applies socket_timeout to each reply it reads, with a
-        # timeout context per reply: a quarter of the sender's time with 256 PUBLISHes per
-        # round trip. So the client gets none, and the whole round trip gets socket_timeout.
-        self._options = client_options(connect_timeout=connect_timeout, socket_timeout=None)
-        self._round_trip_timeout = socket_timeout
+        # timeout context per reply (see docs/benchmarks.md). So the client gets none, and
+        # the whole round trip gets the transport's socket_timeout.
+        self._round_trip_timeout = transport.socket_timeout
         # PUBLISHes are written in RESP directly (see notifier.pipeline): global, control.
         self._heads = (pipeline.command_head(channel), pipeline.command_head(self.control_channel))
         self.loop = None
@@ -237,9 +219,9 @@ class AsyncSender:
         return since is None or self.loop.time() - since < SLOW_ROUND_TRIP
 
     async def _run(self):
-        client = aioredis.Redis.from_url(
-            self.url, retry=AsyncRetry(NoBackoff(), 1), **self._options
-        )
+        # redis-py retries a failed connect once; a batch whose connection fails is sent once
+        # more, on a new connection, by notifier.pipeline.
+        client = self.transport.client(_CLIENT_NAME, retries=1, socket_timeout=None)
         backoff = Backoff(RETRY_SCHEDULE_MS)
         try:
             while True:
@@ -255,12 +237,12 @@ class AsyncSender:
                 commands = [(heads[key is None], payload) for key, payload in batch]
                 try:
                     async with asyncio.timeout(self._round_trip_timeout):
-                        await pipeline.publish(client, commands)
+                        await self.transport.publish(client, commands)
                 except Exception as exc:
                     # CancelledError is no Exception: shutdown goes straight through.
                     _failed(self.counters, self._queue, batch)
                     logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
-                                 len(batch), mask_url(self.url), exc)
+                                 len(batch), mask_url(self.transport.url), exc)
                     if isinstance(exc, TimeoutError):
                         # Cut off mid-round trip, replies may still be on their way: never
                         # reuse that connection. redis-py closes one cut off in a read, not
@@ -297,16 +279,12 @@ class AsyncSender:
 class ThreadSender:
     """Drains the queue from one daemon thread with a synchronous client; thread-safe."""
 
-    def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout,
-                 resync_request=None):
-        self.url = url
+    def __init__(self, transport, channel, *, capacity, counters, resync_request=None):
+        self.transport = transport
         self.channel = channel
         self.control_channel = control_channel(channel)
         self.counters = counters
         self._queue = _Queue(capacity, resync_request)
-        self._options = client_options(
-            connect_timeout=connect_timeout, socket_timeout=socket_timeout
-        )
         self._cond = threading.Condition()
         self._thread = None
         self._closing = False
@@ -330,7 +308,9 @@ class ThreadSender:
             self._cond.notify()
 
     def _run(self):
-        client = redis.Redis.from_url(self.url, retry=Retry(NoBackoff(), 1), **self._options)
+        # One immediate retry lets a pooled connection that Redis closed (restart, CLIENT KILL)
+        # reconnect without losing the batch; more would only delay the next batch.
+        client = self.transport.client(_CLIENT_NAME, asynchronous=False, retries=1)
         backoff = Backoff(RETRY_SCHEDULE_MS)
         try:
             while True:
@@ -349,7 +329,7 @@ class ThreadSender:
                     pipe.execute()
                 except Exception as exc:
                     logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
-                                 len(batch), mask_url(self.url), exc)
+                                 len(batch), mask_url(self.transport.url), exc)
                     with self._cond:
                         _failed(self.counters, self._queue, batch)
                         self._inflight = 0

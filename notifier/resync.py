@@ -36,6 +36,8 @@ import asyncio
 import logging
 import random
 
+from channels.layers import get_channel_layer
+
 from .events import GROUP_PREFIX
 from .stats import Counters
 from .tasks import cancel_and_wait
@@ -75,7 +77,7 @@ def local_groups(layer):
 class Resyncer:
     """Sends ``webchat.resync`` to every local notifier group, jittered; owns its task.
 
-    ``layer``: the channel layer, or a callable returning it (read at each pass). ``rand``:
+    ``layer``: the channel layer, or the alias of one (looked up at each pass). ``rand``:
     ``random.random`` (tests pass their own).
     """
 
@@ -94,7 +96,9 @@ class Resyncer:
 
     @property
     def layer(self):
-        return self._layer() if callable(self._layer) else self._layer
+        if isinstance(self._layer, str):
+            return get_channel_layer(self._layer)
+        return self._layer
 
     @property
     def running(self):

@@ -17,8 +17,7 @@ ignores: an unknown field nested deeper than Python's recursion limit (~1000 lev
 invalid UTF-8 anywhere in the payload are rejected here (serde_json skips over both inside an
 ignored value when it reads from a byte slice).
 
-Deciding what to do with a decoded message (self-echo first, then version) is the listener's
-job; :func:`classify` holds that order so the listener and the tests share it.
+Deciding what to do with a decoded message is :func:`notifier.dispatch.classify`'s job.
 
 Signed wire (optional, :mod:`notifier.signing`): with keys configured, our publishers add
 ``"kid"`` and ``"sig"`` (HMAC-SHA256 over the canonical bytes: what :func:`encode` writes,
@@ -28,6 +27,7 @@ listeners drop unsigned or forged messages as ``bad_signature``, between ``malfo
 messages stay wire v1; without keys :func:`encode`'s bytes are unchanged.
 """
 
+import functools
 import json
 import logging
 import re
@@ -46,11 +46,6 @@ DEFAULT_CHANNEL = "greentic:webchat:notify"
 #: The only version a listener delivers; others decode but are dropped as ``unknown_version``.
 VERSION = 1
 
-#: Drop reasons, as the listener counts them.
-MALFORMED = "malformed"
-SELF_ECHO = "self_echo"
-UNKNOWN_VERSION = "unknown_version"
-
 U64_MAX = 2**64 - 1
 U8_MAX = 2**8 - 1
 
@@ -65,9 +60,6 @@ _HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 _UUID_RE = re.compile(
     rf"[0-9a-fA-F]{{32}}|{_HYPHENATED}|\{{{_HYPHENATED}\}}|urn:uuid:{_HYPHENATED}"
 )
-# Few replicas publish, so the same few spellings come back again and again: remember them.
-_UUID_CACHE: dict[str, uuid.UUID] = {}
-_UUID_CACHE_MAX = 1024
 
 
 class MalformedPayload(ValueError):
@@ -179,16 +171,16 @@ def _has_surrogate(text):
 def _parse_uuid(value):
     if type(value) is not str:
         raise MalformedPayload(f"instance_id: expected a UUID string, got {_json_type(value)}")
-    parsed = _UUID_CACHE.get(value)
-    if parsed is None:
-        if _UUID_RE.fullmatch(value) is None:
-            raise MalformedPayload(f"instance_id: {value[:60]!r} is not a UUID")
-        # Safe now that the regex vouched for the spelling.
-        parsed = uuid.UUID(value)
-        if len(_UUID_CACHE) >= _UUID_CACHE_MAX:
-            _UUID_CACHE.clear()
-        _UUID_CACHE[value] = parsed
-    return parsed
+    return _uuid_from_text(value)
+
+
+# Few replicas publish, so the same few spellings come back again and again: remember them.
+@functools.lru_cache(maxsize=1024)
+def _uuid_from_text(value):
+    if _UUID_RE.fullmatch(value) is None:
+        raise MalformedPayload(f"instance_id: {value[:60]!r} is not a UUID")
+    # Safe now that the regex vouched for the spelling.
+    return uuid.UUID(value)
 
 
 def _json_type(value):
@@ -294,7 +286,7 @@ def decode(payload: bytes) -> WireMessage:
     """Parse wire v1 bytes; raise :class:`MalformedPayload` for what the reference rejects.
 
     Called by the listener for every message on the global channel. The version number and
-    the instance id are returned, not judged: see :func:`classify`.
+    the instance id are returned, not judged: see :func:`notifier.dispatch.classify`.
     """
     try:
         text = payload.decode("utf-8")
@@ -306,7 +298,7 @@ def decode(payload: bytes) -> WireMessage:
         watermark, version = int(watermark), int(version)
         if watermark <= U64_MAX and version <= U8_MAX:
             return _new_message(
-                tenant_id, conversation_id, watermark, version, _parse_uuid(instance_id)
+                tenant_id, conversation_id, watermark, version, _uuid_from_text(instance_id)
             )
     return _decode_text(text)
 
@@ -347,29 +339,6 @@ def _decode_text(text):
     raise MalformedPayload(f"expected a JSON object, got {_json_type(obj)}")
 
 
-def classify(payload: bytes, self_instance_id: uuid.UUID):
-    """Decide what the listener does with one payload, in the reference's order.
-
-    Returns ``(message, None)`` to deliver, or ``(None, reason)`` to drop it, reason being
-    ``"malformed"`` (not wire v1), then ``"self_echo"`` (published by ``self_instance_id``,
-    in any UUID spelling, whatever its version), then ``"unknown_version"`` (not 1).
-    """
-    try:
-        message = decode(payload)
-    except MalformedPayload as exc:
-        logger.debug("dropping a malformed payload: %s", exc)
-        return None, MALFORMED
-    if message.instance_id == self_instance_id:
-        return None, SELF_ECHO
-    if message.version != VERSION:
-        return None, UNKNOWN_VERSION
-    return message, None
-
-
-# (instance id, the end of its payloads) of the last encode: one tuple, replaced atomically.
-_last_tail = (None, None)
-
-
 def encode(event: NotifyEvent, instance_id: uuid.UUID) -> bytes:
     """Return the wire v1 bytes the reference writes for ``event`` published by ``instance_id``.
 
@@ -386,16 +355,9 @@ def encode(event: NotifyEvent, instance_id: uuid.UUID) -> bytes:
         raise TypeError(f"new_watermark must be an int, not {type(watermark).__name__}")
     if not 0 <= watermark <= U64_MAX:
         raise ValueError(f"new_watermark {watermark} is outside u64 (0..{U64_MAX})")
-    global _last_tail
     if not isinstance(instance_id, uuid.UUID):
         raise TypeError(f"instance_id must be a uuid.UUID, not {type(instance_id).__name__}")
-    # A publisher encodes with its one instance id: format the UUID (0.7 µs) once.
-    last = _last_tail
-    if last[0] is instance_id:
-        tail = last[1]
-    else:
-        tail = f',"version":{VERSION},"instance_id":"{instance_id}"}}'
-        _last_tail = (instance_id, tail)
+    tail = _tail(instance_id.int)
     text = (
         f'{{"tenant_id":{encode_basestring(tenant_id)},'
         f'"conversation_id":{encode_basestring(conversation_id)},'
@@ -405,3 +367,9 @@ def encode(event: NotifyEvent, instance_id: uuid.UUID) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("tenant_id or conversation_id holds a lone surrogate") from None
+
+
+# A publisher encodes with its one instance id: format the UUID once.
+@functools.lru_cache(maxsize=64)
+def _tail(instance_int):
+    return f',"version":{VERSION},"instance_id":"{uuid.UUID(int=instance_int)}"}}'
