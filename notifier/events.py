@@ -1,5 +1,6 @@
 """The notification itself, its Channels group, and the message consumers receive."""
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -35,13 +36,9 @@ def new_event(tenant_id, conversation_id, new_watermark):
     return event
 
 
-# Every publish and every delivered message needs the group of its conversation, and a
-# SHA-256 is most of a microsecond: remember the names of recent conversations. Bounded (cleared
-# when full, a few MB at most) and only for ids of ordinary length, so that 1 KB ids cannot
-# make it big.
-_GROUPS: dict[tuple[str, str], str] = {}
-_GROUPS_MAX = 16384
-_GROUPS_MAX_ID_CHARS = 256
+# Ids up to this many characters (together) have their group names cached: long ids cannot
+# make the cache big.
+_CACHED_ID_CHARS = 256
 
 
 def group_name(tenant_id: str, conversation_id: str) -> str:
@@ -51,18 +48,22 @@ def group_name(tenant_id: str, conversation_id: str) -> str:
     any text. Hashing a length-prefixed encoding of both ids keeps the map injective (the
     prefix stops ``("a|", "b")`` and ``("a", "|b")`` from meeting) for ids of any size.
     """
-    key = (tenant_id, conversation_id)
-    name = _GROUPS.get(key)
-    if name is None:
-        tenant = tenant_id.encode("utf-8", "surrogatepass")
-        conversation = conversation_id.encode("utf-8", "surrogatepass")
-        digest = hashlib.sha256(b"%d:%s%s" % (len(tenant), tenant, conversation)).hexdigest()
-        name = GROUP_PREFIX + digest
-        if len(tenant_id) + len(conversation_id) <= _GROUPS_MAX_ID_CHARS:
-            if len(_GROUPS) >= _GROUPS_MAX:
-                _GROUPS.clear()
-            _GROUPS[key] = name
-    return name
+    if len(tenant_id) + len(conversation_id) <= _CACHED_ID_CHARS:
+        return _cached_group_name(tenant_id, conversation_id)
+    return _group_name(tenant_id, conversation_id)
+
+
+def _group_name(tenant_id, conversation_id):
+    tenant = tenant_id.encode("utf-8", "surrogatepass")
+    conversation = conversation_id.encode("utf-8", "surrogatepass")
+    return GROUP_PREFIX + hashlib.sha256(
+        b"%d:%s%s" % (len(tenant), tenant, conversation)
+    ).hexdigest()
+
+
+# Every publish and every delivered message needs the group of its conversation, and a
+# SHA-256 costs more than a lookup (docs/benchmarks.md): remember recent conversations'.
+_cached_group_name = functools.lru_cache(maxsize=16384)(_group_name)
 
 
 def watermark_message(event: NotifyEvent) -> dict:

@@ -33,6 +33,7 @@ reaches it with ``async_to_sync`` from a ``sync_to_async`` thread, which runs on
 """
 
 import asyncio
+import functools
 import logging
 import secrets
 import time
@@ -49,7 +50,7 @@ _IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
 
 # Channel names already validated, with their capacity: a consumer's state comes and goes
 # with every message handed over, and re-running the name regex each time would double the
-# cost of a receive. Cleared when full, so it stays bounded. Group names likewise.
+# cost of a receive. Group names likewise.
 _NAME_CACHE_SIZE = 65536
 
 # Deques of bookkeeping entries are rebuilt without their dead entries once dead ones
@@ -125,8 +126,9 @@ class LocalChannelLayer(BaseChannelLayer):
         self._joins = deque()  # (joined_at, group, channel) in join order
         self._dropped_full = 0
         self._expired = 0
-        self._capacities = {}  # see _NAME_CACHE_SIZE
-        self._valid_groups = set()  # likewise, for group_send to groups with no members
+        # See _NAME_CACHE_SIZE; the group check is for group_send to groups with no members.
+        self._capacity = functools.lru_cache(_NAME_CACHE_SIZE)(self._checked_capacity)
+        self._check_group = functools.lru_cache(_NAME_CACHE_SIZE)(self.require_valid_group_name)
 
     # Channel layer API
 
@@ -232,11 +234,7 @@ class LocalChannelLayer(BaseChannelLayer):
         if members is None:
             # The common case in a process without consumers (a publisher): still refuse a bad
             # name, as channels' layers do, but run the regex once per name.
-            if group not in self._valid_groups:
-                self.require_valid_group_name(group)
-                if len(self._valid_groups) >= _NAME_CACHE_SIZE:
-                    self._valid_groups.clear()
-                self._valid_groups.add(group)
+            self._check_group(group)
             return
         copy = _copier(message)
         now = time.monotonic()
@@ -308,16 +306,10 @@ class LocalChannelLayer(BaseChannelLayer):
     def _new_state(self, name):
         return _Channel(self._capacity(name), name in self._memberships)
 
-    def _capacity(self, name):
+    def _checked_capacity(self, name):
         """Validate the channel ``name`` (raises ``TypeError``) and return its capacity."""
-        capacity = self._capacities.get(name)
-        if capacity is None:
-            self.require_valid_channel_name(name)
-            capacity = self.get_capacity(name)
-            if len(self._capacities) >= _NAME_CACHE_SIZE:
-                self._capacities.clear()
-            self._capacities[name] = capacity
-        return capacity
+        self.require_valid_channel_name(name)
+        return self.get_capacity(name)
 
     def _deliver(self, state, name, message, now):
         waiters = state.waiters

@@ -63,11 +63,13 @@ round trip early, which still proves the subscriber receives.
 """
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
 import logging
 import re
+import uuid
 from collections import Counter
 from json.encoder import encode_basestring
 
@@ -170,10 +172,6 @@ def _sig(secret, canonical):
     return base64.urlsafe_b64encode(hmac.digest(secret, canonical, hashlib.sha256))[:SIG_LENGTH]
 
 
-# Few replicas publish: remember the text of their instance ids.
-_UUID_TEXT = {}
-
-
 def canonical_bytes(message, kid, ts=None):
     """The bytes a message's signature covers (see the module docstring).
 
@@ -181,17 +179,19 @@ def canonical_bytes(message, kid, ts=None):
     ``ts`` member's value, or None when the message has none.
     """
     tail = f',"kid":"{kid}"}}' if ts is None else f',"kid":"{kid}","ts":{ts}}}'
-    instance_id = _UUID_TEXT.get(message.instance_id)
-    if instance_id is None:
-        if len(_UUID_TEXT) >= 1024:
-            _UUID_TEXT.clear()
-        instance_id = _UUID_TEXT[message.instance_id] = str(message.instance_id)
+    instance_id = _uuid_text(message.instance_id.int)
     return (
         f'{{"tenant_id":{encode_basestring(message.tenant_id)},'
         f'"conversation_id":{encode_basestring(message.conversation_id)},'
         f'"new_watermark":{message.new_watermark},"version":{message.version},'
         f'"instance_id":"{instance_id}"{tail}'
     ).encode()
+
+
+# Few replicas publish: remember the text of their instance ids.
+@functools.lru_cache(maxsize=1024)
+def _uuid_text(instance_int):
+    return str(uuid.UUID(int=instance_int))
 
 
 def control_canonical_bytes(instance_id, reason, kid):
