@@ -19,13 +19,8 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from .backoff import Backoff
 from .conf import DEFAULT_CHANNEL, mask_url
 from .dispatch import (
-    BAD_SIGNATURE,
     COUNTERS,
-    DROP_REASONS,
-    MALFORMED,
-    SELF_ECHO,
-    SUPPORTED_VERSION,
-    UNKNOWN_VERSION,
+    DROP_REASONS,  # noqa: F401 - importable from here, as it always was
     Dispatcher,
 )
 from .probe import ProbeOverdue
@@ -35,11 +30,6 @@ from .tasks import cancel_and_wait
 from .transport import RedisTransport
 
 logger = logging.getLogger(__name__)
-
-# The drop reasons are defined in notifier.dispatch and stay importable from here.
-__all__ = ["BAD_SIGNATURE", "CLOSED", "CONNECTED", "CONNECTING", "DROP_REASONS", "IDLE",
-           "MALFORMED", "RECONNECTING", "SELF_ECHO", "SUPPORTED_VERSION", "UNKNOWN_VERSION",
-           "Listener", "ListenerObserver"]
 
 IDLE = "idle"
 CONNECTING = "connecting"
@@ -88,23 +78,10 @@ class Listener:
     The listener starts and stops the probe and the resyncer.
     """
 
-    def __init__(
-        self,
-        transport,
-        *,
-        deliver,
-        instance_id,
-        deliver_nowait=None,
-        channel=DEFAULT_CHANNEL,
-        observer=None,
-        backoff=None,
-        connect_timeout=2.0,
-        ping_interval=15.0,
-        restart_delay=RESTART_DELAY,
-        resyncer=None,
-        probe=None,
-        signing=None,
-    ):
+    def __init__(self, transport, *, deliver, instance_id, deliver_nowait=None,
+                 channel=DEFAULT_CHANNEL, observer=None, backoff=None, connect_timeout=2.0,
+                 ping_interval=15.0, restart_delay=RESTART_DELAY, resyncer=None, probe=None,
+                 signing=None):
         if isinstance(transport, str):
             transport = RedisTransport(transport, connect_timeout=connect_timeout)
         self.transport = transport

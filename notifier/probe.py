@@ -1,33 +1,8 @@
 """The backplane probe: a message that makes a round trip through Redis back to the listener.
 
-Subscribed is not the same as working. A subscriber socket can stay open while nothing
-arrives: Redis frozen or paused (``SIGSTOP``, ``CLIENT PAUSE``), a NAT or firewall that
-forgot the connection, a half-dead peer. So the listener also subscribes, on its one
-SUBSCRIBE connection, to a channel of its own, ``<channel>:probe:<instance id>``, and the
-probe PUBLISHes a short message there every second over a separate connection. The message
-coming back through the subscriber proves the whole path: Redis takes publishes, and this
-process receives what is published.
-
-Why a channel of its own and not the global channel: the reference service subscribes to
-the global channel only and counts every payload it cannot decode as ``malformed``, so
-probes there would inflate that counter on every replica of the reference (and of ours).
-A per-instance channel also keeps replicas from receiving each other's probes. The cost is
-one PUBLISH per second per process and a few bytes.
-
-What the probe tells:
-
-* :meth:`Probe.healthy`: a round trip completed within the last ``stale`` seconds. Readiness
-  (``/readyz``) is red otherwise: with probes every second and ``stale`` = 3 s, a wedged
-  subscriber turns it red within about 3 s.
-* :meth:`Probe.overdue`: a probe that Redis accepted after the subscription was confirmed has
-  not come back within ``timeout`` seconds, or Redis said nobody is subscribed to the probe
-  channel: when the subscriber connection has also been silent that long, it is dead though
-  its socket is open. The listener then drops the connection and reconnects (and so resyncs
-  its consumers). A listener still reading a burst is behind, not wedged: it stays.
-* :attr:`Probe.answered`: Redis took a PUBLISH. While the listener waits out a reconnect
-  delay (up to 5 s) this cuts the wait short, so it resubscribes within one probe interval
-  (0.25 s while failing) of Redis answering again.
-
+Subscribed is not the same as working: the probe PUBLISHes to ``<channel>:probe:<instance
+id>`` every second, and the listener's subscription must bring it back. Readiness, the
+listener's wedge detection and its reconnect delay all read the probe (docs/backplane.md).
 Owned by a :class:`~notifier.listener.Listener`, which starts and stops its task.
 """
 

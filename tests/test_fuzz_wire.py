@@ -28,7 +28,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from notifier import dispatch, wire
-from notifier import listener as listener_module
 from notifier.backends.redis import RedisNotifier
 from notifier.events import NotifyEvent, group_name, watermark_message
 from notifier.layers import LocalChannelLayer
@@ -341,9 +340,9 @@ class ListenerFuzzTests(SimpleTestCase):
             ),
             (CONNECTED, 0, 1, 0, 0),
         )
-        handled = stats["delivered"] + sum(stats[r] for r in listener_module.DROP_REASONS)
+        handled = stats["delivered"] + sum(stats[r] for r in dispatch.DROP_REASONS)
         self.assertEqual(handled, len(self.expected))
-        for reason in listener_module.DROP_REASONS:
+        for reason in dispatch.DROP_REASONS:
             self.assertEqual(stats[reason], sum(1 for o, _ in self.expected if o == reason))
         self.assertEqual(stats["delivered"], sum(1 for o, _ in self.expected if o == DELIVER))
         self.assertEqual(self.notifier.stats()["local_failures"], 0)
