@@ -8,6 +8,8 @@ first publish. Registered in :meth:`notifier.apps.NotifierConfig.ready`.
   id); ``E031`` a signing secret empty or shorter than 32 bytes; ``E032`` SIGNING_KEY_ID not
   one of SIGNING_KEYS (or missing while there are several keys, or set without keys).
 * ``notifier.E010`` Redis does not answer within 2 s (strict startup).
+* ``notifier.E020`` the installed redis-py is older than the notifier's floor (the message
+  names both); ``E021`` ``DEPENDENCY_FAST_PATHS`` is not a bool.
 * ``notifier.W001`` the Redis backend with a cross-process channel layer: every consumer
   would get each notification once per replica. ``W002`` unknown keys (typos).
 """
@@ -16,6 +18,7 @@ from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+from .compat import SETTING_NAME as SETTING_NAME_FAST_PATHS
 from .conf import SETTING_NAME, get_settings
 from .exceptions import BackplaneUnavailable, InvalidNotifierConfiguration
 
@@ -77,6 +80,31 @@ def check_settings(app_configs=None, **kwargs):
     return messages
 
 
+def check_dependencies(app_configs=None, **kwargs):
+    """The Redis backend refuses a redis-py below the floor; the fast-path switch is a bool."""
+    from .compat import fast_paths_setting, redis_py
+
+    messages = []
+    try:
+        fast_paths_setting()
+    except InvalidNotifierConfiguration as exc:
+        messages.append(checks.Error(str(exc), hint=exc.hint, obj=SETTING_NAME_FAST_PATHS,
+                                     id=exc.check_id))
+    try:
+        needs_redis = get_settings().backend_class.requires_url
+    except ImproperlyConfigured:
+        needs_redis = False  # check_settings reports it
+    too_old = redis_py.below_floor()
+    if needs_redis and too_old:
+        messages.append(checks.Error(
+            too_old,
+            hint=f"Upgrade it: pip install 'redis>={redis_py.FLOOR_TEXT}'.",
+            obj=SETTING_NAME,
+            id="notifier.E020",
+        ))
+    return messages
+
+
 def check_connection(app_configs=None, **kwargs):
     """Strict startup for ``manage.py check`` (and every command that runs checks): with a
     transport that needs one, Redis must answer within 2 s."""
@@ -86,7 +114,7 @@ def check_connection(app_configs=None, **kwargs):
             return []
         notifier = notifier_settings.backend_class.from_settings(notifier_settings)
     except ImproperlyConfigured:
-        return []  # check_settings reports it
+        return []  # check_settings or check_dependencies reports it
     try:
         notifier.verify(CONNECTION_TIMEOUT)
     except BackplaneUnavailable as exc:

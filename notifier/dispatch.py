@@ -8,7 +8,7 @@ on the control channel goes to the resyncer. Every outcome is counted.
 import logging
 import time
 
-from . import lag, wire
+from . import lag, oplog, wire
 from .control import decode_resync_request
 from .resync import PEER
 
@@ -110,6 +110,7 @@ class Dispatcher:
             self.counters.incr(reason)
             logger.debug("backplane listener dropped a %d-byte payload: %s%s", len(payload),
                          reason, f" ({detail})" if detail else "")
+            oplog.payload_dropped(reason, payload, detail)
             self.observer.dropped(self.listener, reason, payload, detail)
         return message
 

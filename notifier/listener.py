@@ -16,6 +16,7 @@ import time
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from . import oplog
 from .backoff import Backoff
 from .conf import DEFAULT_CHANNEL, mask_url
 from .dispatch import (
@@ -103,7 +104,8 @@ class Listener:
         #: The error that ended the last connection, if any.
         self.last_error = None
         # Written on the listener's loop only: increments take no lock (see LoopCounters).
-        self.counters = LoopCounters(*COUNTERS, "connects", "disconnects", "errors")
+        self.counters = LoopCounters(*COUNTERS, "connects", "disconnects", "errors",
+                                     "reconnect_failures")
         #: Seconds from a stamped message's PUBLISH to its delivery here.
         self.lag = Histogram()
         self.dispatcher = Dispatcher(self, deliver=deliver, deliver_nowait=deliver_nowait,
@@ -277,6 +279,7 @@ class Listener:
         if after:
             logger.info("backplane listener resubscribed to %r after %d attempt(s)",
                         self.channel, after)
+            oplog.reconnected(mask_url(self.url), after)
         self.observer.connected(self, after)
 
     def _gone(self, error):
@@ -294,5 +297,9 @@ class Listener:
         log("backplane listener %s %s: %s; reconnecting in %d ms (attempt %d)",
             "lost" if was_connected else "cannot reach", mask_url(self.url), error,
             delay * 1000, self.attempt)
+        if not was_connected:
+            self.counters.incr("reconnect_failures")
+        oplog.connection_lost(mask_url(self.url), error, was_connected=was_connected,
+                              attempt=self.attempt, delay=delay)
         self.observer.disconnected(self, error, delay)
         return delay

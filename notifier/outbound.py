@@ -3,24 +3,24 @@
 Publishers only append to a queue, so a slow or dead Redis never blocks them.
 :class:`AsyncSender` drains it from a task on the consumers' loop, :class:`ThreadSender` from a
 daemon thread for code with no such loop. A failed round trip's payloads are sent again
-(newest per conversation); when some had to be given up, a resync request goes out.
-docs/backplane.md explains the counters and the retry rules.
+(newest per conversation); when some had to be given up, a resync request goes out. A
+failed round trip is logged at WARNING (``redis_publish_dropped``, rate-limited:
+:mod:`notifier.oplog`), and ``failing_since`` tells readiness how long every PUBLISH has
+failed. docs/backplane.md explains the counters and the retry rules.
 """
 
 import asyncio
 import atexit
-import logging
 import threading
+import time
 import weakref
 
-from . import pipeline
+from . import oplog, pipeline
 from .backoff import Backoff
 from .conf import mask_url
 from .resync import control_channel
 from .sendqueue import BATCH_SIZE, SendQueue, count_failed, count_sent
 from .tasks import cancel_and_wait
-
-logger = logging.getLogger(__name__)
 
 _CLIENT_NAME = "webchat-notifier-publish"
 
@@ -35,15 +35,31 @@ MAX_PUBLISH_WAIT = 0.005
 SLOW_ROUND_TRIP = 0.05
 
 
+def _record_failure(sender, batch, error):
+    # A failed round trip of either sender (the thread sender's under its lock): counted,
+    # logged (rate-limited), and since when every PUBLISH fails (for readiness).
+    given_up = count_failed(sender.counters, sender._queue, batch)
+    oplog.publish_dropped(sender._masked_url, retrying=len(sender._queue.retry),
+                          given_up=given_up, error=error)
+    sender.last_error = error
+    if sender.failing_since is None:
+        sender.failing_since = time.monotonic()
+
+
 class AsyncSender:
     """Drains the queue from one task on one event loop; all methods run on that loop."""
 
     def __init__(self, transport, channel, *, capacity, counters, resync_request=None):
         self.transport = transport
+        self._masked_url = mask_url(transport.url)
         self.channel = channel
         self.control_channel = control_channel(channel)
         self.counters = counters
         self._queue = SendQueue(capacity, resync_request)
+        #: ``time.monotonic()`` of the first failed round trip since the last one that
+        #: succeeded (None: the last one succeeded), and that failure's error.
+        self.failing_since = None
+        self.last_error = None
         # redis-py's asyncio client applies socket_timeout to each reply it reads, with a
         # timeout context per reply (see docs/benchmarks.md). So the client gets none, and
         # the whole round trip gets the transport's socket_timeout.
@@ -56,7 +72,6 @@ class AsyncSender:
         self._space = None
         self._inflight = 0
         self._inflight_since = None
-        self._failing = False
         self._high_water = max(1, min(BATCH_SIZE, capacity // 2))
 
     @property
@@ -78,6 +93,7 @@ class AsyncSender:
         """
         if self._queue.push(item):
             self.counters.incr("mirror_dropped")
+            oplog.publish_dropped(self._masked_url, given_up=1)
         self._wakeup.set()
         return len(self._queue.items) >= self._high_water
 
@@ -100,7 +116,7 @@ class AsyncSender:
             pass
 
     def _healthy(self):
-        if self._failing:
+        if self.failing_since is not None:
             return False
         since = self._inflight_since
         return since is None or self.loop.time() - since < SLOW_ROUND_TRIP
@@ -127,20 +143,17 @@ class AsyncSender:
                         await self.transport.publish(client, commands)
                 except Exception as exc:
                     # CancelledError is no Exception: shutdown goes straight through.
-                    count_failed(self.counters, self._queue, batch)
-                    logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
-                                 len(batch), mask_url(self.transport.url), exc)
+                    _record_failure(self, batch, exc)
                     if isinstance(exc, TimeoutError):
                         # Cut off mid-round trip, replies may still be on their way: never
                         # reuse that connection. redis-py closes one cut off in a read, not
                         # one cut off in its handshake; this closes either.
                         await client.connection_pool.disconnect()
-                    self._failing = True
                     self._inflight, self._inflight_since = 0, None
                     await asyncio.sleep(backoff.next_delay())
                 else:
                     count_sent(self.counters, batch)
-                    self._failing = False
+                    self.failing_since = None
                     self._inflight, self._inflight_since = 0, None
                     backoff.reset()
         finally:
@@ -161,6 +174,7 @@ class AsyncSender:
         unsent = self._queue.discard()
         if unsent:
             self.counters.incr("mirror_dropped", unsent)
+            oplog.publish_dropped(self._masked_url, given_up=unsent)
 
 
 class ThreadSender:
@@ -168,10 +182,14 @@ class ThreadSender:
 
     def __init__(self, transport, channel, *, capacity, counters, resync_request=None):
         self.transport = transport
+        self._masked_url = mask_url(transport.url)
         self.channel = channel
         self.control_channel = control_channel(channel)
         self.counters = counters
         self._queue = SendQueue(capacity, resync_request)
+        #: As :attr:`AsyncSender.failing_since` and ``last_error``.
+        self.failing_since = None
+        self.last_error = None
         self._cond = threading.Condition()
         self._thread = None
         self._closing = False
@@ -186,6 +204,7 @@ class ThreadSender:
                 return
             if self._queue.push(item):
                 self.counters.incr("mirror_dropped")
+                oplog.publish_dropped(self._masked_url, given_up=1)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="notifier-redis-sender", daemon=True
@@ -215,18 +234,19 @@ class ThreadSender:
                                      payload)
                     pipe.execute()
                 except Exception as exc:
-                    logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
-                                 len(batch), mask_url(self.transport.url), exc)
                     with self._cond:
-                        count_failed(self.counters, self._queue, batch)
+                        _record_failure(self, batch, exc)
                         self._inflight = 0
                         if self._closing:
                             # Shutting down and Redis is away: give up on the rest.
-                            self.counters.incr("mirror_dropped", self._queue.discard())
+                            unsent = self._queue.discard()
+                            self.counters.incr("mirror_dropped", unsent)
+                            oplog.publish_dropped(self._masked_url, given_up=unsent)
                             return
                         self._cond.wait(backoff.next_delay())
                 else:
                     count_sent(self.counters, batch)
+                    self.failing_since = None
                     backoff.reset()
                     with self._cond:
                         self._inflight = 0

@@ -85,10 +85,12 @@ def count_sent(counters, batch):
 
 
 def count_failed(counters, queue, batch):
-    """Count a failed batch and keep its payloads in ``queue`` for the next one."""
+    """Count a failed batch and keep its payloads in ``queue`` for the next one; return
+    how many notifications were given up."""
     counters.incr("mirror_failures", sum(1 for key, _ in batch if key is not None))
     superseded, dropped = queue.failed(batch)
     if superseded:
         counters.incr("mirror_superseded", superseded)
     if dropped:
         counters.incr("mirror_dropped", dropped)
+    return dropped

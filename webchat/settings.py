@@ -194,6 +194,9 @@ WEBCHAT_METRICS = {
 # Freeze what survives full GC collections, so they stop walking every socket's objects
 # (webchat/gc_freeze.py): WEBCHAT_GC_FREEZE=0 leaves Python's collector as it is.
 WEBCHAT_GC_FREEZE = env_bool("WEBCHAT_GC_FREEZE", True)
+# Fast paths through dependencies' private internals (notifier.compat), each only on the
+# versions it was written for; False runs the public API everywhere (CI runs both).
+DEPENDENCY_FAST_PATHS = env_bool("DEPENDENCY_FAST_PATHS", True)
 
 # The demo page links to the same conversation on these replicas (scripts/cluster sets it).
 WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")

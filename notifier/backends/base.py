@@ -95,6 +95,11 @@ class BaseNotifier:
         """Counters as a dict; readable from any thread."""
         return self.counters.snapshot()
 
+    def publish_failing(self):
+        """``(since, error)`` when every PUBLISH to the transport has failed since
+        ``time.monotonic()`` value ``since`` (``error``: the last failure), else None."""
+        return None
+
     async def apublish(self, event):
         """Deliver ``event`` to local consumers, then hand it to the backend. Never raises."""
         self.counters.incr("published")

@@ -24,9 +24,10 @@ import redis
 from channels.layers import DEFAULT_CHANNEL_LAYER
 
 from .. import lag, wire
+from ..compat import redis_py
 from ..conf import DEFAULT_CHANNEL, mask_url
 from ..control import encode_resync_request
-from ..exceptions import BackplaneUnavailable
+from ..exceptions import BackplaneUnavailable, InvalidNotifierConfiguration
 from ..outbound import AsyncSender, ThreadSender
 from ..transport import RedisTransport
 from .base import BaseNotifier
@@ -42,7 +43,9 @@ class RedisNotifier(BaseNotifier):
     counted. ``connect_timeout``/``socket_timeout``: seconds, for the sender and the listener.
     ``publish_timestamps``: add ``"ts"`` (ms) to each payload, for the lag histogram.
     ``signing``: a :class:`~notifier.signing.Keyring` to sign payloads with and verify
-    received ones with (None: the unsigned wire of the reference).
+    received ones with (None: the unsigned wire of the reference). ``transport``: a
+    :class:`~notifier.transport.RedisTransport` that makes every connection (default: one
+    for ``url`` with these timeouts).
     """
 
     requires_url = True
@@ -62,7 +65,11 @@ class RedisNotifier(BaseNotifier):
         socket_timeout=2.0,
         publish_timestamps=True,
         signing=None,
+        transport=None,
     ):
+        too_old = redis_py.below_floor()
+        if too_old:
+            raise InvalidNotifierConfiguration(too_old, check_id="notifier.E020")
         super().__init__(instance_id=instance_id, channel_layer=channel_layer)
         self.publish_timestamps = publish_timestamps
         self.signing = signing
@@ -72,8 +79,8 @@ class RedisNotifier(BaseNotifier):
         self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout
         #: Every connection to Redis comes from here (see :mod:`notifier.transport`).
-        self.transport = RedisTransport(url, connect_timeout=connect_timeout,
-                                        socket_timeout=socket_timeout)
+        self.transport = transport or RedisTransport(url, connect_timeout=connect_timeout,
+                                                     socket_timeout=socket_timeout)
         self._async_sender = None
         self._thread_sender = None
         self._thread_sender_lock = threading.Lock()
@@ -100,6 +107,13 @@ class RedisNotifier(BaseNotifier):
             "counters": self.counters,
             "resync_request": self.resync_request(),
         }
+
+    def publish_failing(self):
+        """See the base class: the sender (task or thread) that has failed the longest."""
+        failing = [(sender.failing_since, sender.last_error)
+                   for sender in (self._async_sender, self._thread_sender)
+                   if sender is not None and sender.failing_since is not None]
+        return min(failing, key=lambda pair: pair[0]) if failing else None
 
     def resync_request(self, reason="lost"):
         """The payload that asks our other replicas to resync (see :mod:`notifier.resync`)."""
