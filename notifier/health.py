@@ -46,6 +46,9 @@ def backplane_status(runtime=None):
     probe = listener.probe
     if probe is not None:
         status["probe"] = probe.status()
+    duplicate = probe.duplicate() if probe is not None else None
+    if duplicate is not None:
+        return {**status, "ok": False, "reason": duplicate}
     if not listener.connected:
         error = listener.last_error
         detail = f": {type(error).__name__}: {error}" if error is not None else ""

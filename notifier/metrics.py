@@ -24,6 +24,8 @@ Names (counters end in ``_total``)::
     webchat_backplane_connects_total            subscriptions (the first one included)
     webchat_backplane_reconnects_total          subscriptions after the first
     webchat_backplane_disconnects_total         connections lost
+    webchat_backplane_reconnect_failures_total  connection attempts that failed
+                                                (logged as redis_reconnect_fail)
     webchat_backplane_listener_errors_total     unexpected errors (loop restarted)
     webchat_backplane_listener_state{state}     1 for the current state, 0 for the others
     webchat_backplane_resyncs_total{reason}     resync passes: connect, reconnect, peer
@@ -32,6 +34,7 @@ Names (counters end in ``_total``)::
     webchat_backplane_probe_age_seconds         seconds since the last round trip
     webchat_backplane_probe_failures_total      probe PUBLISHes that failed
     webchat_backplane_probe_lost_total          probes that never came back
+    webchat_backplane_duplicate_instance        1 while another process uses our instance id
     webchat_backplane_lag_seconds               histogram: PUBLISH to delivery (stamped ones)
     webchat_backplane_up                        1 when /readyz's backplane check passes
 """
@@ -128,6 +131,9 @@ class NotifierCollector:
                        max(0, connects - 1))
         yield _counter("webchat_backplane_disconnects", "Subscriber connections lost.",
                        counters["disconnects"])
+        yield _counter("webchat_backplane_reconnect_failures",
+                       "Connection attempts that failed (logged as redis_reconnect_fail).",
+                       counters["reconnect_failures"])
         yield _counter("webchat_backplane_listener_errors",
                        "Unexpected listener errors (the loop restarted).", counters["errors"])
         state = GaugeMetricFamily("webchat_backplane_listener_state",
@@ -164,3 +170,6 @@ class NotifierCollector:
                        status["publish_failures"])
         yield _counter("webchat_backplane_probe_lost", "Probes that never came back.",
                        status["lost"])
+        yield GaugeMetricFamily("webchat_backplane_duplicate_instance",
+                                "1 while another process uses this process's instance id.",
+                                value=1 if status["duplicate_instance"] else 0)

@@ -11,6 +11,7 @@ failed. docs/backplane.md explains the counters and the retry rules.
 
 import asyncio
 import atexit
+import os
 import threading
 import time
 import weakref
@@ -276,6 +277,8 @@ class ThreadSender:
 # A management command that publishes and returns at once would otherwise exit before the
 # daemon thread sent anything: give every live sender a bounded chance to flush at exit.
 _live_thread_senders = weakref.WeakSet()
+# A forked child has none of its parent's threads: nothing of theirs to flush.
+os.register_at_fork(after_in_child=_live_thread_senders.clear)
 
 
 @atexit.register

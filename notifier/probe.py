@@ -2,12 +2,14 @@
 
 Subscribed is not the same as working: the probe PUBLISHes to ``<channel>:probe:<instance
 id>`` every second, and the listener's subscription must bring it back. Readiness, the
-listener's wedge detection and its reconnect delay all read the probe (docs/backplane.md).
+listener's wedge detection and its reconnect delay all read the probe, and a twin's probes
+(same instance id, another process) turn readiness red (docs/backplane.md).
 Owned by a :class:`~notifier.listener.Listener`, which starts and stops its task.
 """
 
 import asyncio
 import logging
+import os
 import time
 
 from .conf import mask_url
@@ -84,6 +86,10 @@ class Probe:
         self.last_error = None
         #: When the listener's current subscription was confirmed (None: not subscribed).
         self.subscribed_since = None
+        #: Random per probe (so per process): tells our probes from a twin's.
+        self.nonce = os.urandom(8).hex().encode()
+        #: When a twin's probe last arrived (None: never).
+        self.duplicate_seen = None
         self._outstanding = {}  # sequence number -> (sent at, receivers)
         self._sequence = 0
         self._unsubscribed_answer = None  # the time Redis said nobody listens
@@ -126,10 +132,23 @@ class Probe:
         """Whether a pub/sub message on ``channel`` (bytes) is one of this probe's."""
         return channel == self._channel_bytes
 
+    def payload(self, sequence):
+        """The message of probe number ``sequence``: ``b"<sequence>:<nonce>"``."""
+        return b"%d:%s" % (sequence, self.nonce)
+
     def received(self, payload):
         """Called by the listener for each message on the probe channel."""
+        number, _, nonce = payload.partition(b":")
+        if nonce != self.nonce:
+            # Another process publishes on our probe channel: it has our instance id.
+            if self.duplicate_seen is None or self.clock() - self.duplicate_seen > self.stale:
+                logger.error("another process uses this process's backplane instance id "
+                             "(its probes arrive on %r): each drops the other's messages as "
+                             "self_echo", self.channel)
+            self.duplicate_seen = self.clock()
+            return False
         try:
-            sequence = int(payload)
+            sequence = int(number)
         except ValueError:
             return False
         sent = self._outstanding.pop(sequence, None)
@@ -163,6 +182,16 @@ class Probe:
                 return f"a probe did not come back within {self.timeout:g} s"
         return None
 
+    def duplicate(self):
+        """Why this process's instance id is not its own (a string), or None."""
+        seen = self.duplicate_seen
+        if seen is None or self.clock() - seen > self.stale:
+            return None
+        instance = self.channel.rpartition(":probe:")[2]
+        return (f"another process uses this process's instance id {instance}: a copied "
+                "INSTANCE_ID setting, a worker forked with its parent's id, or a cloned "
+                "machine; each drops the other's notifications as self_echo")
+
     def healthy(self):
         """Whether a round trip completed within the last ``stale`` seconds."""
         return self.last_ok is not None and self.clock() - self.last_ok <= self.stale
@@ -178,6 +207,7 @@ class Probe:
             "last_round_trip_ms": None if self.last_rtt is None else self.last_rtt * 1000.0,
             "since_last_round_trip_s": age,
             "last_error": None if error is None else f"{type(error).__name__}: {error}",
+            "duplicate_instance": self.duplicate() is not None,
             **self.counters.snapshot(),
         }
 
@@ -206,7 +236,7 @@ class Probe:
         sent_at = self.clock()
         try:
             async with asyncio.timeout(self.timeout):
-                receivers = await client.publish(self.channel, b"%d" % sequence)
+                receivers = await client.publish(self.channel, self.payload(sequence))
             raise_if_cancelled()
         except Exception as exc:
             # CancelledError is no Exception: shutdown goes straight through.

@@ -8,17 +8,24 @@ the lifespan shutdown event under servers that have one, and at exit otherwise.
 
 When a test overrides ``WEBCHAT_NOTIFIER`` (or the settings its URL may come from), the
 runtime is replaced; the old one is closed on its loop if that still runs.
+
+The runtime belongs to the process that built it. A server that imports the application in
+a parent and forks workers (``gunicorn --preload``, ``uvicorn --workers``) built it in the
+parent: each forked child forgets it (and the settings snapshot that holds the instance id)
+and builds its own, with its own instance id, connections, sender and listener.
 """
 
 import asyncio
 import atexit
 import logging
+import os
 import sys
 import threading
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from . import conf
 from .conf import WATCHED_SETTINGS, get_settings
 
 logger = logging.getLogger(__name__)
@@ -119,6 +126,18 @@ def reset_runtime():
         runtime, _runtime = _runtime, None
     if runtime is not None:
         runtime.close_soon()
+
+
+def _forget_after_fork():
+    # In the child: the parent's runtime, its loop, threads and sockets are not ours. Nothing
+    # of it is closed here (that would close the parent's connections): it is dropped.
+    global _lock, _runtime
+    _lock = threading.Lock()
+    _runtime = None
+    conf.reset_settings(setting=conf.SETTING_NAME)
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
 
 
 @receiver(setting_changed)

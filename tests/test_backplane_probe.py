@@ -70,7 +70,7 @@ class ProbeLogicTests(SimpleTestCase):
         self.assertEqual(await probe.publish_one(FakeClient()), 1)
         self.assertTrue(answers.is_set())
         clock.now += 0.004
-        self.assertTrue(probe.received(b"1"))
+        self.assertTrue(probe.received(probe.payload(1)))
         self.assertAlmostEqual(probe.last_rtt, 0.004)
         self.assertTrue(probe.healthy())
         clock.now += probe.stale + 0.01
@@ -114,8 +114,8 @@ class ProbeLogicTests(SimpleTestCase):
         for _ in range(3):
             clock.now += 0.1
             await probe.publish_one(FakeClient())
-        self.assertTrue(probe.received(b"4"))  # 2 and 3 never came back
-        self.assertFalse(probe.received(b"3"))
+        self.assertTrue(probe.received(probe.payload(4)))  # 2 and 3 never came back
+        self.assertFalse(probe.received(probe.payload(3)))
         self.assertFalse(probe.received(b"not a number"))
         status = probe.status()
         self.assertEqual((status["publish_failures"], status["sent"], status["lost"],
