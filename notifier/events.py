@@ -1,8 +1,9 @@
 """The notification itself, its Channels group, and the message consumers receive."""
 
-import functools
 import hashlib
 from dataclasses import dataclass
+
+from .memo import BoundedCache
 
 #: The ``type`` of the channel-layer message; consumers handle it in ``webchat_watermark``.
 MESSAGE_TYPE = "webchat.watermark"
@@ -50,11 +51,12 @@ def group_name(tenant_id: str, conversation_id: str) -> str:
     prefix stops ``("a|", "b")`` and ``("a", "|b")`` from meeting) for ids of any size.
     """
     if len(tenant_id) + len(conversation_id) <= _CACHED_ID_CHARS:
-        return _cached_group_name(tenant_id, conversation_id)
-    return _group_name(tenant_id, conversation_id)
+        return _GROUP_NAMES[tenant_id, conversation_id]
+    return _group_name((tenant_id, conversation_id))
 
 
-def _group_name(tenant_id, conversation_id):
+def _group_name(ids):
+    tenant_id, conversation_id = ids
     tenant = tenant_id.encode("utf-8", "surrogatepass")
     conversation = conversation_id.encode("utf-8", "surrogatepass")
     return GROUP_PREFIX + hashlib.sha256(
@@ -64,7 +66,7 @@ def _group_name(tenant_id, conversation_id):
 
 # Every publish and every delivered message needs the group of its conversation, and a
 # SHA-256 costs more than a lookup (docs/benchmarks.md): remember recent conversations'.
-_cached_group_name = functools.lru_cache(maxsize=16384)(_group_name)
+_GROUP_NAMES = BoundedCache(_group_name, 16384)
 
 
 def watermark_message(event: NotifyEvent) -> dict:

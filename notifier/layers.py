@@ -5,7 +5,6 @@ groups, flush) with bookkeeping that never scans every channel. docs/backplane.m
 """
 
 import asyncio
-import functools
 import logging
 import secrets
 import time
@@ -15,6 +14,7 @@ from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
 from .layer_channels import ChannelState, check_message, copier, hand_over
+from .memo import BoundedCache
 
 logger = logging.getLogger(__name__)
 
@@ -59,8 +59,8 @@ class LocalChannelLayer(BaseChannelLayer):
         self._dropped_full = 0
         self._expired = 0
         # See _NAME_CACHE_SIZE; the group check is for group_send to groups with no members.
-        self._capacity = functools.lru_cache(_NAME_CACHE_SIZE)(self._checked_capacity)
-        self._check_group = functools.lru_cache(_NAME_CACHE_SIZE)(self.require_valid_group_name)
+        self._capacities = BoundedCache(self._checked_capacity, _NAME_CACHE_SIZE)
+        self._valid_groups = BoundedCache(self.require_valid_group_name, _NAME_CACHE_SIZE)
 
     # Channel layer API
 
@@ -166,7 +166,7 @@ class LocalChannelLayer(BaseChannelLayer):
         if members is None:
             # The common case in a process without consumers (a publisher): still refuse a bad
             # name, as channels' layers do, but run the regex once per name.
-            self._check_group(group)
+            self._valid_groups[group]  # raises for a bad name; the regex runs once per name
             return
         copy = copier(message)
         now = time.monotonic()
@@ -236,7 +236,7 @@ class LocalChannelLayer(BaseChannelLayer):
         return state
 
     def _new_state(self, name):
-        return ChannelState(self._capacity(name), name in self._memberships)
+        return ChannelState(self._capacities[name], name in self._memberships)
 
     def _checked_capacity(self, name):
         """Validate the channel ``name`` (raises ``TypeError``) and return its capacity."""

@@ -6,7 +6,6 @@ format, precisely, is in docs/backplane.md.
 """
 
 import base64
-import functools
 import hashlib
 import hmac
 import json
@@ -15,6 +14,7 @@ import uuid
 from collections import Counter
 from json.encoder import encode_basestring
 
+from .memo import BoundedCache
 from .signing_keys import (  # parse_keys and SigningConfigError: importable from here too
     KEY_ID_RE,
     MIN_SECRET_BYTES,
@@ -47,7 +47,7 @@ def canonical_bytes(message, kid, ts=None):
     ``ts`` member's value, or None when the message has none.
     """
     tail = f',"kid":"{kid}"}}' if ts is None else f',"kid":"{kid}","ts":{ts}}}'
-    instance_id = _uuid_text(message.instance_id.int)
+    instance_id = _UUID_TEXT[message.instance_id.int]
     return (
         f'{{"tenant_id":{encode_basestring(message.tenant_id)},'
         f'"conversation_id":{encode_basestring(message.conversation_id)},'
@@ -57,9 +57,7 @@ def canonical_bytes(message, kid, ts=None):
 
 
 # Few replicas publish: remember the text of their instance ids.
-@functools.lru_cache(maxsize=1024)
-def _uuid_text(instance_int):
-    return str(uuid.UUID(int=instance_int))
+_UUID_TEXT = BoundedCache(lambda instance_int: str(uuid.UUID(int=instance_int)), 1024)
 
 
 def control_canonical_bytes(instance_id, reason, kid):

@@ -6,7 +6,6 @@ leniencies is closed next to a comment that names it. The vectors in
 ``shared/wire-v1-vectors.json`` pin the behaviour; docs/backplane.md has the details.
 """
 
-import functools
 import logging
 import re
 import uuid
@@ -15,6 +14,7 @@ from json.encoder import encode_basestring
 
 from .events import NotifyEvent, new_event
 from .exceptions import MalformedPayload
+from .memo import BoundedCache
 from .serde import RepeatedKeys, decode_exact, has_surrogate, json_type, scan_fast
 
 logger = logging.getLogger(__name__)
@@ -92,16 +92,18 @@ _CANONICAL = re.compile(
 def _parse_uuid(value):
     if type(value) is not str:
         raise MalformedPayload(f"instance_id: expected a UUID string, got {json_type(value)}")
-    return _uuid_from_text(value)
+    return _UUIDS[value]
 
 
-# Few replicas publish, so the same few spellings come back again and again: remember them.
-@functools.lru_cache(maxsize=1024)
 def _uuid_from_text(value):
     if _UUID_RE.fullmatch(value) is None:
         raise MalformedPayload(f"instance_id: {value[:60]!r} is not a UUID")
     # Safe now that the regex vouched for the spelling.
     return uuid.UUID(value)
+
+
+# Few replicas publish, so the same few spellings come back again and again: remember them.
+_UUIDS = BoundedCache(_uuid_from_text, 1024)
 
 
 def _build(tenant_id, conversation_id, new_watermark, version, instance_id, escaped):
@@ -181,7 +183,7 @@ def decode(payload: bytes) -> WireMessage:
         watermark, version = int(watermark), int(version)
         if watermark <= U64_MAX and version <= U8_MAX:
             return _new_message(
-                tenant_id, conversation_id, watermark, version, _uuid_from_text(instance_id)
+                tenant_id, conversation_id, watermark, version, _UUIDS[instance_id]
             )
     return _decode_text(text)
 
@@ -240,7 +242,7 @@ def encode(event: NotifyEvent, instance_id: uuid.UUID) -> bytes:
         raise ValueError(f"new_watermark {watermark} is outside u64 (0..{U64_MAX})")
     if not isinstance(instance_id, uuid.UUID):
         raise TypeError(f"instance_id must be a uuid.UUID, not {type(instance_id).__name__}")
-    tail = _tail(instance_id.int)
+    tail = _TAILS[instance_id.int]
     text = (
         f'{{"tenant_id":{encode_basestring(tenant_id)},'
         f'"conversation_id":{encode_basestring(conversation_id)},'
@@ -252,7 +254,9 @@ def encode(event: NotifyEvent, instance_id: uuid.UUID) -> bytes:
         raise ValueError("tenant_id or conversation_id holds a lone surrogate") from None
 
 
-# A publisher encodes with its one instance id: format the UUID once.
-@functools.lru_cache(maxsize=64)
 def _tail(instance_int):
     return f',"version":{VERSION},"instance_id":"{uuid.UUID(int=instance_int)}"}}'
+
+
+# A publisher encodes with its one instance id: format the UUID once.
+_TAILS = BoundedCache(_tail, 64)
