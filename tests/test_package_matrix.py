@@ -8,7 +8,8 @@ redis-py 8.1 (the repository's pin). Each cell:
 1. installs the wheel (``python -m build``) into the cell's venv (cached by requirements);
    the redis-py 8.1 cell runs ``pip install <repository root>`` instead;
 2. runs the project's own tests (``manage.py test counters``: the memory backend and Redis,
-   through ``notifier.testing``);
+   through ``notifier.testing``), and where the cell installs prometheus-client (the
+   ``[prometheus]`` extra), one scrape of ``notifier.metrics.NotifierCollector``;
 3. serves the project with ``gunicorn --preload`` (two uvicorn workers), uvicorn, daphne and
    hypercorn at once (the newest cell adds ``uvicorn --workers 2``), opens sockets on each
    (on both workers of each), and checks that each of 5 bumps, posted through each server
@@ -25,17 +26,25 @@ import time
 from django.test import SimpleTestCase
 
 from tests.support.livecounter import LiveCounterSite
-from tests.support.package import Cell, build_wheel, cell_lock, ensure_venv, install_package
+from tests.support.package import (
+    Cell,
+    build_wheel,
+    cell_lock,
+    ensure_venv,
+    install_package,
+    pinned,
+)
 from tests.support.redis_server import SHARED_URL, requires_shared_redis
 
-OLDEST = Cell("oldest", "3.11", ("Django==4.2.30", "channels==4.0.0", "redis==5.0.8",
-                                 "asgiref==3.6.0"), hiredis=False)
-NEWEST = Cell("newest", "3.13", ("Django==6.1.3", "channels==4.3.2", "redis==8.2.0"),
-              hiredis=True)
+# The oldest cell pins the floors pyproject.toml declares, extras included.
+OLDEST = Cell("oldest", "3.11", ("Django==4.2", "channels==4.0.0", "redis==5.0.1",
+                                 "asgiref==3.6.0", "prometheus-client==0.17.0"), hiredis=False)
+NEWEST = Cell("newest", "3.13", ("Django==6.1.3", "channels==4.3.2", "redis==8.2.0",
+                                 pinned("prometheus-client")), hiredis=True)
 MATRIX = (
     OLDEST,
     Cell("django42-redis53", "3.11", ("Django==4.2.30", "channels==4.3.2", "redis==5.3.1"),
-         hiredis=True),
+         hiredis="3.0.0"),
     Cell("django52-redis6", "3.12", ("Django==5.2.19", "channels==4.0.0", "redis==6.4.0"),
          hiredis=False),
     Cell("django52-redis7", "3.11", ("Django==5.2.19", "channels==4.3.2", "redis==7.4.1"),
@@ -73,6 +82,8 @@ class CompatibilityMatrixTests(SimpleTestCase):
             self.assertTrue(where.strip().startswith(str(venv)), where)
             site.migrate()
             site.manage("test", "--noinput", "counters", timeout=300)
+            if cell.pin("prometheus-client"):
+                self.assertIn("webchat_notifier_published_total", site.scrape_metrics())
             site.start(*SERVERS, *EXTRA_SERVERS.get(cell.name, ()))
             pids = asyncio.run(site.every_bump_reaches_every_socket(
                 "c1", bumps=5, pids_per_server=WORKERS))
@@ -108,10 +119,10 @@ class CompatibilityMatrixTests(SimpleTestCase):
         for cell in MATRIX:
             for pin in cell.pins:
                 name, version = pin.split("==")
+                parts = version.split(".")
                 if name in seen:
-                    series = version.rsplit(".", 1)[0] if name != "redis" or \
-                        version.startswith("5.") else version.split(".")[0]
-                    seen[name].add(series)
+                    wide = name != "redis" or parts[0] == "5"
+                    seen[name].add(".".join(parts[:2]) if wide else parts[0])
         self.assertEqual(seen, wanted)
         self.assertEqual({cell.hiredis for cell in MATRIX}, {True, False})
 

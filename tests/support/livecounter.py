@@ -28,6 +28,15 @@ from .package import PROJECT, project_env
 from .replicas import listening_socket
 
 APP = "livecounter.asgi:application"
+_SCRAPE = """
+import django
+django.setup()
+from prometheus_client import CollectorRegistry, generate_latest
+from notifier.metrics import NotifierCollector
+registry = CollectorRegistry()
+registry.register(NotifierCollector())
+print(generate_latest(registry).decode())
+"""
 STARTUP_TIMEOUT = 60.0  # seconds; the machine is shared
 FRAME_TIMEOUT = 10.0
 
@@ -99,6 +108,13 @@ class LiveCounterSite:
 
     def migrate(self):
         self.manage("migrate", "--noinput", "-v", "0")
+
+    def scrape_metrics(self):
+        """One scrape of the backplane's collector (the ``[prometheus]`` extra)."""
+        code, output = self.python("-c", _SCRAPE)
+        if code != 0:
+            raise AssertionError(f"scraping notifier.metrics failed:\n{output}")
+        return output
 
     def spawn(self, kind):
         """Start one server (not waiting for it)."""

@@ -52,13 +52,17 @@ class Cell:
     name: str
     python: str  # "3.11"
     pins: tuple  # the dependencies under test, "Django==4.2.30", ...
-    hiredis: bool = False
+    #: False, True (requirements.txt's pin) or a version ("3.0.0").
+    hiredis: object = False
     #: Install with ``pip install <repository root>`` (as a user of a checkout does)
     #: instead of the wheel.
     from_source: bool = False
 
     def requirements(self):
-        extra = [pinned("hiredis")] if self.hiredis else []
+        if isinstance(self.hiredis, str):
+            extra = [f"hiredis=={self.hiredis}"]
+        else:
+            extra = [pinned("hiredis")] if self.hiredis else []
         return [*self.pins, *extra, *(pinned(server) for server in SERVERS)]
 
     def key(self):
@@ -66,8 +70,15 @@ class Cell:
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
     def describe(self):
-        return f"{self.name} (Python {self.python}, {', '.join(self.pins)}, " \
-               f"hiredis {'on' if self.hiredis else 'off'})"
+        hiredis = self.requirements()[len(self.pins)] if self.hiredis else "hiredis off"
+        return f"{self.name} (Python {self.python}, {', '.join(self.pins)}, {hiredis})"
+
+    def pin(self, name):
+        """The version this cell pins ``name`` to, or None."""
+        for requirement in self.requirements():
+            if requirement.lower().startswith(f"{name.lower()}=="):
+                return requirement.split("==", 1)[1]
+        return None
 
 
 def interpreter(version):
