@@ -124,7 +124,7 @@ class CompatibilityMatrixTests(SimpleTestCase):
                     wide = name != "redis" or parts[0] == "5"
                     seen[name].add(".".join(parts[:2]) if wide else parts[0])
         self.assertEqual(seen, wanted)
-        self.assertEqual({cell.hiredis for cell in MATRIX}, {True, False})
+        self.assertEqual({bool(cell.hiredis) for cell in MATRIX}, {True, False})
 
     def test_redis_py_below_the_floor_refuses_to_start(self):
         wheel = build_wheel()
