@@ -94,7 +94,8 @@ async def running_backplane(timeout=5.0):
 
 async def apublish_as_peer(namespace, key, version):
     """Publish a change through Redis as another server process: only this process's
-    listener can deliver it to the consumers here (the Redis backend must be configured)."""
+    listener can deliver it to the consumers here (the Redis backend must be configured).
+    :func:`capture_changes` sees it too."""
     settings = get_settings()
     if not settings.backend_class.requires_url:
         raise ImproperlyConfigured(
