@@ -79,6 +79,8 @@ class BackplaneConsumerMixin:
             await self.topic_changed(namespace, key, message.get("watermark"))
 
     async def webchat_resync(self, message):
-        """The ``webchat.resync`` message (sent to each group): re-read every topic."""
+        """The ``webchat.resync`` message: re-read every topic. It names no group, and a pass
+        sends it to each group, so a consumer of n topics re-reads each n times per pass:
+        cheap for a few topics, a reason to keep a consumer's topics few."""
         for namespace, key in self.topics:
             await self.topic_changed(namespace, key, None)
