@@ -49,8 +49,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from .dispatch import DROP_REASONS
 from .health import backplane_status
-from .listener import CLOSED, CONNECTED, CONNECTING, DROP_REASONS, IDLE, RECONNECTING
+from .listener import CLOSED, CONNECTED, CONNECTING, IDLE, RECONNECTING
 from .resync import REASONS as RESYNC_REASONS
 from .runtime import get_runtime
 

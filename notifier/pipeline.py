@@ -1,23 +1,9 @@
-"""PUBLISH a batch of payloads in one round trip, without redis-py's cost per command.
+"""PUBLISH a batch of payloads in one round trip.
 
-The notifier's async sender (:mod:`notifier.outbound`) sends up to 256 PUBLISHes per round
-trip. Through redis-py's ``Pipeline`` each costs about 5 µs of the publishing process's CPU,
-more than everything else a publish does: the command is queued with its options, each
-argument goes through the encoder, and each reply through ``read_response`` and the
-response-callback lookup. Every one of these commands has the same shape, so here the batch
-is written in RESP directly (two bytes strings per command) and the replies, one integer per
-PUBLISH, are taken as the listener takes messages (:func:`notifier.reader.read_replies`).
-
-What redis-py's client still does: the connection pool, connecting (handshake, AUTH, client
-name, protocol), the pool's check that a connection has nothing unread, and the error
-replies. That is the fast path (:mod:`notifier.compat.redis_py`); on another redis-py, or
-with ``DEPENDENCY_FAST_PATHS = False``, the same batch goes through a ``Pipeline``.
-
-As its pipeline did for the sender (``Retry(NoBackoff(), 1)``), a batch whose
-connection fails is sent once more at once, on a new connection: a pooled connection that
-Redis closed (restart, ``CLIENT KILL``) costs no batch. A connection whose round trip did not
-complete (an error, a cancellation, the caller's timeout) is closed, never reused with
-replies still on their way.
+On the fast path (:mod:`notifier.compat.redis_py`) the batch is written in RESP directly;
+otherwise, or with ``DEPENDENCY_FAST_PATHS = False``, it goes through a ``Pipeline``. A
+batch whose connection fails is sent once more at once on a new connection; a connection
+whose round trip did not complete is closed, never reused (docs/backplane.md).
 """
 
 from redis.exceptions import ConnectionError as RedisConnectionError

@@ -1,32 +1,9 @@
 """Reading many Redis replies cheaply: a subscribed connection's messages in batches (with a
 silence deadline that costs no timer per read), and the replies of commands sent together.
 
-The listener's loop spends most of its time in redis-py's ``PubSub.parse_response``: each
-call goes through the health check, the retry wrapper, a timeout context and, on RESP3, a
-push handler that formats every message for a debug log, about 10 µs per message before
-the message is even looked at. Under load, though, one socket read brings many messages
-(up to 64 KiB: a few hundred wire v1 payloads) into the hiredis reader, and all of them but
-the first are already parsed replies waiting to be taken.
-
-So :meth:`BatchReader.read` awaits one reply through the public ``parse_response``, then
-takes every reply hiredis already holds with ``Reader.gets()`` (no await, no socket call),
-applying the checks redis-py applies to each (errors raise, push messages other than
-``message`` go through the parser's push handler). The order of replies is the
-connection's order, as before; only the cost per reply changes. Without hiredis (the pure
-Python parser), or when the fast paths are off (:mod:`notifier.compat.redis_py`), it reads
-one reply per call, as redis-py does.
-
-:func:`read_replies` does the same for the replies of commands sent together (the sender's
-PUBLISHes, see :mod:`notifier.pipeline`).
-
-The silence deadline: a read that has waited ``timeout`` seconds returns an empty batch,
-as ``parse_response(block=False, timeout=...)`` returns None, so the listener can probe,
-PING and detect a wedged connection. ``asyncio.timeout()`` around each read would cost a
-context, a timer and a task lookup per read (~5 µs); here one timer, re-armed lazily, cancels
-the read only when it is still waiting at its deadline. The deadline only ever covers the
-awaited read, never the caller's processing of a batch (a slow delivery is not silence and
-must not be cancelled), and the cancellation is told apart from any other by the task's
-cancel count, as ``asyncio.timeout()`` does.
+On the fast path (:mod:`notifier.compat.redis_py`, with hiredis), one awaited read is
+followed by every reply the reader already holds; otherwise one reply per call, as redis-py
+reads. docs/backplane.md explains the deadline.
 """
 
 import asyncio
