@@ -24,7 +24,7 @@ from notifier.runtime import get_runtime
 from tests.support.fast_paths import fast_path
 from tests.support.redis_server import RedisServer, requires_redis_server, unique_channel
 from tests.test_notifier_redis import TwoReplicaTests
-from tests.test_ops_endpoints import call, inner_app
+from tests.test_ops_endpoints import MONITOR, MONITOR_TOKEN, call, inner_app
 from tests.test_pipeline import ErrorTests, PublishTests
 from webchat.ops import OpsEndpoints
 
@@ -119,12 +119,14 @@ class FailingPublishTests(SimpleTestCase):
             admin.execute_command, "ACL", "SETUSER", "sender", "on", ">secret", "~*", "&*",
             "+@all", "-publish", f"(+publish &{channel}:probe:*)")
         url = f"redis://sender:secret@127.0.0.1:{server.port}/0"
-        settings = {"WEBCHAT_NOTIFIER": {"BACKEND": "redis", "URL": url, "CHANNEL": channel}}
+        settings = {"WEBCHAT_NOTIFIER": {"BACKEND": "redis", "URL": url, "CHANNEL": channel},
+                    # The reasons in /readyz and /metrics are for the monitor's token.
+                    "WEBCHAT_METRICS": {"TOKEN": MONITOR_TOKEN}}
         with override_settings(**settings), \
                 mock.patch.object(oplog, "_limiter", oplog.RateLimiter()):
             app = BackplaneMiddleware(OpsEndpoints(inner_app))
             try:
-                status, _, body = await call(app, "/readyz")
+                status, _, body = await call(app, "/readyz", headers=MONITOR)
                 self.assertEqual(status, 200, body)  # the probe works
                 notifier = get_runtime().notifier
                 with self.assertLogs(oplog.LOGGER_NAME, "WARNING") as logs:
@@ -136,14 +138,14 @@ class FailingPublishTests(SimpleTestCase):
                 self.assertNotIn("secret", logs.output[0])
                 # Red once every PUBLISH has failed for PUBLISH_FAILING_AFTER seconds.
                 while True:
-                    status, _, body = await call(app, "/readyz")
+                    status, _, body = await call(app, "/readyz", headers=MONITOR)
                     if status == 503 or time.monotonic() - started > TIMEOUT:
                         break
                     await asyncio.sleep(0.1)
                 self.assertEqual(status, 503, body)
                 self.assertGreaterEqual(time.monotonic() - started, PUBLISH_FAILING_AFTER - 0.5)
                 [problem] = json.loads(body)["problems"]
-                status, _, body = await call(app, "/metrics")
+                status, _, body = await call(app, "/metrics", headers=MONITOR)
                 [failing] = [s.value for f in text_string_to_metric_families(body.decode())
                              for s in f.samples
                              if s.name == "webchat_notifier_publish_failing_seconds"]
@@ -154,7 +156,7 @@ class FailingPublishTests(SimpleTestCase):
                 await asyncio.to_thread(admin.execute_command, "ACL", "SETUSER", "sender",
                                         "+publish")
                 await _until(lambda: notifier.stats()["mirrored"] >= 1)
-                status, _, body = await call(app, "/readyz")
+                status, _, body = await call(app, "/readyz", headers=MONITOR)
                 self.assertEqual(status, 200, body)
             finally:
                 await get_runtime().aclose()
