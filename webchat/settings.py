@@ -182,6 +182,10 @@ if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEY_ID"):
 # frame either way; default 300) can be tuned per deployment.
 if os.environ.get("WEBCHAT_STREAM_IDLE_TIMEOUT"):
     WEBCHAT_STREAM = {"IDLE_TIMEOUT": float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])}
+# Seconds between the stream's watermark sweeps (webchat/catch_up.py; default 1.5).
+if os.environ.get("WEBCHAT_STREAM_CATCH_UP_INTERVAL"):
+    WEBCHAT_STREAM = {**globals().get("WEBCHAT_STREAM", {}),
+                      "CATCH_UP_INTERVAL": float(os.environ["WEBCHAT_STREAM_CATCH_UP_INTERVAL"])}
 
 # Who may read /metrics (webchat/metrics_access.py): by default everyone with DEBUG on and
 # loopback only with DEBUG off; a bearer token and/or client networks open it up.
