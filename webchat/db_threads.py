@@ -118,6 +118,13 @@ def _kept(function, args, kwargs):
     last_used = getattr(_worker, "last_used", None)
     if last_used is not None and time.monotonic() - last_used > HEALTH_CHECK_AFTER:
         _close_broken_connections(idle=True)
+    if last_used is not None and any(
+        connection.connection is None for connection in connections.all(initialized_only=True)
+    ):
+        # Closed after a failure: wait for the database before any work starts (safe for
+        # writes too, nothing has run yet); if it stays away, the work fails as it would.
+        with contextlib.suppress(OperationalError, InterfaceError):
+            _reconnect(time.monotonic() + RECONNECT_WINDOW)
     try:
         return function(*args, **kwargs)
     finally:
