@@ -110,17 +110,24 @@ class CatchUpTests(TestCase):
             self.assertTrue(await comm.receive_nothing(0.01))
             await comm.disconnect()
 
-    async def test_the_sweep_queries_in_chunks_and_the_last_socket_stops_it(self):
+    async def test_one_query_for_any_number_of_conversations_and_the_last_socket_stops_it(
+        self,
+    ):
         conversation = await sync_to_async(make_conversation)()
         comm, _ = await self.open(conversation, 0)
         task = catch_up._task
         self.assertFalse(task.done())
-        # More conversations than one statement takes: ids that do not exist cost nothing.
-        ghosts = [type("Ghost", (), {"tenant_id": "t", "conversation_id": f"g{i}",
-                                     "behind": lambda self, w: True})() for i in range(CHUNK)]
+        # More conversations than a statement takes parameters: ids that do not exist (or
+        # whose tenant is not the socket's) cost nothing.
+        ghosts = [Ghost("t", f"g{i}") for i in range(CHUNK)] + [Ghost("t", conversation.id)]
         for ghost in ghosts:
             catch_up.add(ghost)
         with Queries() as captured:
+            self.assertEqual(await catch_up.sweep(), 0)
+        self.assertEqual(len(captured.sql), 1)
+        # Where the list cannot be one parameter: one statement per CHUNK ids.
+        with Queries() as captured, mock.patch.object(catch_up_module, "_has_json_each",
+                                                      return_value=False):
             self.assertEqual(await catch_up.sweep(), 0)
         self.assertEqual(len(captured.sql), 2)
         for ghost in ghosts:
@@ -128,3 +135,13 @@ class CatchUpTests(TestCase):
         await comm.disconnect()
         self.assertTrue(task.done())
         self.assertIsNone(catch_up._task)
+
+
+class Ghost:
+    """A registered socket that always says it is behind."""
+
+    def __init__(self, tenant_id, conversation_id):
+        self.tenant_id, self.conversation_id = tenant_id, conversation_id
+
+    def behind(self, watermark):
+        return True
