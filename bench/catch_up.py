@@ -4,15 +4,16 @@ database work before and after batching.
     .venv/bin/python bench/catch_up.py                       # SQLite and PostgreSQL
     .venv/bin/python bench/catch_up.py --database sqlite --sockets 10000 --sweeps 20
 
-One process, the real code paths, on the stream's own database thread: S conversations
-(one socket each) in a fresh database (a SQLite file in a temporary directory, or a
-uniquely named PostgreSQL database on ``--postgres``, dropped at the end).
+Production mode (``DEBUG=0``). One process, the real code paths, on the stream's own
+database thread: S conversations (one socket each) in a fresh database (a SQLite file in a
+temporary directory, or a uniquely named PostgreSQL database on ``--postgres``, dropped at
+the end).
 
 * *Sweep*: S registered sockets (stand-ins with a cursor: the sweep only asks each one
   ``behind(watermark)``), ``CatchUp.sweep()`` timed ``--sweeps`` times with nothing moved
   (the steady state), then once with 1 % of the conversations moved. Reported: wall time
-  per sweep, the process's CPU time per sweep (all threads), and the time its queries took
-  (measured around the cursor's execute and fetch).
+  per sweep, the process's CPU time per sweep (all threads), its statements, and the time
+  the watermark read took on the database thread (statement, fetch, conversion).
 * *Resync*: what one resync pass makes the database do, with 1 % moved. Before batching,
   each socket read from its cursor (``stream_page`` through ``SharedReads``, as
   ``webchat_resync`` did); after, one sweep, then a read for each socket woken. Reported:
@@ -22,6 +23,7 @@ uniquely named PostgreSQL database on ``--postgres``, dropped at the end).
 import argparse
 import asyncio
 import os
+import secrets
 import sys
 import tempfile
 import time
@@ -43,24 +45,34 @@ class Socket:
 
 
 class QueryMeter:
-    """Counts the statements of one connection and the time they take (an execute wrapper)."""
+    """Counts the statements of one connection (an execute wrapper), and times the sweep's
+    watermark read on the database thread (statement, rows fetched and converted)."""
 
     def __init__(self):
         self.count, self.seconds = 0, 0.0
 
     def __call__(self, execute, sql, params, many, context):
-        started = time.perf_counter()
-        try:
-            return execute(sql, params, many, context)
-        finally:
-            self.count += 1
-            self.seconds += time.perf_counter() - started
+        self.count += 1
+        return execute(sql, params, many, context)
+
+    def timed(self, function):
+        def timed(*args):
+            started = time.perf_counter()
+            try:
+                return function(*args)
+            finally:
+                self.seconds += time.perf_counter() - started
+        return timed
 
 
 def setup_django(database_url):
     os.environ["DATABASE_URL"] = database_url
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "webchat.settings")
     os.environ.setdefault("LOG_LEVEL", "WARNING")
+    # Production mode (DEBUG=0: no per-query debug cursor), throwaway keys, as bench/load.py.
+    os.environ.update({"DEBUG": "0", "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+                       "WEBCHAT_TOKEN_SIGNING_KEY": secrets.token_urlsafe(32),
+                       "ALLOWED_HOSTS": "127.0.0.1", "CORS_ALLOWED_ORIGINS": "http://127.0.0.1"})
     import django
 
     django.setup()
@@ -97,6 +109,7 @@ def move(conversation_ids):
 async def measure(sockets_count, sweeps):
     from django.db import connection
 
+    from webchat import catch_up as catch_up_module
     from webchat.catch_up import CatchUp
     from webchat.conf import settings
     from webchat.pages import stream_page
@@ -105,6 +118,7 @@ async def measure(sockets_count, sweeps):
     tenant_id, ids = await stream_db(seed, sockets_count, 1)
     meter = QueryMeter()
     await stream_db(lambda: connection.execute_wrappers.append(meter))
+    catch_up_module.watermarks = meter.timed(catch_up_module.watermarks)
     catch_up = CatchUp(interval=lambda: 3600)
     sockets = [Socket(tenant_id, cid, 1) for cid in ids]
     catch_up._sockets = {(s.tenant_id, s.conversation_id): {s} for s in sockets}
@@ -126,7 +140,7 @@ async def measure(sockets_count, sweeps):
     steady = await run_sweeps(sweeps)
     moved = ids[:: 100]
     await stream_db(move, moved)
-    one_percent = await run_sweeps(1)
+    one_percent = await run_sweeps(5)  # the stand-ins stay behind: each sweep wakes them
 
     budget = (settings.max_replay, settings.max_poll_bytes, settings.max_frame_bytes, None)
 
@@ -157,7 +171,7 @@ def report(database, sockets_count, result):
     s, o, b, a = result["steady"], result["one_percent"], result["before"], result["after"]
     print(f"{database}, {sockets_count:,} sockets (one per conversation):")
     print(f"  sweep, nothing moved: {s['wall'] * ms:.1f} ms wall, {s['cpu'] * ms:.1f} ms CPU, "
-          f"{s['queries']:.0f} queries taking {s['query_s'] * ms:.1f} ms (medians/means)")
+          f"{s['queries']:.0f} query, {s['query_s'] * ms:.1f} ms reading it (medians; mean)")
     print(f"  sweep, {result['moved']} moved: {o['wall'] * ms:.1f} ms wall, "
           f"{o['cpu'] * ms:.1f} ms CPU, {o['woken']} woken")
     print(f"  resync, {result['moved']} moved: before {b['queries']} queries, "

@@ -86,7 +86,8 @@ def watermarks(conversation_ids):
     with connection.cursor() as cursor:
         for sql, params in batches:
             cursor.execute(sql, params)
-            found.update((cid, (str(tenant), watermark)) for cid, tenant, watermark in cursor)
+            rows = cursor.fetchall()
+            found.update((cid, (str(tenant), watermark)) for cid, tenant, watermark in rows)
     return found
 
 
@@ -183,20 +184,21 @@ class CatchUp:
         """Read the watermarks of every conversation with local sockets; wake the sockets
         that are behind. Returns how many conversations were woken."""
         started = time.perf_counter()
-        keys = list(self._sockets)
-        found = await stream_db(watermarks, [conversation for _, conversation in keys])
+        registered = list(self._sockets.items())
+        found = await stream_db(watermarks, [key[1] for key, _ in registered])
         notifier, woken = get_notifier(), 0
-        for key in keys:
-            row = found.get(key[1])
-            sockets = self._sockets.get(key)
-            if row is None or sockets is None or row[0] != key[0]:
+        for (tenant_id, conversation_id), sockets in registered:
+            row = found.get(conversation_id)
+            if row is None or row[0] != tenant_id:
                 continue
-            if any(socket.behind(row[1]) for socket in sockets):
-                await notifier.local_send(NotifyEvent(key[0], key[1], row[1]))
-                woken += 1
+            for socket in sockets:
+                if socket.behind(row[1]):
+                    await notifier.local_send(NotifyEvent(tenant_id, conversation_id, row[1]))
+                    woken += 1
+                    break
         self.counters.incr("sweeps")
         self.counters.incr("woken", woken)
-        self.last = {"conversations": len(keys), "woken": woken,
+        self.last = {"conversations": len(registered), "woken": woken,
                      "seconds": time.perf_counter() - started}
         return woken
 
