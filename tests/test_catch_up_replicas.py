@@ -31,16 +31,20 @@ CONVERSATIONS = 5  # one user: MAX_SOCKETS_PER_USER (10) on a replica
 SOCKETS_EACH = 2
 WRITTEN = 3
 
+# Conversations are written one after the other, SPACING seconds apart, so that their
+# commits fall at different points of replica B's sweep cycle (the lag depends on it).
+SPACING = 0.37
 _KILLED_WRITER = """
 import os, signal, time
 from webchat.models import Conversation
 from webchat.transcript import append_activity
 for cid in {ids!r}:
+    time.sleep({spacing})
     conversation = Conversation.objects.get(pk=cid)
     for n in range({count}):
         append_activity(conversation, {{"type": "message", "text": f"lost {{n}}",
                                         "from": {{"id": "bot", "role": "bot"}}}})
-print(time.monotonic(), flush=True)
+    print(cid, time.monotonic(), flush=True)
 os.kill(os.getpid(), signal.SIGKILL)
 """
 
@@ -61,13 +65,16 @@ class KilledBetweenCommitAndPublishTests(SimpleTestCase):
     assert_stream_url_on, stream = _two.assert_stream_url_on, _two.stream
 
     def kill_after_commit(self, conversation_ids):
-        """Run the killed replica; return the monotonic time of its last commit."""
+        """Run the killed replica; return the monotonic time of each conversation's last
+        commit (CLOCK_MONOTONIC is one clock for every process of the machine)."""
         env = {**self.cluster.env, "WEBCHAT_NOTIFIER_BACKEND": "memory"}
-        code = _KILLED_WRITER.format(ids=conversation_ids, count=WRITTEN)
+        code = _KILLED_WRITER.format(ids=conversation_ids, count=WRITTEN, spacing=SPACING)
         done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=120)
         self.assertEqual(done.returncode, -signal.SIGKILL, done.stderr[-2000:])
-        return float(done.stdout.split()[-1])
+        lines = [line.split() for line in done.stdout.splitlines()]
+        return {words[0]: float(words[1]) for words in lines
+                if len(words) == 2 and words[0] in conversation_ids}
 
     async def test_sockets_on_b_catch_up_within_the_bound_exactly_once_in_order(self):
         conversations = [await self.start_conversation(1) for _ in range(CONVERSATIONS)]
@@ -82,7 +89,7 @@ class KilledBetweenCommitAndPublishTests(SimpleTestCase):
         for cid, sockets in clients.items():
             for client in sockets:
                 await client.until_watermark(WRITTEN, timeout=BOUND + 5)
-                lags.append(client.arrived[f"{cid}|{WRITTEN:07d}"] - committed)
+                lags.append(client.arrived[f"{cid}|{WRITTEN:07d}"] - committed[cid])
         for cid, sockets in clients.items():
             for client in sockets:
                 await client.assert_nothing_more(0.05)
