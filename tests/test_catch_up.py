@@ -24,6 +24,7 @@ from tests.support.streams import (
 )
 from webchat import catch_up as catch_up_module
 from webchat.catch_up import CHUNK, catch_up, watermarks
+from webchat.metrics import render
 
 SOCKETS = 40
 MOVED = 5
@@ -81,6 +82,15 @@ class CatchUpTests(TestCase):
                 await asyncio.sleep(0.05)
         self.assertTrue(await comm.receive_nothing(0.1))
         self.assertEqual(consumer.reads, reads)
+        # The sweeps and what they found are metrics.
+        exposed = dict(line.rsplit(" ", 1) for line in render().decode().splitlines()
+                       if line.startswith("webchat_stream_catch_up_"))
+        counters = catch_up.counters.snapshot()
+        self.assertGreaterEqual(float(exposed["webchat_stream_catch_up_sweeps_total"]),
+                                sweeps + 2)
+        self.assertEqual(float(exposed["webchat_stream_catch_up_woken_total"]),
+                         counters["woken"])
+        self.assertGreaterEqual(counters["woken"], 1)
         await comm.disconnect()
 
     async def test_a_resync_pass_costs_one_watermark_query_and_reads_only_what_moved(self):
