@@ -174,8 +174,9 @@ class CatchUp:
             try:
                 await self.sweep()
             except Exception:
-                # The database is away: the next sweep tries again, the sockets keep their
-                # cursors, and the stream's own reads report the failure.
+                # The database is away: the next sweep, one interval later, covers every
+                # socket again (the resyncs this one was to answer included); the sockets
+                # keep their cursors, and the stream's own reads report the failure.
                 self.counters.incr("failed")
                 logger.warning("stream catch-up sweep failed; retrying in %.1f s",
                                self.interval, exc_info=logger.isEnabledFor(logging.DEBUG))
