@@ -216,7 +216,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._joined_at = asyncio.get_running_loop().time()
             catch_up.add(self)
         await self.accept()
-        self.cursor = self.wanted = watermark
+        # The first read covers at least ``current``: a sweep (webchat.catch_up) that finds
+        # the conversation there while that read runs has nothing to add.
+        self.cursor, self.wanted = watermark, current
         self._touch()
         self._arm_idle_timer()
         # The first read always runs, even with nothing announced yet: an activity committed
