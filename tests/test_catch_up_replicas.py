@@ -49,15 +49,19 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-class KilledBetweenCommitAndPublishTests(SimpleTestCase):
+class KilledReplicaMixin:
+    """Two replicas, and a replica that commits and dies before it publishes."""
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         reason = redis_unavailable()
         if reason:
             raise SkipTest(reason)
-        cls.cluster = start_cluster(cls, replicas=2)
+        cls.cluster = start_cluster(cls, replicas=2, extra_env=cls.extra_env)
         cls.secret = cls.cluster.create_tenant()
+
+    extra_env = {}
 
     # The REST helpers of the two-replica tests (not their tests).
     _two = test_two_replicas.TwoReplicaMixin
@@ -76,6 +80,9 @@ class KilledBetweenCommitAndPublishTests(SimpleTestCase):
         return {words[0]: float(words[1]) for words in lines
                 if len(words) == 2 and words[0] in conversation_ids}
 
+
+
+class KilledBetweenCommitAndPublishTests(KilledReplicaMixin, SimpleTestCase):
     async def test_sockets_on_b_catch_up_within_the_bound_exactly_once_in_order(self):
         conversations = [await self.start_conversation(1) for _ in range(CONVERSATIONS)]
         clients = {}
@@ -98,3 +105,19 @@ class KilledBetweenCommitAndPublishTests(SimpleTestCase):
         logger.info("caught up after a kill between commit and PUBLISH: %d sockets, lag "
                     "%.2f-%.2f s (bound %.1f s)", len(lags), min(lags), max(lags), BOUND)
         self.assertLess(max(lags), BOUND, lags)
+
+
+class WithoutTheSweepTests(KilledReplicaMixin, SimpleTestCase):
+    """The control: with the sweep pushed an hour away, nothing tells replica B's sockets of
+    what the killed replica committed (the gap the sweep closes is real)."""
+
+    extra_env = {"WEBCHAT_STREAM_CATCH_UP_INTERVAL": "3600"}
+
+    async def test_nothing_tells_the_sockets_on_b(self):
+        conversation = await self.start_conversation(1)
+        client = await self.stream(1, conversation)
+        await asyncio.sleep(0.3)
+        await asyncio.to_thread(self.kill_after_commit, [conversation["conversationId"]])
+        await client.assert_nothing_more(BOUND + 1)
+        self.assertEqual(client.ids(), [])
+        await client.close()
