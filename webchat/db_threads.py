@@ -25,12 +25,15 @@ and the transaction the work must see (a ``TestCase`` runs every test in one).
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import AsyncToSync, sync_to_async
 from django.db import InterfaceError, OperationalError, connections
+
+logger = logging.getLogger(__name__)
 
 
 def sync_caller_waiting() -> bool:
@@ -103,13 +106,15 @@ def read_retried(function, /, *args, **kwargs):
     again."""
     try:
         return function(*args, **kwargs)
-    except (OperationalError, InterfaceError):
+    except (OperationalError, InterfaceError) as exc:
         closed = _close_broken_connections(idle=False)
         if not closed and not any(
             connection.connection is None
             for connection in connections.all(initialized_only=True)
         ):
             raise
+        logger.info("database connection lost (%s); reading again on a fresh one",
+                    type(exc).__name__)
     _reconnect(time.monotonic() + RECONNECT_WINDOW)
     return function(*args, **kwargs)
 
