@@ -18,10 +18,12 @@ from collections import Counter
 from unittest import SkipTest, mock
 
 import websockets
-from django.test import SimpleTestCase
+from django.db import OperationalError, connection
+from django.test import SimpleTestCase, TransactionTestCase
 
 from tests.support import replicas
 from tests.support.postgres_server import PostgresServer, postgres_binaries_missing
+from webchat.db_threads import read_retried
 
 logger = logging.getLogger(__name__)
 
@@ -121,3 +123,30 @@ class DatabaseRestartTests(SimpleTestCase):
         streamed = [a["id"] for frame in received for a in frame["activities"]]
         self.assertEqual(streamed, [a["id"] for a in body["activities"]])
         await ws.close()
+
+
+class ReadRetryTests(TransactionTestCase):
+    """What ``read_retried`` does not retry (the restart itself is the test above)."""
+
+    def test_an_error_that_leaves_the_connection_usable_is_raised_after_one_try(self):
+        calls = []
+
+        def locked():
+            calls.append(1)
+            connection.ensure_connection()
+            raise OperationalError("database is locked")
+
+        with self.assertRaisesMessage(OperationalError, "database is locked"):
+            read_retried(locked)
+        self.assertEqual(len(calls), 1)
+
+    def test_other_errors_are_raised_after_one_try(self):
+        calls = []
+
+        def broken():
+            calls.append(1)
+            raise ValueError("not a database error")
+
+        with self.assertRaises(ValueError):
+            read_retried(broken)
+        self.assertEqual(len(calls), 1)
