@@ -74,6 +74,8 @@ PRODUCTION = {
     "WEBCHAT_TOKEN_SIGNING_KEY": secrets.token_urlsafe(32),
     "ALLOWED_HOSTS": "127.0.0.1,localhost",
     "CORS_ALLOWED_ORIGINS": "http://127.0.0.1",
+    # With DEBUG off /metrics needs its token (webchat/metrics_access.py); gc_counts sends it.
+    "WEBCHAT_METRICS_TOKEN": secrets.token_urlsafe(24),
 }
 SOCKETS_PER_TENANT = 500  # per replica; the stream allows 1000 (MAX_SOCKETS_PER_TENANT)
 
@@ -284,7 +286,8 @@ class Run:
             time.sleep(0.25)
 
     def gc_snapshot(self):
-        return [gc_counts(replica.port) for replica in self.cluster.replicas]
+        return [gc_counts(replica.port, PRODUCTION["WEBCHAT_METRICS_TOKEN"])
+                for replica in self.cluster.replicas]
 
     def posted_phase(self, seed, phase, rate, duration, sockets_per_conversation, writer=False):
         gc_before = self.gc_snapshot()

@@ -91,8 +91,8 @@ class Window:
         return out
 
 
-def gc_counts(port):
-    """A replica's GC pause histogram and thaws from its ``/metrics`` (loopback is allowed):
+def gc_counts(port, token):
+    """A replica's GC pause histogram and thaws from its ``/metrics`` (with its ``token``):
     ``{"pauses": {generation: {upper bound: cumulative count}}, "thaws": n}``, or None when
     the replica does not answer."""
     import urllib.request
@@ -100,7 +100,9 @@ def gc_counts(port):
     from prometheus_client.parser import text_string_to_metric_families
 
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                         headers={"Authorization": f"Bearer {token}"})
+        with urllib.request.urlopen(request, timeout=5) as answer:
             text = answer.read().decode()
     except OSError:
         return None

@@ -12,10 +12,12 @@ class NotifierConfig(AppConfig):
         """Register the system checks and connect the receivers (runs once per process)."""
         # conf and runtime connect their setting_changed receivers when imported.
         from . import conf, runtime  # noqa: F401
-        from .checks import TAG, check_connection, check_settings
-        from .receivers import publish_after_commit
-        from .signals import watermark_bumped
+        from .checks import TAG, check_connection, check_dependencies, check_settings
+        from .receivers import publish_after_commit, publish_change_after_commit
+        from .signals import changed, watermark_bumped
 
         checks.register(check_settings, TAG)
+        checks.register(check_dependencies, TAG)
         checks.register(check_connection, TAG)
         watermark_bumped.connect(publish_after_commit, dispatch_uid="notifier.publish_after_commit")
+        changed.connect(publish_change_after_commit, dispatch_uid="notifier.publish_change")

@@ -18,13 +18,28 @@ STARTUP_TIMEOUT = 2.0
 def with_backplane(application, *, timeout=STARTUP_TIMEOUT):
     """Called once at import of the ASGI module: verify the backplane, wrap ``application``.
 
-    Raises ``ImproperlyConfigured`` (invalid settings) or
+    Raises ``ImproperlyConfigured`` (invalid settings, a redis-py below the floor) or
     :class:`~notifier.exceptions.BackplaneUnavailable` (Redis does not answer; the message
     names the URL with its password masked).
     """
+    refuse_unsupported_dependencies()
     runtime = get_runtime()
     runtime.notifier.verify(timeout)
     return BackplaneMiddleware(application)
+
+
+def refuse_unsupported_dependencies():
+    """Raise ``ImproperlyConfigured`` with the dependency checks' errors (a redis-py below
+    the floor, ``notifier.E020``): servers run no system checks, so a server would start."""
+    from django.core.exceptions import ImproperlyConfigured
+
+    from .checks import check_dependencies
+
+    errors = [message for message in check_dependencies() if message.is_serious()]
+    if errors:
+        raise ImproperlyConfigured(" ".join(
+            f"{message.id}: {message.msg} {message.hint or ''}".strip() for message in errors
+        ))
 
 
 class BackplaneMiddleware:

@@ -1,5 +1,6 @@
-"""System checks for ``WEBCHAT_NOTIFIER``: a bad setting fails ``manage.py check``, not the
-first publish. Registered in :meth:`notifier.apps.NotifierConfig.ready`.
+"""System checks for ``BACKPLANE`` (or ``WEBCHAT_NOTIFIER``): a bad setting fails
+``manage.py check``, not the first publish. Registered in
+:meth:`notifier.apps.NotifierConfig.ready`.
 
 * ``notifier.E001`` unknown backend; ``E002`` no Redis URL for a backend that needs one;
   ``E003`` invalid URL; ``E004`` empty channel; ``E005`` bad capacity; ``E006`` instance id
@@ -8,15 +9,25 @@ first publish. Registered in :meth:`notifier.apps.NotifierConfig.ready`.
   id); ``E031`` a signing secret empty or shorter than 32 bytes; ``E032`` SIGNING_KEY_ID not
   one of SIGNING_KEYS (or missing while there are several keys, or set without keys).
 * ``notifier.E010`` Redis does not answer within 2 s (strict startup).
-* ``notifier.W001`` the Redis backend with a cross-process channel layer: every consumer
-  would get each notification once per replica. ``W002`` unknown keys (typos).
+* ``notifier.E020`` the installed redis-py is older than the notifier's floor (the message
+  names both); ``E021`` ``DEPENDENCY_FAST_PATHS`` is not a bool.
+* ``notifier.W001`` the Redis backend with a cross-process channel layer in a server process:
+  every server's listener re-sends each notification to all consumers, so they get it once
+  per server. Not raised in the bridge (``run_backplane_listener``), the one process that
+  re-sends into such a layer. ``W002`` unknown keys (typos). ``W003`` both ``BACKPLANE`` and
+  ``WEBCHAT_NOTIFIER`` are set (the second is ignored). ``W004`` the bridge with a
+  process-local channel layer: what it re-sends reaches no consumer.
 """
+
+import contextlib
+import contextvars
 
 from django.conf import settings as django_settings
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
-from .conf import SETTING_NAME, get_settings
+from .compat import SETTING_NAME as SETTING_NAME_FAST_PATHS
+from .conf import get_settings
 from .exceptions import BackplaneUnavailable, InvalidNotifierConfiguration
 
 TAG = "notifier"
@@ -31,17 +42,33 @@ CROSS_PROCESS_LAYERS = ("channels_redis.", "channels_rabbitmq.", "channels_postg
 _PROPERTIES = ("backend_class", "url", "channel", "capacity", "instance_id", "signing")
 
 
-def _error(exc):
-    return checks.Error(str(exc), hint=exc.hint, obj=SETTING_NAME, id=exc.check_id)
+# True while the bridge command runs its checks (see bridge_process).
+_in_bridge = contextvars.ContextVar("notifier_bridge_checks", default=False)
+
+
+@contextlib.contextmanager
+def bridge_process():
+    """Run the checks inside as the bridge (``run_backplane_listener``) sees them: the one
+    listener of a cross-process channel layer, so W001 does not apply but W004 does."""
+    token = _in_bridge.set(True)
+    try:
+        yield
+    finally:
+        _in_bridge.reset(token)
+
+
+def _error(exc, name):
+    return checks.Error(str(exc), hint=exc.hint, obj=name, id=exc.check_id)
 
 
 def check_settings(app_configs=None, **kwargs):
-    """Validate every key of ``WEBCHAT_NOTIFIER``; warn about a doubling channel layer."""
+    """Validate every key of ``BACKPLANE``; warn about a doubling channel layer."""
     notifier_settings = get_settings()
+    name = notifier_settings.name
     try:
         _ = notifier_settings.options
     except InvalidNotifierConfiguration as exc:
-        return [_error(exc)]
+        return [_error(exc, name)]
     messages = []
     seen = set()
     for name in _PROPERTIES:
@@ -50,30 +77,81 @@ def check_settings(app_configs=None, **kwargs):
         except InvalidNotifierConfiguration as exc:
             if exc.check_id not in seen:
                 seen.add(exc.check_id)
-                messages.append(_error(exc))
+                messages.append(_error(exc, name))
     unknown = notifier_settings.unknown_keys
     if unknown:
         messages.append(checks.Warning(
-            f"{SETTING_NAME} has unknown key(s) {', '.join(map(repr, unknown))}; they are "
+            f"{name} has unknown key(s) {', '.join(map(repr, unknown))}; they are "
             "ignored.",
             hint="The keys are BACKEND, URL, CHANNEL, CAPACITY, INSTANCE_ID, SIGNING_KEYS and "
             "SIGNING_KEY_ID.",
-            obj=SETTING_NAME,
+            obj=name,
             id="notifier.W002",
         ))
+    if notifier_settings.shadowed:
+        messages.append(checks.Warning(
+            f"Both {name} and {notifier_settings.shadowed} are set: {name} is used and "
+            f"{notifier_settings.shadowed} is ignored.",
+            hint=f"Remove {notifier_settings.shadowed}.",
+            obj=notifier_settings.shadowed,
+            id="notifier.W003",
+        ))
     if "notifier.E001" not in seen and notifier_settings.backend_class.requires_url:
-        layer = (getattr(django_settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}
-        backend = str(layer.get("BACKEND", ""))
-        if backend.startswith(CROSS_PROCESS_LAYERS):
-            messages.append(checks.Warning(
-                f"The Redis notifier is combined with the cross-process channel layer "
-                f"{backend!r}: each replica's listener re-sends every notification to all "
-                "consumers, so they receive it once per replica.",
-                hint="Use the process-local layer (notifier.layers.LocalChannelLayer) with the "
-                "Redis notifier, or the memory notifier with a cross-process layer.",
-                obj="CHANNEL_LAYERS",
-                id="notifier.W001",
-            ))
+        messages.extend(_layer_warnings())
+    return messages
+
+
+def _layer_warnings():
+    layer = (getattr(django_settings, "CHANNEL_LAYERS", None) or {}).get("default") or {}
+    backend = str(layer.get("BACKEND", ""))
+    cross_process = backend.startswith(CROSS_PROCESS_LAYERS)
+    if _in_bridge.get():
+        if cross_process or not backend:
+            return []
+        return [checks.Warning(
+            f"run_backplane_listener re-sends notifications into the process-local channel "
+            f"layer {backend!r}: no consumer listens on it in this process.",
+            hint="Give the bridge the cross-process layer (channels_redis) your servers' "
+            "consumers listen on.",
+            obj="CHANNEL_LAYERS",
+            id="notifier.W004",
+        )]
+    if not cross_process:
+        return []
+    return [checks.Warning(
+        f"The Redis notifier is combined with the cross-process channel layer {backend!r}: "
+        "each server process's listener re-sends every notification to all consumers, so "
+        "they receive it once per server process.",
+        hint="Use the process-local layer (notifier.layers.LocalChannelLayer) with the Redis "
+        "notifier in server processes, or the memory notifier with a cross-process layer and "
+        "one run_backplane_listener bridge (see docs/notifier.md).",
+        obj="CHANNEL_LAYERS",
+        id="notifier.W001",
+    )]
+
+
+def check_dependencies(app_configs=None, **kwargs):
+    """The Redis backend refuses a redis-py below the floor; the fast-path switch is a bool."""
+    from .compat import fast_paths_setting, redis_py
+
+    messages = []
+    try:
+        fast_paths_setting()
+    except InvalidNotifierConfiguration as exc:
+        messages.append(checks.Error(str(exc), hint=exc.hint, obj=SETTING_NAME_FAST_PATHS,
+                                     id=exc.check_id))
+    try:
+        needs_redis = get_settings().backend_class.requires_url
+    except ImproperlyConfigured:
+        needs_redis = False  # check_settings reports it
+    too_old = redis_py.below_floor()
+    if needs_redis and too_old:
+        messages.append(checks.Error(
+            too_old,
+            hint=f"Upgrade it: pip install 'redis>={redis_py.FLOOR_TEXT}'.",
+            obj=get_settings().name,
+            id="notifier.E020",
+        ))
     return messages
 
 
@@ -86,14 +164,14 @@ def check_connection(app_configs=None, **kwargs):
             return []
         notifier = notifier_settings.backend_class.from_settings(notifier_settings)
     except ImproperlyConfigured:
-        return []  # check_settings reports it
+        return []  # check_settings or check_dependencies reports it
     try:
         notifier.verify(CONNECTION_TIMEOUT)
     except BackplaneUnavailable as exc:
         return [checks.Error(
             str(exc),
             hint="A process with the Redis notifier refuses to start without Redis.",
-            obj=SETTING_NAME,
+            obj=notifier_settings.name,
             id="notifier.E010",
         )]
     return []

@@ -1,8 +1,9 @@
-"""The notifier's settings: one dict, ``settings.WEBCHAT_NOTIFIER``, read lazily.
+"""The backplane's settings: one dict, ``settings.BACKPLANE``, read lazily.
 
-::
+``WEBCHAT_NOTIFIER`` is the same dict under its first name, still read when ``BACKPLANE`` is
+not set (warning ``notifier.W003`` when both are)::
 
-    WEBCHAT_NOTIFIER = {
+    BACKPLANE = {
         "BACKEND": "memory",  # "memory", "redis", or a dotted path to a BaseNotifier subclass
         "URL": None,  # Redis URL; None: reuse the Redis URL of CHANNEL_LAYERS or CACHES
         "CHANNEL": "greentic:webchat:notify",  # the global pub/sub channel (wire v1)
@@ -13,7 +14,7 @@
     }
 
 Nothing is read at import time. :func:`get_settings` builds a snapshot on first use and drops
-it when a test changes ``WEBCHAT_NOTIFIER``, ``CHANNEL_LAYERS`` or ``CACHES``. Each property
+it when a test changes either name, ``CHANNEL_LAYERS`` or ``CACHES``. Each property
 validates its value and raises :class:`~notifier.exceptions.InvalidNotifierConfiguration`
 carrying the id of the system check that reports the same mistake.
 """
@@ -31,10 +32,12 @@ from django.utils.module_loading import import_string
 
 from .exceptions import InvalidNotifierConfiguration
 
-SETTING_NAME = "WEBCHAT_NOTIFIER"
+SETTING_NAME = "BACKPLANE"
+#: The setting's first name (webchat's), read when ``BACKPLANE`` is not set.
+LEGACY_SETTING_NAME = "WEBCHAT_NOTIFIER"
 
 #: Settings whose change invalidates the snapshot (the URL may come from the last two).
-WATCHED_SETTINGS = frozenset({SETTING_NAME, "CHANNEL_LAYERS", "CACHES"})
+WATCHED_SETTINGS = frozenset({SETTING_NAME, LEGACY_SETTING_NAME, "CHANNEL_LAYERS", "CACHES"})
 
 BACKEND_ALIASES = {
     "memory": "notifier.backends.memory.InMemoryNotifier",
@@ -140,20 +143,34 @@ def _redis_url_from_caches(caches):
 
 
 class NotifierSettings:
-    """One snapshot of ``WEBCHAT_NOTIFIER``; each property is validated on first read."""
+    """One snapshot of ``BACKPLANE`` (or ``WEBCHAT_NOTIFIER``); each property is validated on
+    first read. ``name`` is the setting it came from, named in every error message;
+    ``shadowed`` the other name when both are set (warning W003)."""
 
-    def __init__(self, raw, *, channel_layers=None, caches=None):
+    def __init__(self, raw, *, channel_layers=None, caches=None, name=SETTING_NAME,
+                 shadowed=None):
         self.raw = raw
+        self.name = name
+        self.shadowed = shadowed
         self._channel_layers = channel_layers or {}
         self._caches = caches or {}
 
     @classmethod
     def from_django(cls):
         """Read Django's settings now (called lazily by :func:`get_settings`)."""
+        raw = getattr(django_settings, SETTING_NAME, None)
+        legacy = getattr(django_settings, LEGACY_SETTING_NAME, None)
+        name, shadowed = SETTING_NAME, None
+        if raw is None and legacy is not None:
+            raw, name = legacy, LEGACY_SETTING_NAME
+        elif raw is not None and legacy is not None:
+            shadowed = LEGACY_SETTING_NAME
         return cls(
-            getattr(django_settings, SETTING_NAME, None),
+            raw,
             channel_layers=getattr(django_settings, "CHANNEL_LAYERS", None),
             caches=getattr(django_settings, "CACHES", None),
+            name=name,
+            shadowed=shadowed,
         )
 
     @cached_property
@@ -163,8 +180,8 @@ class NotifierSettings:
             return dict(DEFAULTS)
         if not isinstance(self.raw, dict):
             raise InvalidNotifierConfiguration(
-                f"{SETTING_NAME} must be a dict, not {type(self.raw).__name__}.",
-                hint=f'Set {SETTING_NAME} = {{"BACKEND": "memory"}} or {{"BACKEND": "redis", '
+                f"{self.name} must be a dict, not {type(self.raw).__name__}.",
+                hint=f'Set {self.name} = {{"BACKEND": "memory"}} or {{"BACKEND": "redis", '
                 '"URL": "redis://127.0.0.1:6379/0"}.',
                 check_id="notifier.E007",
             )
@@ -208,7 +225,7 @@ class NotifierSettings:
     def _backend_error(self, message):
         return InvalidNotifierConfiguration(
             message,
-            hint=f'Set {SETTING_NAME}["BACKEND"] to "memory", "redis" or the dotted path of a '
+            hint=f'Set {self.name}["BACKEND"] to "memory", "redis" or the dotted path of a '
             "BaseNotifier subclass.",
             check_id="notifier.E001",
         )
@@ -218,7 +235,7 @@ class NotifierSettings:
         """``(url, where it came from)``, or ``(None, None)`` when nothing names a Redis URL."""
         url = self.options["URL"]
         if url not in (None, ""):
-            return url, f"{SETTING_NAME}['URL']"
+            return url, f"{self.name}['URL']"
         url, source = _redis_url_from_channel_layers(self._channel_layers)
         if url is None:
             url, source = _redis_url_from_caches(self._caches)
@@ -232,7 +249,7 @@ class NotifierSettings:
             if self.backend_class.requires_url:
                 raise InvalidNotifierConfiguration(
                     f"The {self.backend} notifier needs a Redis URL and none is configured.",
-                    hint=f'Set {SETTING_NAME}["URL"] (e.g. "redis://127.0.0.1:6379/0"), or the '
+                    hint=f'Set {self.name}["URL"] (e.g. "redis://127.0.0.1:6379/0"), or the '
                     "REDIS_URL environment variable, or configure a channels_redis layer in "
                     "CHANNEL_LAYERS or a Redis cache in CACHES whose URL it can reuse.",
                     check_id="notifier.E002",
@@ -257,7 +274,7 @@ class NotifierSettings:
             value = value.decode("utf-8", "replace")
         if not isinstance(value, str) or not value.strip():
             raise InvalidNotifierConfiguration(
-                f"{SETTING_NAME}['CHANNEL'] must be a non-empty string, not {value!r}.",
+                f"{self.name}['CHANNEL'] must be a non-empty string, not {value!r}.",
                 hint=f"Remove it to use {DEFAULT_CHANNEL!r}, the reference's channel.",
                 check_id="notifier.E004",
             )
@@ -269,7 +286,7 @@ class NotifierSettings:
         value = self.options["CAPACITY"]
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InvalidNotifierConfiguration(
-                f"{SETTING_NAME}['CAPACITY'] must be a positive integer, not {value!r}.",
+                f"{self.name}['CAPACITY'] must be a positive integer, not {value!r}.",
                 hint=f"Remove it to use {DEFAULTS['CAPACITY']}.",
                 check_id="notifier.E005",
             )
@@ -287,7 +304,7 @@ class NotifierSettings:
             return uuid.UUID(str(value))
         except ValueError:
             raise InvalidNotifierConfiguration(
-                f"{SETTING_NAME}['INSTANCE_ID'] must be a UUID, not {value!r}.",
+                f"{self.name}['INSTANCE_ID'] must be a UUID, not {value!r}.",
                 hint="Remove it to get a fresh id per process.",
                 check_id="notifier.E006",
             ) from None
@@ -304,7 +321,7 @@ class NotifierSettings:
                                         self.options["SIGNING_KEY_ID"])
         except SigningConfigError as exc:
             raise InvalidNotifierConfiguration(
-                f"{SETTING_NAME}: {exc}", hint=exc.hint, check_id=exc.check_id
+                f"{self.name}: {exc}", hint=exc.hint, check_id=exc.check_id
             ) from None
 
 

@@ -3,6 +3,8 @@
 import hashlib
 from dataclasses import dataclass
 
+from .memo import BoundedCache
+
 #: The ``type`` of the channel-layer message; consumers handle it in ``webchat_watermark``.
 MESSAGE_TYPE = "webchat.watermark"
 
@@ -11,15 +13,36 @@ GROUP_PREFIX = "webchat.wm."
 
 @dataclass(frozen=True, slots=True)
 class NotifyEvent:
-    """A conversation's watermark moved to ``new_watermark``: re-read the database."""
+    """A topic changed: ``(namespace, key)`` is now at ``version``; re-read the database.
+
+    The wire calls them ``tenant_id``, ``conversation_id`` and ``new_watermark`` (webchat's
+    words); ``namespace``, ``key`` and ``version`` are the same fields.
+    """
 
     tenant_id: str
     conversation_id: str
     new_watermark: int
 
+    @property
+    def namespace(self) -> str:
+        return self.tenant_id
+
+    @property
+    def key(self) -> str:
+        return self.conversation_id
+
+    @property
+    def version(self) -> int:
+        return self.new_watermark
+
+
+#: The public name of :class:`NotifyEvent`: ``Change(namespace, key, version)``.
+Change = NotifyEvent
+
 
 # The frozen dataclass's __init__ sets each field through object.__setattr__; the listener
-# builds one event per message, so it writes the slots directly: the same object, 3x faster.
+# builds one event per message, so it writes the slots directly: the same object, built faster
+# (docs/benchmarks.md).
 _SET_TENANT, _SET_CONVERSATION, _SET_WATERMARK = (
     NotifyEvent.__dict__[name].__set__ for name in ("tenant_id", "conversation_id", "new_watermark")
 )
@@ -35,13 +58,9 @@ def new_event(tenant_id, conversation_id, new_watermark):
     return event
 
 
-# Every publish and every delivered message needs the group of its conversation, and a
-# SHA-256 is most of a microsecond: remember the names of recent conversations. Bounded (cleared
-# when full, a few MB at most) and only for ids of ordinary length, so that 1 KB ids cannot
-# make it big.
-_GROUPS: dict[tuple[str, str], str] = {}
-_GROUPS_MAX = 16384
-_GROUPS_MAX_ID_CHARS = 256
+# Ids up to this many characters (together) have their group names cached: long ids cannot
+# make the cache big.
+_CACHED_ID_CHARS = 256
 
 
 def group_name(tenant_id: str, conversation_id: str) -> str:
@@ -51,18 +70,23 @@ def group_name(tenant_id: str, conversation_id: str) -> str:
     any text. Hashing a length-prefixed encoding of both ids keeps the map injective (the
     prefix stops ``("a|", "b")`` and ``("a", "|b")`` from meeting) for ids of any size.
     """
-    key = (tenant_id, conversation_id)
-    name = _GROUPS.get(key)
-    if name is None:
-        tenant = tenant_id.encode("utf-8", "surrogatepass")
-        conversation = conversation_id.encode("utf-8", "surrogatepass")
-        digest = hashlib.sha256(b"%d:%s%s" % (len(tenant), tenant, conversation)).hexdigest()
-        name = GROUP_PREFIX + digest
-        if len(tenant_id) + len(conversation_id) <= _GROUPS_MAX_ID_CHARS:
-            if len(_GROUPS) >= _GROUPS_MAX:
-                _GROUPS.clear()
-            _GROUPS[key] = name
-    return name
+    if len(tenant_id) + len(conversation_id) <= _CACHED_ID_CHARS:
+        return _GROUP_NAMES[tenant_id, conversation_id]
+    return _group_name((tenant_id, conversation_id))
+
+
+def _group_name(ids):
+    tenant_id, conversation_id = ids
+    tenant = tenant_id.encode("utf-8", "surrogatepass")
+    conversation = conversation_id.encode("utf-8", "surrogatepass")
+    return GROUP_PREFIX + hashlib.sha256(
+        b"%d:%s%s" % (len(tenant), tenant, conversation)
+    ).hexdigest()
+
+
+# Every publish and every delivered message needs the group of its conversation, and a
+# SHA-256 costs more than a lookup (docs/benchmarks.md): remember recent conversations'.
+_GROUP_NAMES = BoundedCache(_group_name, 16384)
 
 
 def watermark_message(event: NotifyEvent) -> dict:

@@ -25,3 +25,7 @@ class BackplaneUnavailable(NotifierError, ImproperlyConfigured):
 
     The message names the URL with its password masked.
     """
+
+
+class MalformedPayload(ValueError):
+    """The payload is not a wire v1 message the reference would accept; the message says why."""

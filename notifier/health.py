@@ -3,16 +3,22 @@
 With a local-only backend (memory) there is nothing to fail. With the Redis backend the
 process can serve its sockets only when its listener is subscribed AND messages actually
 flow, which only a round trip proves (:mod:`notifier.probe`): a subscriber socket can be
-open while nothing arrives.
+open while nothing arrives. It must also reach the others: readiness fails once every
+PUBLISH of the sender has failed for :data:`PUBLISH_FAILING_AFTER` seconds.
 """
 
 import asyncio
+import time
 
 from .backends.base import BaseNotifier
 from .runtime import get_runtime
 
 #: Seconds ``wait_until_ready`` may wait for a listener's first round trip.
 STARTUP_WAIT = 2.0
+
+#: Seconds every PUBLISH of the sender may fail before the backplane is not ready: as long as
+#: a probe may go stale (notifier.probe.STALE), so one failed retry does not flap readiness.
+PUBLISH_FAILING_AFTER = 3.0
 
 
 def has_transport(notifier):
@@ -40,6 +46,9 @@ def backplane_status(runtime=None):
     probe = listener.probe
     if probe is not None:
         status["probe"] = probe.status()
+    duplicate = probe.duplicate() if probe is not None else None
+    if duplicate is not None:
+        return {**status, "ok": False, "reason": duplicate}
     if not listener.connected:
         error = listener.last_error
         detail = f": {type(error).__name__}: {error}" if error is not None else ""
@@ -56,6 +65,12 @@ def backplane_status(runtime=None):
         if error:
             reason += f" (last PUBLISH: {error})"
         return {**status, "ok": False, "reason": reason}
+    failing = notifier.publish_failing()
+    if failing is not None and time.monotonic() - failing[0] >= PUBLISH_FAILING_AFTER:
+        since, error = failing
+        return {**status, "ok": False,
+                "reason": f"every PUBLISH has failed for {time.monotonic() - since:.1f} s "
+                          f"(last: {type(error).__name__}: {error})"}
     return {**status, "ok": True}
 
 

@@ -1,19 +1,7 @@
-"""Backplane lag: an optional publish timestamp on wire v1 messages, and reading it back.
+"""Backplane lag: an optional ``"ts"`` (publish time, ms) on wire v1 messages, read back.
 
-Our publishers append ``"ts": <Unix time in ms>`` as the last field of the wire v1 object::
-
-    {"tenant_id":"t","conversation_id":"c","new_watermark":5,"version":1,"instance_id":"...","ts":1700000000123}
-
-The reference service reads wire v1 with serde and ignores unknown fields (as
-:func:`notifier.wire.decode` does, per the shared vectors), so it still delivers these
-messages; what :func:`notifier.wire.encode` writes for a message without a timestamp is
-unchanged, byte for byte. A listener that finds the field observes ``now - ts`` as the
-backplane lag (``webchat_backplane_lag_seconds``). The clocks of publisher and listener must
-agree (NTP); a negative difference counts as 0. Messages of the reference carry no
-timestamp and are simply not measured.
-
-Only our own layout is recognised (``,"ts":<digits>}`` at the very end), so reading costs a
-slice and a search on the delivery path, and no second JSON parse.
+The reference ignores the unknown field; only our own layout (``,"ts":<digits>}`` at the very
+end) is recognised, so reading costs a slice and a search (see docs/backplane.md).
 """
 
 _FIELD = b',"ts":'

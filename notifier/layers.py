@@ -1,35 +1,7 @@
 """A process-local channel layer whose group send costs O(members of that group).
 
-Channels' ``InMemoryChannelLayer`` scans every channel of the process for expired messages on
-each ``receive`` and ``group_send`` and spawns a task per member, so fan-out slows down as
-connections pile up (a backplane on it fell from ~9k to ~1k notifications/s with 1,000
-groups). This layer keeps the same contract (``channels/layers.py``; channels' own
-``tests/test_inmemorychannel.py`` passes against it) with bookkeeping that never scans:
-
-* a group is a dict of its members, and each channel knows its groups (for cleanup);
-* queued messages also sit in one deque in send order (one ``expiry`` for all, so the
-  oldest is always on the left): expiring is popping from the left;
-* a receiver that is already waiting gets the message handed over directly, without a queue;
-* a channel in a group keeps its (small) state between messages once it has one: a consumer
-  comes back to ``receive`` after every message, and rebuilding its state each time cost
-  a third of a hand-over with 10,000 consumers.
-
-Capacity: each channel holds at most ``capacity`` undelivered messages (or the first matching
-``channel_capacity`` glob or regex). A message to a channel whose receiver is waiting never
-counts. ``send()`` to a full channel raises ``ChannelFull``, as channels' layers do.
-``group_send()`` skips a full member: that member loses this one message, the other members
-still get it, and the loss is counted in :meth:`stats` as ``dropped_full`` (channels'
-in-memory layer ignores ``ChannelFull`` per member the same way). For watermark hints this is
-safe: the consumer's queue still holds a hint, and any hint makes it re-read the database.
-
-Expiry: a message left unreceived for ``expiry`` seconds is removed the next time anyone
-calls ``receive()`` or ``group_send()``, and its channel leaves all its groups (a channel that
-does not read for that long is presumed gone, as in channels). Memberships end after
-``group_expiry`` seconds the same lazy way. ``group_discard`` ends a membership at once, and a
-channel's state goes away when it has neither queued messages nor a waiting receiver.
-
-Use one layer from one event loop (the ASGI server's); it is not thread-safe. Sync code
-reaches it with ``async_to_sync`` from a ``sync_to_async`` thread, which runs on that loop.
+The contract of channels' ``InMemoryChannelLayer`` (capacity, expiry, ``ChannelFull``,
+groups, flush) with bookkeeping that never scans every channel. docs/backplane.md says how.
 """
 
 import asyncio
@@ -37,62 +9,23 @@ import logging
 import secrets
 import time
 from collections import deque
-from copy import deepcopy
 
 from channels.exceptions import ChannelFull
 from channels.layers import BaseChannelLayer
 
-logger = logging.getLogger(__name__)
+from .layer_channels import ChannelState, check_message, copier, hand_over
+from .memo import BoundedCache
 
-# Values that a shallow copy of a message may share between receivers.
-_IMMUTABLE = frozenset({str, int, float, bool, bytes, type(None)})
+logger = logging.getLogger(__name__)
 
 # Channel names already validated, with their capacity: a consumer's state comes and goes
 # with every message handed over, and re-running the name regex each time would double the
-# cost of a receive. Cleared when full, so it stays bounded. Group names likewise.
+# cost of a receive. Group names likewise.
 _NAME_CACHE_SIZE = 65536
 
 # Deques of bookkeeping entries are rebuilt without their dead entries once dead ones
 # outnumber live ones by this much: amortised O(1) per entry, memory O(live entries).
 _COMPACT_SLACK = 1024
-
-
-def _check_message(message):
-    """Refuse what no channel layer may carry; called once per send, members or not."""
-    if not isinstance(message, dict):
-        raise TypeError(f"message must be a dict, not {type(message).__name__}")
-    if "__asgi_channel__" in message:
-        raise ValueError("message must not carry the reserved key '__asgi_channel__'")
-
-
-def _copier(message):
-    """Return a function that gives each receiver its own copy of ``message`` (checked).
-
-    Called once per send that has receivers. Flat messages of immutable values (all a
-    watermark hint holds) are copied shallowly, anything else deeply, so no receiver sees
-    another's mutations.
-    """
-    for value in message.values():
-        if type(value) not in _IMMUTABLE:
-            return deepcopy
-    return dict.copy
-
-
-class _Channel:
-    """One channel's undelivered messages and waiting receivers (never both at once)."""
-
-    __slots__ = ("capacity", "queue", "waiters", "member")
-
-    def __init__(self, capacity, member):
-        self.capacity = capacity
-        # Entries are [expires_at, channel name, message]; message None once taken. A deque,
-        # made when first needed: a consumer that keeps up never queues, and an empty deque
-        # is 760 bytes, which thousands of idle members would hold for nothing.
-        self.queue = None
-        # Receivers' futures, oldest first: a list, as there is rarely more than one.
-        self.waiters = []
-        # In at least one group: kept while idle (see the module docstring).
-        self.member = member
 
 
 class LocalChannelLayer(BaseChannelLayer):
@@ -105,6 +38,11 @@ class LocalChannelLayer(BaseChannelLayer):
 
     extensions = ["groups", "flush"]
 
+    if not hasattr(BaseChannelLayer, "require_valid_channel_name"):
+        # channels < 4.2 has the same public checks under their first names.
+        require_valid_channel_name = BaseChannelLayer.valid_channel_name
+        require_valid_group_name = BaseChannelLayer.valid_group_name
+
     def __init__(
         self, expiry=60, group_expiry=86400, capacity=100, channel_capacity=None, **kwargs
     ):
@@ -113,7 +51,7 @@ class LocalChannelLayer(BaseChannelLayer):
             raise ValueError(f"capacity must be a positive integer, got {capacity!r}")
         self.channel_capacity = self.compile_capacities(channel_capacity or {})
         self.group_expiry = group_expiry
-        #: channel name -> _Channel, for channels with queued messages or a waiting receiver,
+        #: channel name -> ChannelState, for channels with queued messages or a waiting receiver,
         #: and group members that have had one.
         self.channels = {}
         #: group name -> {channel name: monotonic time it joined}.
@@ -125,15 +63,16 @@ class LocalChannelLayer(BaseChannelLayer):
         self._joins = deque()  # (joined_at, group, channel) in join order
         self._dropped_full = 0
         self._expired = 0
-        self._capacities = {}  # see _NAME_CACHE_SIZE
-        self._valid_groups = set()  # likewise, for group_send to groups with no members
+        # See _NAME_CACHE_SIZE; the group check is for group_send to groups with no members.
+        self._capacities = BoundedCache(self._checked_capacity, _NAME_CACHE_SIZE)
+        self._valid_groups = BoundedCache(self.require_valid_group_name, _NAME_CACHE_SIZE)
 
     # Channel layer API
 
     async def send(self, channel, message):
         """Send ``message`` to ``channel``; raise ``ChannelFull`` if its queue is full."""
-        _check_message(message)
-        copy = _copier(message)
+        check_message(message)
+        copy = copier(message)
         state = self._channel(channel)
         if not self._deliver(state, channel, copy(message), time.monotonic()):
             if not state.queue and not state.waiters:
@@ -227,18 +166,14 @@ class LocalChannelLayer(BaseChannelLayer):
         For callers on the layer's loop that send many messages in a row (the backplane
         listener); everything else should await :meth:`group_send`.
         """
-        _check_message(message)
+        check_message(message)
         members = self.groups.get(group)
         if members is None:
             # The common case in a process without consumers (a publisher): still refuse a bad
             # name, as channels' layers do, but run the regex once per name.
-            if group not in self._valid_groups:
-                self.require_valid_group_name(group)
-                if len(self._valid_groups) >= _NAME_CACHE_SIZE:
-                    self._valid_groups.clear()
-                self._valid_groups.add(group)
+            self._valid_groups[group]  # raises for a bad name; the regex runs once per name
             return
-        copy = _copier(message)
+        copy = copier(message)
         now = time.monotonic()
         expiries, joins = self._expiries, self._joins
         if (expiries and expiries[0][0] <= now) or (
@@ -306,26 +241,16 @@ class LocalChannelLayer(BaseChannelLayer):
         return state
 
     def _new_state(self, name):
-        return _Channel(self._capacity(name), name in self._memberships)
+        return ChannelState(self._capacities[name], name in self._memberships)
 
-    def _capacity(self, name):
+    def _checked_capacity(self, name):
         """Validate the channel ``name`` (raises ``TypeError``) and return its capacity."""
-        capacity = self._capacities.get(name)
-        if capacity is None:
-            self.require_valid_channel_name(name)
-            capacity = self.get_capacity(name)
-            if len(self._capacities) >= _NAME_CACHE_SIZE:
-                self._capacities.clear()
-            self._capacities[name] = capacity
-        return capacity
+        self.require_valid_channel_name(name)
+        return self.get_capacity(name)
 
     def _deliver(self, state, name, message, now):
-        waiters = state.waiters
-        while waiters:
-            waiter = waiters.pop(0)
-            if not waiter.done():
-                waiter.set_result(message)
-                return True
+        if hand_over(state.waiters, message):
+            return True
         queue = state.queue
         if queue is None:
             queue = state.queue = deque()
@@ -343,12 +268,8 @@ class LocalChannelLayer(BaseChannelLayer):
     def _requeue(self, name, message):
         # To another receiver already waiting on the channel, else back at the queue's head.
         state = self._channel(name)
-        waiters = state.waiters
-        while waiters:
-            waiter = waiters.pop(0)
-            if not waiter.done():
-                waiter.set_result(message)
-                return
+        if hand_over(state.waiters, message):
+            return
         now = time.monotonic()
         entry = [now + self.expiry, name, message]
         if state.queue is None:
@@ -361,14 +282,6 @@ class LocalChannelLayer(BaseChannelLayer):
         if (not state.queue and not state.waiters and not state.member
                 and self.channels.get(name) is state):
             del self.channels[name]
-
-    def _due(self, now):
-        """Whether a queued message or a membership has outlived its expiry (cheap)."""
-        expiries, joins = self._expiries, self._joins
-        return bool(
-            (expiries and expiries[0][0] <= now)
-            or (joins and joins[0][0] <= now - self.group_expiry)
-        )
 
     def _expire(self, now):
         expiries = self._expiries

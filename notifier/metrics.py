@@ -16,6 +16,7 @@ Names (counters end in ``_total``)::
                                                 unsent at shutdown)
     webchat_notifier_publish_superseded_total   payloads replaced by a newer bump while waiting
     webchat_notifier_resync_requests_total      resync requests published for our peers
+    webchat_notifier_publish_failing_seconds    how long every PUBLISH has failed (0: they pass)
     webchat_backplane_received_total            messages on the global channel
     webchat_backplane_delivered_total           ... delivered to local groups
     webchat_backplane_dropped_total{reason}     ... dropped: malformed, self_echo, unknown_version,
@@ -24,6 +25,8 @@ Names (counters end in ``_total``)::
     webchat_backplane_connects_total            subscriptions (the first one included)
     webchat_backplane_reconnects_total          subscriptions after the first
     webchat_backplane_disconnects_total         connections lost
+    webchat_backplane_reconnect_failures_total  connection attempts that failed
+                                                (logged as redis_reconnect_fail)
     webchat_backplane_listener_errors_total     unexpected errors (loop restarted)
     webchat_backplane_listener_state{state}     1 for the current state, 0 for the others
     webchat_backplane_resyncs_total{reason}     resync passes: connect, reconnect, peer
@@ -32,9 +35,12 @@ Names (counters end in ``_total``)::
     webchat_backplane_probe_age_seconds         seconds since the last round trip
     webchat_backplane_probe_failures_total      probe PUBLISHes that failed
     webchat_backplane_probe_lost_total          probes that never came back
+    webchat_backplane_duplicate_instance        1 while another process uses our instance id
     webchat_backplane_lag_seconds               histogram: PUBLISH to delivery (stamped ones)
     webchat_backplane_up                        1 when /readyz's backplane check passes
 """
+
+import time
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -43,8 +49,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.utils import floatToGoString
 
+from .dispatch import DROP_REASONS
 from .health import backplane_status
-from .listener import CLOSED, CONNECTED, CONNECTING, DROP_REASONS, IDLE, RECONNECTING
+from .listener import CLOSED, CONNECTED, CONNECTING, IDLE, RECONNECTING
 from .resync import REASONS as RESYNC_REASONS
 from .runtime import get_runtime
 
@@ -92,6 +99,10 @@ class NotifierCollector:
         for key, name, documentation in _NOTIFIER_COUNTERS:
             if key in stats:
                 yield _counter(f"webchat_notifier_{name}", documentation, stats[key])
+        failing = runtime.notifier.publish_failing()
+        yield GaugeMetricFamily("webchat_notifier_publish_failing_seconds",
+                                "Seconds every PUBLISH has failed (0 while they go through).",
+                                value=0 if failing is None else time.monotonic() - failing[0])
         listener = runtime.listener
         status = backplane_status(runtime)
         yield GaugeMetricFamily("webchat_backplane_up",
@@ -127,6 +138,9 @@ class NotifierCollector:
                        max(0, connects - 1))
         yield _counter("webchat_backplane_disconnects", "Subscriber connections lost.",
                        counters["disconnects"])
+        yield _counter("webchat_backplane_reconnect_failures",
+                       "Connection attempts that failed (logged as redis_reconnect_fail).",
+                       counters["reconnect_failures"])
         yield _counter("webchat_backplane_listener_errors",
                        "Unexpected listener errors (the loop restarted).", counters["errors"])
         state = GaugeMetricFamily("webchat_backplane_listener_state",
@@ -163,3 +177,6 @@ class NotifierCollector:
                        status["publish_failures"])
         yield _counter("webchat_backplane_probe_lost", "Probes that never came back.",
                        status["lost"])
+        yield GaugeMetricFamily("webchat_backplane_duplicate_instance",
+                                "1 while another process uses this process's instance id.",
+                                value=1 if status["duplicate_instance"] else 0)

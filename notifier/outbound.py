@@ -1,60 +1,29 @@
 """The Redis notifier's outbound side: bounded queues of wire payloads, drained by one owner.
 
-Publishers only append to a queue (microseconds, never a Redis round trip), so a slow or dead
-Redis never blocks them. (An async publisher in a loop that never awaits anything else is
-asked to yield, and while Redis answers promptly to wait up to 5 ms for room: backpressure
-instead of drops. See :meth:`AsyncSender.relieve`.) Two drainers exist because publishers
-live in two worlds:
-
-* :class:`AsyncSender`: one task on the loop that runs the consumers (started by the
-  notifier's owner), for publishes from async code and from threads that hop to that loop.
-* :class:`ThreadSender`: one daemon thread with a synchronous client, for processes or
-  threads with no such loop (management commands, the shell, WSGI workers).
-
-Both pipeline whatever has queued up into one round trip, keep publication order, drop the
-oldest payload when the queue is full (a newer watermark supersedes an older one), and count
-every payload. Failures are logged at debug: pub/sub is at-most-once anyway, and the
-database stays the truth.
-
-A failed round trip is not the end of its notifications: while our PUBLISH fails, the other
-replicas (and the reference's) miss our bumps and, if their own connections are fine, have
-no reason to suspect it. So the payloads of a failed round trip wait to be sent again, first
-in the next batch, keeping only the newest per conversation (a newer watermark covers an
-older one: counted ``mirror_superseded``), at most ``capacity`` conversations. Once Redis
-takes publishes again, the other replicas' consumers get each bump late but get it. When
-some had to be given up (more failed conversations than ``capacity``, or the queue itself
-overflowed), the sender also publishes a resync request on ``<channel>:resync``: our
-replicas then re-read every local socket (see :mod:`notifier.resync`).
-
-Counters: ``mirrored`` (sent; re-sent ones too), ``mirror_failures`` (payloads in failed
-round trips, once per attempt), ``mirror_dropped`` (given up: queue or retry set full,
-unsent at shutdown), ``mirror_superseded`` (a newer bump of the same conversation replaced
-it while it waited to be re-sent), ``resync_requests`` (resync requests published).
+Publishers only append to a queue, so a slow or dead Redis never blocks them.
+:class:`AsyncSender` drains it from a task on the consumers' loop, :class:`ThreadSender` from a
+daemon thread for code with no such loop. A failed round trip's payloads are sent again
+(newest per conversation); when some had to be given up, a resync request goes out. A
+failed round trip is logged at WARNING (``redis_publish_dropped``, rate-limited:
+:mod:`notifier.oplog`), and ``failing_since`` tells readiness how long every PUBLISH has
+failed. docs/backplane.md explains the counters and the retry rules.
 """
 
 import asyncio
 import atexit
-import collections
-import logging
+import os
 import threading
+import time
 import weakref
 
-import redis
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import NoBackoff
-from redis.retry import Retry
-
-from . import pipeline
+from . import oplog, pipeline
 from .backoff import Backoff
 from .conf import mask_url
 from .resync import control_channel
+from .sendqueue import BATCH_SIZE, SendQueue, count_failed, count_sent
 from .tasks import cancel_and_wait
 
-logger = logging.getLogger(__name__)
-
-#: Most PUBLISH commands sent in one pipeline.
-BATCH_SIZE = 256
+_CLIENT_NAME = "webchat-notifier-publish"
 
 #: Pause after a failed round trip (ms, ±20 %): short, because Redis usually comes back fast,
 #: and capped low so notifications resume within a second of Redis answering again.
@@ -67,118 +36,35 @@ MAX_PUBLISH_WAIT = 0.005
 SLOW_ROUND_TRIP = 0.05
 
 
-def client_options(*, connect_timeout, socket_timeout):
-    """Options shared by both senders' clients (no hidden retries beyond one reconnect)."""
-    # One immediate retry lets a pooled connection that Redis closed (restart, CLIENT KILL)
-    # reconnect without losing the batch; more would only delay the next batch.
-    return {
-        "socket_connect_timeout": connect_timeout,
-        "socket_timeout": socket_timeout,
-        "socket_keepalive": True,
-        "client_name": "webchat-notifier-publish",
-    }
-
-
-class _Queue:
-    """The bounded FIFO both senders share, and the payloads of failed round trips.
-
-    Items are ``(key, payload)``: the key names the conversation (``(tenant_id,
-    conversation_id)``), or is None for a resync request. ``push`` returns whether it dropped
-    the oldest item.
-    """
-
-    def __init__(self, capacity, resync_request=None):
-        self.capacity = capacity
-        self.items = collections.deque()
-        #: key -> payload of failed round trips, oldest first; sent before ``items``.
-        self.retry = collections.OrderedDict()
-        #: Notifications were given up: publish ``resync_request`` with the next batch.
-        self.lost = False
-        self.resync_request = resync_request
-
-    def __len__(self):
-        return len(self.items) + len(self.retry)
-
-    def push(self, item):
-        dropped = len(self.items) >= self.capacity
-        if dropped:
-            self.items.popleft()
-            self.lost = True
-        self.items.append(item)
-        return dropped
-
-    def take(self):
-        """The next batch: retries first (they are older), then queued items, then a resync
-        request when notifications were lost."""
-        batch = []
-        retry = self.retry
-        while retry and len(batch) < BATCH_SIZE:
-            batch.append(retry.popitem(last=False))
-        items = self.items
-        while items and len(batch) < BATCH_SIZE:
-            batch.append(items.popleft())
-        if self.lost and self.resync_request is not None and len(batch) < BATCH_SIZE:
-            self.lost = False
-            batch.append((None, self.resync_request))
-        return batch
-
-    def failed(self, batch):
-        """Keep a failed batch for the next one; return ``(superseded, dropped)`` counts."""
-        superseded = dropped = 0
-        retry = self.retry
-        for key, payload in batch:
-            if key is None:
-                self.lost = True  # the resync request goes out again with the next batch
-                continue
-            if key in retry:
-                superseded += 1  # later in the batch means newer
-                retry.move_to_end(key)
-            retry[key] = payload
-        while len(retry) > self.capacity:
-            retry.popitem(last=False)
-            dropped += 1
-            self.lost = True
-        return superseded, dropped
-
-    def discard(self):
-        """Empty everything (shutdown); return how many notifications were given up."""
-        count = len(self.items) + len(self.retry)
-        self.items.clear()
-        self.retry.clear()
-        return count
-
-
-def _sent(counters, batch):
-    notifications = sum(1 for key, _ in batch if key is not None)
-    counters.incr("mirrored", notifications)
-    if notifications != len(batch):
-        counters.incr("resync_requests")
-
-
-def _failed(counters, queue, batch):
-    counters.incr("mirror_failures", sum(1 for key, _ in batch if key is not None))
-    superseded, dropped = queue.failed(batch)
-    if superseded:
-        counters.incr("mirror_superseded", superseded)
-    if dropped:
-        counters.incr("mirror_dropped", dropped)
+def _record_failure(sender, batch, error):
+    # A failed round trip of either sender (the thread sender's under its lock): counted,
+    # logged (rate-limited), and since when every PUBLISH fails (for readiness).
+    given_up = count_failed(sender.counters, sender._queue, batch)
+    oplog.publish_dropped(sender._masked_url, retrying=len(sender._queue.retry),
+                          given_up=given_up, error=error)
+    sender.last_error = error
+    if sender.failing_since is None:
+        sender.failing_since = time.monotonic()
 
 
 class AsyncSender:
     """Drains the queue from one task on one event loop; all methods run on that loop."""
 
-    def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout,
-                 resync_request=None):
-        self.url = url
+    def __init__(self, transport, channel, *, capacity, counters, resync_request=None):
+        self.transport = transport
+        self._masked_url = mask_url(transport.url)
         self.channel = channel
         self.control_channel = control_channel(channel)
         self.counters = counters
-        self._queue = _Queue(capacity, resync_request)
+        self._queue = SendQueue(capacity, resync_request)
+        #: ``time.monotonic()`` of the first failed round trip since the last one that
+        #: succeeded (None: the last one succeeded), and that failure's error.
+        self.failing_since = None
+        self.last_error = None
         # redis-py's asyncio client applies socket_timeout to each reply it reads, with a
-        # timeout context per reply: a quarter of the sender's time with 256 PUBLISHes per
-        # round trip. So the client gets none, and the whole round trip gets socket_timeout.
-        self._options = client_options(connect_timeout=connect_timeout, socket_timeout=None)
-        self._round_trip_timeout = socket_timeout
+        # timeout context per reply (see docs/benchmarks.md). So the client gets none, and
+        # the whole round trip gets the transport's socket_timeout.
+        self._round_trip_timeout = transport.socket_timeout
         # PUBLISHes are written in RESP directly (see notifier.pipeline): global, control.
         self._heads = (pipeline.command_head(channel), pipeline.command_head(self.control_channel))
         self.loop = None
@@ -187,7 +73,6 @@ class AsyncSender:
         self._space = None
         self._inflight = 0
         self._inflight_since = None
-        self._failing = False
         self._high_water = max(1, min(BATCH_SIZE, capacity // 2))
 
     @property
@@ -209,6 +94,7 @@ class AsyncSender:
         """
         if self._queue.push(item):
             self.counters.incr("mirror_dropped")
+            oplog.publish_dropped(self._masked_url, given_up=1)
         self._wakeup.set()
         return len(self._queue.items) >= self._high_water
 
@@ -231,15 +117,15 @@ class AsyncSender:
             pass
 
     def _healthy(self):
-        if self._failing:
+        if self.failing_since is not None:
             return False
         since = self._inflight_since
         return since is None or self.loop.time() - since < SLOW_ROUND_TRIP
 
     async def _run(self):
-        client = aioredis.Redis.from_url(
-            self.url, retry=AsyncRetry(NoBackoff(), 1), **self._options
-        )
+        # redis-py retries a failed connect once; a batch whose connection fails is sent once
+        # more, on a new connection, by notifier.pipeline.
+        client = self.transport.client(_CLIENT_NAME, retries=1, socket_timeout=None)
         backoff = Backoff(RETRY_SCHEDULE_MS)
         try:
             while True:
@@ -255,23 +141,20 @@ class AsyncSender:
                 commands = [(heads[key is None], payload) for key, payload in batch]
                 try:
                     async with asyncio.timeout(self._round_trip_timeout):
-                        await pipeline.publish(client, commands)
+                        await self.transport.publish(client, commands)
                 except Exception as exc:
                     # CancelledError is no Exception: shutdown goes straight through.
-                    _failed(self.counters, self._queue, batch)
-                    logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
-                                 len(batch), mask_url(self.url), exc)
+                    _record_failure(self, batch, exc)
                     if isinstance(exc, TimeoutError):
                         # Cut off mid-round trip, replies may still be on their way: never
                         # reuse that connection. redis-py closes one cut off in a read, not
                         # one cut off in its handshake; this closes either.
                         await client.connection_pool.disconnect()
-                    self._failing = True
                     self._inflight, self._inflight_since = 0, None
                     await asyncio.sleep(backoff.next_delay())
                 else:
-                    _sent(self.counters, batch)
-                    self._failing = False
+                    count_sent(self.counters, batch)
+                    self.failing_since = None
                     self._inflight, self._inflight_since = 0, None
                     backoff.reset()
         finally:
@@ -292,21 +175,22 @@ class AsyncSender:
         unsent = self._queue.discard()
         if unsent:
             self.counters.incr("mirror_dropped", unsent)
+            oplog.publish_dropped(self._masked_url, given_up=unsent)
 
 
 class ThreadSender:
     """Drains the queue from one daemon thread with a synchronous client; thread-safe."""
 
-    def __init__(self, url, channel, *, capacity, counters, connect_timeout, socket_timeout,
-                 resync_request=None):
-        self.url = url
+    def __init__(self, transport, channel, *, capacity, counters, resync_request=None):
+        self.transport = transport
+        self._masked_url = mask_url(transport.url)
         self.channel = channel
         self.control_channel = control_channel(channel)
         self.counters = counters
-        self._queue = _Queue(capacity, resync_request)
-        self._options = client_options(
-            connect_timeout=connect_timeout, socket_timeout=socket_timeout
-        )
+        self._queue = SendQueue(capacity, resync_request)
+        #: As :attr:`AsyncSender.failing_since` and ``last_error``.
+        self.failing_since = None
+        self.last_error = None
         self._cond = threading.Condition()
         self._thread = None
         self._closing = False
@@ -321,6 +205,7 @@ class ThreadSender:
                 return
             if self._queue.push(item):
                 self.counters.incr("mirror_dropped")
+                oplog.publish_dropped(self._masked_url, given_up=1)
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="notifier-redis-sender", daemon=True
@@ -330,7 +215,9 @@ class ThreadSender:
             self._cond.notify()
 
     def _run(self):
-        client = redis.Redis.from_url(self.url, retry=Retry(NoBackoff(), 1), **self._options)
+        # One immediate retry lets a pooled connection that Redis closed (restart, CLIENT KILL)
+        # reconnect without losing the batch; more would only delay the next batch.
+        client = self.transport.client(_CLIENT_NAME, asynchronous=False, retries=1)
         backoff = Backoff(RETRY_SCHEDULE_MS)
         try:
             while True:
@@ -348,18 +235,19 @@ class ThreadSender:
                                      payload)
                     pipe.execute()
                 except Exception as exc:
-                    logger.debug("PUBLISH of %d notification(s) to %s failed: %r",
-                                 len(batch), mask_url(self.url), exc)
                     with self._cond:
-                        _failed(self.counters, self._queue, batch)
+                        _record_failure(self, batch, exc)
                         self._inflight = 0
                         if self._closing:
                             # Shutting down and Redis is away: give up on the rest.
-                            self.counters.incr("mirror_dropped", self._queue.discard())
+                            unsent = self._queue.discard()
+                            self.counters.incr("mirror_dropped", unsent)
+                            oplog.publish_dropped(self._masked_url, given_up=unsent)
                             return
                         self._cond.wait(backoff.next_delay())
                 else:
-                    _sent(self.counters, batch)
+                    count_sent(self.counters, batch)
+                    self.failing_since = None
                     backoff.reset()
                     with self._cond:
                         self._inflight = 0
@@ -389,6 +277,8 @@ class ThreadSender:
 # A management command that publishes and returns at once would otherwise exit before the
 # daemon thread sent anything: give every live sender a bounded chance to flush at exit.
 _live_thread_senders = weakref.WeakSet()
+# A forked child has none of its parent's threads: nothing of theirs to flush.
+os.register_at_fork(after_in_child=_live_thread_senders.clear)
 
 
 @atexit.register

@@ -1,43 +1,16 @@
 """The backplane probe: a message that makes a round trip through Redis back to the listener.
 
-Subscribed is not the same as working. A subscriber socket can stay open while nothing
-arrives: Redis frozen or paused (``SIGSTOP``, ``CLIENT PAUSE``), a NAT or firewall that
-forgot the connection, a half-dead peer. So the listener also subscribes, on its one
-SUBSCRIBE connection, to a channel of its own, ``<channel>:probe:<instance id>``, and the
-probe PUBLISHes a short message there every second over a separate connection. The message
-coming back through the subscriber proves the whole path: Redis takes publishes, and this
-process receives what is published.
-
-Why a channel of its own and not the global channel: the reference service subscribes to
-the global channel only and counts every payload it cannot decode as ``malformed``, so
-probes there would inflate that counter on every replica of the reference (and of ours).
-A per-instance channel also keeps replicas from receiving each other's probes. The cost is
-one PUBLISH per second per process and a few bytes.
-
-What the probe tells:
-
-* :meth:`Probe.healthy`: a round trip completed within the last ``stale`` seconds. Readiness
-  (``/readyz``) is red otherwise: with probes every second and ``stale`` = 3 s, a wedged
-  subscriber turns it red within about 3 s.
-* :meth:`Probe.overdue`: a probe that Redis accepted after the subscription was confirmed has
-  not come back within ``timeout`` seconds, or Redis said nobody is subscribed to the probe
-  channel: when the subscriber connection has also been silent that long, it is dead though
-  its socket is open. The listener then drops the connection and reconnects (and so resyncs
-  its consumers). A listener still reading a burst is behind, not wedged: it stays.
-* ``on_answer(receivers)``: Redis took a PUBLISH. While the listener waits out a reconnect
-  delay (up to 5 s) this cuts the wait short, so it resubscribes within one probe interval
-  (0.25 s while failing) of Redis answering again.
-
+Subscribed is not the same as working: the probe PUBLISHes to ``<channel>:probe:<instance
+id>`` every second, and the listener's subscription must bring it back. Readiness, the
+listener's wedge detection and its reconnect delay all read the probe, and a twin's probes
+(same instance id, another process) turn readiness red (docs/backplane.md).
 Owned by a :class:`~notifier.listener.Listener`, which starts and stops its task.
 """
 
 import asyncio
 import logging
+import os
 import time
-
-import redis.asyncio as aioredis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from .conf import mask_url
 from .stats import Counters, Histogram
@@ -69,15 +42,16 @@ class ProbeOverdue(TimeoutError):
 
 
 class Probe:
-    """PUBLISHes probes to ``channel`` at ``url`` and times their return.
+    """PUBLISHes probes to ``channel`` through ``transport`` (a
+    :class:`~notifier.transport.RedisTransport`) and times their return.
 
-    ``on_answer(receivers)`` is called on the loop after each accepted PUBLISH. ``clock`` is
+    :attr:`answered` is set after each PUBLISH Redis accepts. ``clock`` is
     ``time.monotonic``; all times below are on it.
     """
 
     def __init__(
         self,
-        url,
+        transport,
         channel,
         *,
         interval=INTERVAL,
@@ -85,14 +59,13 @@ class Probe:
         timeout=TIMEOUT,
         stale=STALE,
         connect_timeout=1.0,
-        on_answer=None,
         clock=time.monotonic,
     ):
         if not 0 < retry_interval <= interval:
             raise ValueError("need 0 < retry_interval <= interval")
         if not interval < stale:
             raise ValueError("stale must be longer than the probe interval")
-        self.url = url
+        self.transport = transport
         self.channel = channel
         self._channel_bytes = channel.encode()
         self.interval = interval
@@ -100,8 +73,10 @@ class Probe:
         self.timeout = timeout
         self.stale = stale
         self.connect_timeout = connect_timeout
-        self.on_answer = on_answer
         self.clock = clock
+        #: Set when Redis accepts a PUBLISH; cleared when the listener's subscription starts
+        #: or ends. The listener waits on it to cut a reconnect delay short.
+        self.answered = asyncio.Event()
         self.counters = Counters("sent", "returned", "publish_failures", "lost")
         #: Round-trip times of returned probes, in seconds.
         self.rtt = Histogram()
@@ -111,18 +86,23 @@ class Probe:
         self.last_error = None
         #: When the listener's current subscription was confirmed (None: not subscribed).
         self.subscribed_since = None
+        #: Random per probe (so per process): tells our probes from a twin's.
+        self.nonce = os.urandom(8).hex().encode()
+        #: When a twin's probe last arrived (None: never).
+        self.duplicate_seen = None
         self._outstanding = {}  # sequence number -> (sent at, receivers)
         self._sequence = 0
         self._unsubscribed_answer = None  # the time Redis said nobody listens
         self._task = None
 
     def __repr__(self):
-        return f"<Probe {self.channel!r} at {mask_url(self.url)}>"
+        return f"<Probe {self.channel!r} at {mask_url(self.transport.url)}>"
 
     # Owner side (the listener)
 
     def start(self):
         """Called by the listener's ``run()``: start the probe task on the running loop."""
+        self.answered = asyncio.Event()
         self._task = asyncio.get_running_loop().create_task(self.run(), name="notifier-probe")
         return self._task
 
@@ -140,20 +120,35 @@ class Probe:
         """Called by the listener once its subscription (probe channel included) is confirmed."""
         self.subscribed_since = self.clock()
         self._unsubscribed_answer = None
+        self.answered.clear()
 
     def unsubscribed(self):
         """Called by the listener when its connection ends."""
         self.subscribed_since = None
         self._unsubscribed_answer = None
+        self.answered.clear()
 
     def is_probe(self, channel):
         """Whether a pub/sub message on ``channel`` (bytes) is one of this probe's."""
         return channel == self._channel_bytes
 
+    def payload(self, sequence):
+        """The message of probe number ``sequence``: ``b"<sequence>:<nonce>"``."""
+        return b"%d:%s" % (sequence, self.nonce)
+
     def received(self, payload):
         """Called by the listener for each message on the probe channel."""
+        number, _, nonce = payload.partition(b":")
+        if nonce != self.nonce:
+            # Another process publishes on our probe channel: it has our instance id.
+            if self.duplicate_seen is None or self.clock() - self.duplicate_seen > self.stale:
+                logger.error("another process uses this process's backplane instance id "
+                             "(its probes arrive on %r): each drops the other's messages as "
+                             "self_echo", self.channel)
+            self.duplicate_seen = self.clock()
+            return False
         try:
-            sequence = int(payload)
+            sequence = int(number)
         except ValueError:
             return False
         sent = self._outstanding.pop(sequence, None)
@@ -187,6 +182,16 @@ class Probe:
                 return f"a probe did not come back within {self.timeout:g} s"
         return None
 
+    def duplicate(self):
+        """Why this process's instance id is not its own (a string), or None."""
+        seen = self.duplicate_seen
+        if seen is None or self.clock() - seen > self.stale:
+            return None
+        instance = self.channel.rpartition(":probe:")[2]
+        return (f"another process uses this process's instance id {instance}: a copied "
+                "INSTANCE_ID setting, a worker forked with its parent's id, or a cloned "
+                "machine; each drops the other's notifications as self_echo")
+
     def healthy(self):
         """Whether a round trip completed within the last ``stale`` seconds."""
         return self.last_ok is not None and self.clock() - self.last_ok <= self.stale
@@ -202,19 +207,16 @@ class Probe:
             "last_round_trip_ms": None if self.last_rtt is None else self.last_rtt * 1000.0,
             "since_last_round_trip_s": age,
             "last_error": None if error is None else f"{type(error).__name__}: {error}",
+            "duplicate_instance": self.duplicate() is not None,
             **self.counters.snapshot(),
         }
 
     # The task
 
     def _client(self):
-        return aioredis.Redis.from_url(
-            self.url,
-            socket_connect_timeout=self.connect_timeout,
-            socket_timeout=self.timeout,
-            retry=Retry(NoBackoff(), 0),
-            client_name="webchat-notifier-probe",
-        )
+        return self.transport.client("webchat-notifier-probe",
+                                     connect_timeout=self.connect_timeout,
+                                     socket_timeout=self.timeout)
 
     async def run(self):
         """Publish a probe every ``interval`` seconds (``retry_interval`` while unhealthy)."""
@@ -234,13 +236,14 @@ class Probe:
         sent_at = self.clock()
         try:
             async with asyncio.timeout(self.timeout):
-                receivers = await client.publish(self.channel, b"%d" % sequence)
+                receivers = await client.publish(self.channel, self.payload(sequence))
             raise_if_cancelled()
         except Exception as exc:
             # CancelledError is no Exception: shutdown goes straight through.
             self.counters.incr("publish_failures")
             if self.last_error is None or type(exc) is not type(self.last_error):
-                logger.debug("backplane probe PUBLISH to %s failed: %r", mask_url(self.url), exc)
+                logger.debug("backplane probe PUBLISH to %s failed: %r",
+                             mask_url(self.transport.url), exc)
             self.last_error = exc
             return None
         self.last_error = None
@@ -252,13 +255,13 @@ class Probe:
         while len(self._outstanding) > MAX_OUTSTANDING:
             del self._outstanding[min(self._outstanding)]
             self.counters.incr("lost")
-        if self.on_answer is not None:
-            self.on_answer(receivers)
+        self.answered.set()
         return receivers
 
-    async def round_trip(self, pubsub, timeout=None):
-        """One probe through ``pubsub`` (already subscribed to the probe channel); return
-        its round-trip time in seconds. Used by ``--check``; raises ``TimeoutError``."""
+    async def round_trip(self, subscription, timeout=None):
+        """One probe through ``subscription`` (a :class:`~notifier.transport.Subscription`
+        that includes the probe channel); return its round-trip time in seconds. Used by
+        ``--check``; raises ``TimeoutError``."""
         timeout = self.timeout if timeout is None else timeout
         client = self._client()
         try:
@@ -268,10 +271,10 @@ class Probe:
                 if receivers is None:
                     raise self.last_error
                 while True:
-                    response = await pubsub.parse_response(block=True)
-                    if (response and response[0] == b"message" and self.is_probe(response[1])
-                            and self.received(response[2])):
-                        return self.last_rtt
+                    for reply in await subscription.read(timeout):
+                        if (reply[0] == b"message" and self.is_probe(reply[1])
+                                and self.received(reply[2])):
+                            return self.last_rtt
         except TimeoutError:
             raise TimeoutError(f"the probe did not come back within {timeout:g} s") from None
         finally:

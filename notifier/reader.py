@@ -1,38 +1,17 @@
 """Reading many Redis replies cheaply: a subscribed connection's messages in batches (with a
 silence deadline that costs no timer per read), and the replies of commands sent together.
 
-The listener's loop spends most of its time in redis-py's ``PubSub.parse_response``: each
-call goes through the health check, the retry wrapper, a timeout context and, on RESP3, a
-push handler that formats every message for a debug log, about 10 µs per message before
-the message is even looked at. Under load, though, one socket read brings many messages
-(up to 64 KiB: a few hundred wire v1 payloads) into the hiredis reader, and all of them but
-the first are already parsed replies waiting to be taken.
-
-So :meth:`BatchReader.read` awaits one reply through the public ``parse_response``, then
-takes every reply hiredis already holds with ``Reader.gets()`` (no await, no socket call),
-applying the checks redis-py applies to each (errors raise, push messages other than
-``message`` go through the parser's push handler). The order of replies is the
-connection's order, as before; only the cost per reply changes. Without hiredis (the pure
-Python parser) it reads one reply per call, as redis-py does.
-
-:func:`read_replies` does the same for the replies of commands sent together (the sender's
-PUBLISHes, see :mod:`notifier.pipeline`).
-
-The silence deadline: a read that has waited ``timeout`` seconds returns an empty batch,
-as ``parse_response(block=False, timeout=...)`` returns None, so the listener can probe,
-PING and detect a wedged connection. ``asyncio.timeout()`` around each read would cost a
-context, a timer and a task lookup per read (~5 µs); here one timer, re-armed lazily, cancels
-the read only when it is still waiting at its deadline. The deadline only ever covers the
-awaited read, never the caller's processing of a batch (a slow delivery is not silence and
-must not be cancelled), and the cancellation is told apart from any other by the task's
-cancel count, as ``asyncio.timeout()`` does.
+On the fast path (:mod:`notifier.compat.redis_py`, with hiredis), one awaited read is
+followed by every reply the reader already holds; otherwise one reply per call, as redis-py
+reads. docs/backplane.md explains the deadline.
 """
 
 import asyncio
 
-from redis._parsers.hiredis import NOT_ENOUGH_DATA, _AsyncHiredisParser
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
+
+from .compat import redis_py
 
 try:  # hiredis >= 3.2 returns RESP3 push messages as this list subclass
     from hiredis import PushNotification
@@ -88,14 +67,15 @@ class BatchReader:
         if first is None:
             return []  # redis-py's health-check answer, which it filters out
         batch = [first]
-        connection = self._pubsub.connection
-        parser = connection._parser if connection is not None else None
-        if type(parser) is not _AsyncHiredisParser or connection.health_check_interval:
+        if not redis_py.fast():
             return batch  # one reply per call, exactly as redis-py reads it
-        gets = parser._reader.gets
+        parser, gets = redis_py.hiredis_parser(self._pubsub.connection)
+        if gets is None:
+            return batch
+        not_enough_data = redis_py.NOT_ENOUGH_DATA
         while True:
             reply = gets()
-            if reply is NOT_ENOUGH_DATA:
+            if reply is not_enough_data:
                 return batch
             kind = type(reply)
             if (kind is PushNotification or kind is list) and reply and reply[0] == _MESSAGE:
@@ -124,16 +104,15 @@ async def read_replies(connection, count):
     goes through redis-py's ``read_response``, the rest come straight from hiredis.
     """
     replies = []
-    parser = connection._parser
-    drain = type(parser) is _AsyncHiredisParser and not connection.health_check_interval
+    parser, gets = redis_py.hiredis_parser(connection) if redis_py.fast() else (None, None)
+    not_enough_data = redis_py.NOT_ENOUGH_DATA
     while len(replies) < count:
         replies.append(await connection.read_response())
-        if not drain:
+        if gets is None:
             continue
-        gets = parser._reader.gets
         while len(replies) < count:
             reply = gets()
-            if reply is NOT_ENOUGH_DATA:
+            if reply is not_enough_data:
                 break
             if type(reply) is int:
                 replies.append(reply)  # PUBLISH's answer: how many received it

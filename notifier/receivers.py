@@ -1,4 +1,4 @@
-"""The notifier's one signal receiver: publish a watermark bump once its transaction commits.
+"""The signals' receivers: publish a change once its transaction commits.
 
 Publishing after the commit means no replica re-reads the conversation before the new rows
 are visible to it. Connected in :meth:`notifier.apps.NotifierConfig.ready`.
@@ -23,3 +23,9 @@ def publish_after_commit(sender, *, tenant_id, conversation_id, new_watermark, u
         get_notifier().publish(event)
 
     transaction.on_commit(publish_watermark, using=using, robust=True)
+
+
+def publish_change_after_commit(sender, *, namespace, key, version, using=None, **kwargs):
+    """Receiver of :data:`notifier.signals.changed`: as :func:`publish_after_commit`."""
+    publish_after_commit(sender, tenant_id=namespace, conversation_id=key,
+                         new_watermark=version, using=using)

@@ -1,40 +1,15 @@
 """Resync: tell every local consumer to re-read from its cursor, spread over up to a second.
 
-Pub/sub is at most once: whatever was published while a listener was not subscribed is gone
-for it. Notifications are only hints and the database is the truth, so the cure is cheap:
-once the listener is subscribed again, every conversation group of this process gets one
-``{"type": "webchat.resync"}`` message, and each consumer re-reads from its cursor (its
-cursor and one-read-in-flight coalescing keep that free of duplicates and reordering).
-
-When it runs (each ``reason`` is counted):
-
-* ``connect``: the listener's first subscription. Consumers that joined before it (the very
-  first connections of a process) may have missed a bump published in between.
-* ``reconnect``: every later subscription, whatever ended the previous one (Redis restarted
-  or killed, ``CLIENT KILL``, the subscriber dropped over its output-buffer limit, a wedged
-  socket found by the probe, a bug in the loop).
-* ``peer``: another replica of ours announced on ``<channel>:resync`` that it lost
-  notifications it could not publish (see :mod:`notifier.outbound`). A replica whose PUBLISH
-  fails re-publishes the latest bump of each conversation once Redis takes publishes
-  again; only when it had to give some up does it ask everyone to resync.
-
-Spread: the groups are visited in random order over ``min(max_spread, groups / rate)``
-seconds (at most 1 s, and 1,000 groups per second by default), so a replica with many
-sockets does not hit the database with all their reads at once, while a replica with a few
-catches up in milliseconds. A new request while a pass runs restarts the pass (a group
-already visited may have missed something in the newer gap).
-
-The layer must let us list its groups: :class:`notifier.layers.LocalChannelLayer` (and
-channels' in-memory layer) keep a ``groups`` dict. A cross-process layer (channels_redis)
-cannot be listed; its resyncs are counted as ``unsupported`` and logged once.
-
-Consumers in notifier groups must handle ``webchat.resync`` (``webchat_resync``): re-read
-from the cursor once, as if a bump above the cursor had arrived.
+Runs after each subscription of the listener (``connect``, ``reconnect``) and when a peer
+announces that it lost notifications (``peer``). Consumers in notifier groups handle
+``webchat.resync`` by re-reading once. docs/backplane.md says why and how.
 """
 
 import asyncio
 import logging
 import random
+
+from channels.layers import get_channel_layer
 
 from .events import GROUP_PREFIX
 from .stats import Counters
@@ -75,7 +50,7 @@ def local_groups(layer):
 class Resyncer:
     """Sends ``webchat.resync`` to every local notifier group, jittered; owns its task.
 
-    ``layer``: the channel layer, or a callable returning it (read at each pass). ``rand``:
+    ``layer``: the channel layer, or the alias of one (looked up at each pass). ``rand``:
     ``random.random`` (tests pass their own).
     """
 
@@ -94,7 +69,9 @@ class Resyncer:
 
     @property
     def layer(self):
-        return self._layer() if callable(self._layer) else self._layer
+        if isinstance(self._layer, str):
+            return get_channel_layer(self._layer)
+        return self._layer
 
     @property
     def running(self):

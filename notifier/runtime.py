@@ -8,17 +8,25 @@ the lifespan shutdown event under servers that have one, and at exit otherwise.
 
 When a test overrides ``WEBCHAT_NOTIFIER`` (or the settings its URL may come from), the
 runtime is replaced; the old one is closed on its loop if that still runs.
+
+The runtime belongs to the process that built it. A server that imports the application in
+a parent and forks workers (``gunicorn --preload``, ``uvicorn --workers``) built it in the
+parent: each forked child forgets it (and the settings snapshot that holds the instance id)
+and builds its own, with its own instance id, connections, sender and listener.
 """
 
 import asyncio
 import atexit
 import logging
+import os
 import sys
 import threading
 
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 
+from . import conf
+from .compat import twisted
 from .conf import WATCHED_SETTINGS, get_settings
 
 logger = logging.getLogger(__name__)
@@ -121,6 +129,18 @@ def reset_runtime():
         runtime.close_soon()
 
 
+def _forget_after_fork():
+    # In the child: the parent's runtime, its loop, threads and sockets are not ours. Nothing
+    # of it is closed here (that would close the parent's connections): it is dropped.
+    global _lock, _runtime
+    _lock = threading.Lock()
+    _runtime = None
+    conf.reset_settings(setting=conf.SETTING_NAME)
+
+
+os.register_at_fork(after_in_child=_forget_after_fork)
+
+
 @receiver(setting_changed)
 def _reset_on_setting_changed(*, setting, **kwargs):
     if setting in WATCHED_SETTINGS:
@@ -133,7 +153,7 @@ def _register_shutdown(runtime, loop):
     # Only look at a reactor someone already installed: importing one here would install the
     # default reactor in processes that have none.
     reactor = sys.modules.get("twisted.internet.reactor")
-    if reactor is not None and getattr(reactor, "_asyncioEventloop", None) is loop:
+    if reactor is not None and twisted.reactor_drives(reactor, loop):
         from twisted.internet.defer import Deferred
 
         def before_shutdown():
@@ -142,6 +162,7 @@ def _register_shutdown(runtime, loop):
             return None
 
         reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+        logger.info("backplane runtime: stops before Twisted's reactor shuts down")
 
 
 def _runtime_for_loop(runtime, loop):

@@ -3,6 +3,10 @@
 It re-dispatches the global channel into the configured channel layer. With a process-local
 layer that reaches nobody else, so this is for a cross-process layer (channels_redis): one
 such process bridges the reference's replicas to every consumer that layer serves.
+
+Resync needs a layer that lists its groups. channels_redis cannot, so the bridge runs
+without it: a notification published while the bridge was not subscribed reaches its
+consumers only with the next one (see docs/notifier.md, "The bridge").
 """
 
 import asyncio
@@ -13,6 +17,7 @@ import signal
 from .conf import mask_url
 from .exceptions import BackplaneUnavailable
 from .listener import ListenerObserver
+from .resync import local_groups
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +73,12 @@ class ListenerService:
     def __init__(self, notifier, *, observer=None, timeout=2.0):
         self.notifier = notifier
         self.timeout = timeout
-        self.listener = notifier.listener(observer=observer)
+        layer = notifier.channel_layer
+        resync = layer is not None and local_groups(layer) is not None
+        if not resync:
+            logger.info("backplane listener: no resync into %r (it cannot list its groups)",
+                        layer)
+        self.listener = notifier.listener(observer=observer, resync=resync)
         if self.listener is None:
             raise ValueError(f"{notifier!r} has no transport to listen to")
 

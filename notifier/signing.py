@@ -1,84 +1,27 @@
 """Signed wire (optional, off by default): HMAC-SHA256 with key ids over wire v1 messages.
 
-Without keys, nothing here runs and the wire is exactly the reference's. With keys::
-
-    WEBCHAT_NOTIFIER = {
-        ...,
-        "SIGNING_KEYS": {"k1": "<secret>", "k0": "<old secret>"},  # accepted key ids
-        "SIGNING_KEY_ID": "k1",  # the one publishers sign with (optional with a single key)
-    }
-
-(or ``"SIGNING_KEYS": "k1:<secret>,k0:<old secret>"``, the form of the environment variable
-``WEBCHAT_NOTIFIER_SIGNING_KEYS``), every message our publishers send carries two more
-fields, and listeners drop messages that are unsigned or whose signature does not verify
-with one of the accepted keys (counted ``bad_signature``). Anyone who can PUBLISH to Redis
-can then no longer make replicas act. Key ids are 1-24 characters of ``A-Z a-z 0-9 . _ -``;
-secrets are at least 32 bytes (a ``str`` counts as its UTF-8 bytes).
-
-The format, precisely
----------------------
-
-A signed message is a wire v1 object with two more members::
-
-    "kid": the key id, a JSON string
-    "sig": base64url (RFC 4648 section 5, no "=" padding: 43 characters) of
-           HMAC-SHA256(secret of kid, canonical bytes)
-
-The canonical bytes are the UTF-8 of this compact JSON, members in this order::
-
-    {"tenant_id":T,"conversation_id":C,"new_watermark":W,"version":V,"instance_id":"U","kid":"K"}
-
-with ``,"ts":N`` before the final ``}`` when the message has a ``ts`` member (the publish
-timestamp of :mod:`notifier.lag`, a non-negative integer). T and C are escaped exactly as
-:func:`notifier.wire.encode` (serde_json) writes strings: raw UTF-8, ``\\"``, ``\\\\``,
-``\\n``, ``\\r``, ``\\t``, ``\\b``, ``\\f``, other control characters as lowercase
-``\\u00xx``; W, V and N are decimal integers; U is the lowercase hyphenated UUID. For a
-version-1 message that is exactly the bytes ``encode()`` writes, with ``,"kid":"K"`` (and
-``,"ts":N``) put before the closing brace. Our publishers send::
-
-    {"tenant_id":..,"conversation_id":..,"new_watermark":..,"version":1,"instance_id":"..","kid":"k1","sig":"..","ts":1700000000123}
-
-that is the canonical bytes with ``,"sig":".."`` inserted after ``kid`` (``ts`` stays last,
-where :func:`notifier.lag.read` finds it).
-
-A listener verifies by re-encoding the canonical bytes from the values it decoded and
-comparing MACs with :func:`hmac.compare_digest`. So the received message's member order,
-whitespace, string escapes and UUID spelling do not matter (another implementation may
-serialise differently, as long as it MACs the canonical bytes), and members other than the
-five fields, ``kid``, ``sig`` and ``ts`` are ignored, as the reference ignores them: they
-are not covered. A message is refused (``bad_signature``) when ``kid`` or ``sig`` is missing
-or not a string, ``kid`` names no accepted key, ``sig`` is not 43 base64url characters or
-does not match, ``ts`` is not a u64 integer, ``kid``/``sig``/``ts`` occur twice, or the
-payload is the array form of wire v1.
-
-What a signature does not give: freshness. A captured signed message can be published
-again; it only tells replicas to re-read from their cursors, which is idempotent.
-
-Resync requests on ``<channel>:resync`` (:mod:`notifier.resync`) make every replica re-read
-all its sockets, so they are signed the same way; their canonical bytes are
-``{"resync":true,"instance_id":"U","reason":"R","kid":"K"}`` (``json.dumps`` with ASCII
-escapes, compact). Probes (:mod:`notifier.probe`) are not signed: they travel on a channel
-of the listener's own and only time a round trip; a forged probe can at most complete a
-round trip early, which still proves the subscriber receives.
+With ``SIGNING_KEYS`` set, our publishers add ``"kid"`` and ``"sig"`` to every message and
+resync request, and listeners drop what is unsigned or forged (``bad_signature``). The
+format, precisely, is in docs/backplane.md.
 """
 
 import base64
 import hashlib
 import hmac
 import json
-import logging
 import re
+import uuid
 from collections import Counter
 from json.encoder import encode_basestring
 
-logger = logging.getLogger(__name__)
-
-#: Shortest secret accepted, in bytes (HMAC-SHA256's output size; RFC 2104 section 3).
-MIN_SECRET_BYTES = 32
-
-#: What a key id may look like: shorter than any secret, so that a key id shown in a message
-#: (they are, secrets never are) cannot be a secret pasted in the wrong place.
-KEY_ID_RE = re.compile(r"[A-Za-z0-9._-]{1,24}")
+from .memo import BoundedCache
+from .signing_keys import (  # parse_keys and SigningConfigError: importable from here too
+    KEY_ID_RE,
+    MIN_SECRET_BYTES,
+    SigningConfigError,
+    keys_from_options,
+    parse_keys,
+)
 
 SIG_LENGTH = 43  # base64url of 32 bytes, unpadded
 
@@ -93,85 +36,8 @@ _TAIL_RE = re.compile(
 _TAIL = 180  # bytes at the end of a payload that can hold that layout
 
 
-class SigningConfigError(ValueError):
-    """The signing keys cannot be used; ``check_id`` names the system check."""
-
-    def __init__(self, message, *, check_id, hint):
-        super().__init__(message)
-        self.check_id = check_id
-        self.hint = hint
-
-
-def _describe(value):
-    if isinstance(value, str):
-        return f"{len(value)} characters; use 1-24 of A-Z a-z 0-9 . _ -"
-    return f"a {type(value).__name__}, not a str"
-
-
-def _keys_error(message):
-    return SigningConfigError(
-        message,
-        check_id="notifier.E030",
-        hint='Set SIGNING_KEYS to a dict of key id to secret, e.g. {"k1": "<secret>"}, or to '
-        '"k1:<secret>,k0:<old secret>"; key ids are 1-24 characters of A-Z a-z 0-9 . _ -.',
-    )
-
-
-def parse_keys(value):
-    """Return ``{key id: secret bytes}`` from a ``SIGNING_KEYS`` value (dict or string).
-
-    Raises :class:`SigningConfigError` (E030 for the shape, E031 for a short secret). The
-    messages name key ids and lengths, never a secret.
-    """
-    if isinstance(value, str):
-        items = []
-        for number, item in enumerate(value.split(","), 1):
-            item = item.strip()
-            if not item:
-                continue
-            kid, sep, secret = item.partition(":")
-            if not sep:
-                raise _keys_error(f"SIGNING_KEYS item {number} has no ':' between key id and "
-                                  "secret.")
-            items.append((kid.strip(), secret))
-        seen = [kid for kid, _ in items]
-        for kid in seen:
-            if seen.count(kid) > 1:
-                raise _keys_error(f"SIGNING_KEYS names key id {kid!r} twice.")
-    elif isinstance(value, dict):
-        items = list(value.items())
-    else:
-        raise _keys_error(f"SIGNING_KEYS must be a dict or a string, not {type(value).__name__}.")
-    if not items:
-        raise _keys_error("SIGNING_KEYS is empty.")
-    keys = {}
-    for kid, secret in items:
-        if not isinstance(kid, str) or KEY_ID_RE.fullmatch(kid) is None:
-            # Not echoed: a mangled "id:secret" pair may have put the secret there.
-            raise _keys_error(f"SIGNING_KEYS has an invalid key id ({_describe(kid)}).")
-        if isinstance(secret, str):
-            secret = secret.encode("utf-8", "surrogatepass")
-        elif not isinstance(secret, (bytes, bytearray)):
-            raise _keys_error(f"The secret of signing key {kid!r} must be a str or bytes, not "
-                              f"{type(secret).__name__}.")
-        if len(secret) < MIN_SECRET_BYTES:
-            raise SigningConfigError(
-                f"The secret of signing key {kid!r} is {'empty' if not secret else 'too short'}"
-                f" ({len(secret)} bytes; at least {MIN_SECRET_BYTES} are needed).",
-                check_id="notifier.E031",
-                hint="Use a random secret of 32 bytes or more, e.g. the output of "
-                "python -c 'import secrets; print(secrets.token_urlsafe(32))'.",
-            )
-        keys[kid] = bytes(secret)
-    return keys
-
-
 def _sig(secret, canonical):
     return base64.urlsafe_b64encode(hmac.digest(secret, canonical, hashlib.sha256))[:SIG_LENGTH]
-
-
-# Few replicas publish: remember the text of their instance ids.
-_UUID_TEXT = {}
 
 
 def canonical_bytes(message, kid, ts=None):
@@ -181,17 +47,17 @@ def canonical_bytes(message, kid, ts=None):
     ``ts`` member's value, or None when the message has none.
     """
     tail = f',"kid":"{kid}"}}' if ts is None else f',"kid":"{kid}","ts":{ts}}}'
-    instance_id = _UUID_TEXT.get(message.instance_id)
-    if instance_id is None:
-        if len(_UUID_TEXT) >= 1024:
-            _UUID_TEXT.clear()
-        instance_id = _UUID_TEXT[message.instance_id] = str(message.instance_id)
+    instance_id = _UUID_TEXT[message.instance_id.int]
     return (
         f'{{"tenant_id":{encode_basestring(message.tenant_id)},'
         f'"conversation_id":{encode_basestring(message.conversation_id)},'
         f'"new_watermark":{message.new_watermark},"version":{message.version},'
         f'"instance_id":"{instance_id}"{tail}'
     ).encode()
+
+
+# Few replicas publish: remember the text of their instance ids.
+_UUID_TEXT = BoundedCache(lambda instance_int: str(uuid.UUID(int=instance_int)), 1024)
 
 
 def control_canonical_bytes(instance_id, reason, kid):
@@ -275,23 +141,8 @@ class Keyring:
 
         Raises :class:`SigningConfigError` with the id of the system check (E030-E032).
         """
-        if keys is None or keys == "" or keys == {}:
-            if signing_key_id not in (None, ""):
-                raise _key_id_error("SIGNING_KEY_ID is set but SIGNING_KEYS is not.")
-            return None
-        parsed = parse_keys(keys)
-        if signing_key_id in (None, ""):
-            if len(parsed) > 1:
-                raise _key_id_error(f"SIGNING_KEYS has {len(parsed)} keys "
-                                    f"({', '.join(sorted(parsed))}) and SIGNING_KEY_ID does not "
-                                    "say which one signs.")
-            signing_key_id = next(iter(parsed))
-        elif not isinstance(signing_key_id, str) or signing_key_id not in parsed:
-            shown = (repr(signing_key_id) if isinstance(signing_key_id, str)
-                     and KEY_ID_RE.fullmatch(signing_key_id) else f"({_describe(signing_key_id)})")
-            raise _key_id_error(f"SIGNING_KEY_ID {shown} is not one of SIGNING_KEYS "
-                                f"({', '.join(sorted(parsed))}).")
-        return cls(parsed, signing_key_id)
+        options = keys_from_options(keys, signing_key_id)
+        return None if options is None else cls(*options)
 
     @property
     def key_ids(self):
@@ -367,11 +218,5 @@ class Keyring:
                            lambda: control_canonical_bytes(instance_id, reason, kid))
 
 
-def _key_id_error(message):
-    return SigningConfigError(
-        message,
-        check_id="notifier.E032",
-        hint="Set SIGNING_KEY_ID to the id of the key publishers sign with, one of "
-        "SIGNING_KEYS (env WEBCHAT_NOTIFIER_SIGNING_KEY_ID).",
-    )
-
+__all__ = ["KEY_ID_RE", "MIN_SECRET_BYTES", "Keyring", "SigningConfigError", "canonical_bytes",
+           "control_canonical_bytes", "parse_keys"]

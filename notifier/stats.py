@@ -36,7 +36,7 @@ class LoopCounters(Counters):
     """Counters that only one thread writes (the event loop of the listener that owns them).
 
     The listener counts twice per message; with a single writer an increment needs no lock
-    (a quarter of the cost), and readers on other threads still see whole values: a dict
+    (see docs/benchmarks.md), and readers on other threads still see whole values: a dict
     item assignment and the C-level dict copy in :meth:`snapshot` are atomic under the GIL.
     """
 

@@ -1,42 +1,21 @@
 """Wire v1: the bytes replicas publish on the global channel, exactly as the reference reads them.
 
-The reference is a Rust service that (de)serialises, with serde_json, the struct::
-
-    struct Wire { tenant_id: String, conversation_id: String, new_watermark: u64,
-                  version: u8, instance_id: Uuid }
-
-so :func:`decode` accepts precisely what ``serde_json::from_slice::<Wire>`` accepts and
-:func:`encode` writes the bytes ``serde_json::to_vec`` writes. Python's ``json`` is more
-lenient than serde in several places (NaN, floats and bools where integers belong, duplicate
-keys, lone surrogates, ``-0``, UUID spellings); each leniency is closed below, next to a
-comment that names it. Like serde's derived visitor, decode also takes the five fields as a
-JSON array in declaration order. The vectors in ``shared/wire-v1-vectors.json`` pin the behaviour.
-
-Two corners where exactness would cost more than it is worth, both in values the reference
-ignores: an unknown field nested deeper than Python's recursion limit (~1000 levels) and
-invalid UTF-8 anywhere in the payload are rejected here (serde_json skips over both inside an
-ignored value when it reads from a byte slice).
-
-Deciding what to do with a decoded message (self-echo first, then version) is the listener's
-job; :func:`classify` holds that order so the listener and the tests share it.
-
-Signed wire (optional, :mod:`notifier.signing`): with keys configured, our publishers add
-``"kid"`` and ``"sig"`` (HMAC-SHA256 over the canonical bytes: what :func:`encode` writes,
-with ``,"kid":"<id>"`` and the optional ``,"ts":<ms>`` before the closing brace) and
-listeners drop unsigned or forged messages as ``bad_signature``, between ``malformed`` and
-``self_echo``. Both are unknown fields to this decoder and to the reference, so signed
-messages stay wire v1; without keys :func:`encode`'s bytes are unchanged.
+:func:`decode` accepts precisely what the reference's ``serde_json::from_slice::<Wire>``
+accepts and :func:`encode` writes the bytes ``serde_json::to_vec`` writes; each of Python's
+leniencies is closed next to a comment that names it. The vectors in
+``shared/wire-v1-vectors.json`` pin the behaviour; docs/backplane.md has the details.
 """
 
-import json
 import logging
 import re
 import uuid
-from collections import Counter
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 
 from .events import NotifyEvent, new_event
+from .exceptions import MalformedPayload
+from .memo import BoundedCache
+from .serde import RepeatedKeys, decode_exact, has_surrogate, json_type, scan_fast
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +24,6 @@ DEFAULT_CHANNEL = "greentic:webchat:notify"
 
 #: The only version a listener delivers; others decode but are dropped as ``unknown_version``.
 VERSION = 1
-
-#: Drop reasons, as the listener counts them.
-MALFORMED = "malformed"
-SELF_ECHO = "self_echo"
-UNKNOWN_VERSION = "unknown_version"
 
 U64_MAX = 2**64 - 1
 U8_MAX = 2**8 - 1
@@ -65,13 +39,6 @@ _HYPHENATED = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9
 _UUID_RE = re.compile(
     rf"[0-9a-fA-F]{{32}}|{_HYPHENATED}|\{{{_HYPHENATED}\}}|urn:uuid:{_HYPHENATED}"
 )
-# Few replicas publish, so the same few spellings come back again and again: remember them.
-_UUID_CACHE: dict[str, uuid.UUID] = {}
-_UUID_CACHE_MAX = 1024
-
-
-class MalformedPayload(ValueError):
-    """The payload is not a wire v1 message the reference would accept; the message says why."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +57,7 @@ class WireMessage:
         return new_event(self.tenant_id, self.conversation_id, self.new_watermark)
 
 
-# The frozen dataclass's __init__ sets each field through object.__setattr__, a quarter of
+# The frozen dataclass's __init__ sets each field through object.__setattr__, much of
 # decode's time; writing the slots through their descriptors builds the same object in half.
 _SET_TENANT, _SET_CONVERSATION, _SET_WATERMARK, _SET_VERSION, _SET_INSTANCE = (
     WireMessage.__dict__[name].__set__ for name in _FIELDS
@@ -107,58 +74,12 @@ def _new_message(tenant_id, conversation_id, new_watermark, version, instance_id
     return message
 
 
-class _RepeatedKeys(dict):
-    """A JSON object in which some keys occur more than once (``repeated`` names them)."""
-
-    __slots__ = ("repeated",)
-
-
-def _object_pairs(pairs):
-    # Python keeps the last of duplicate keys; serde rejects a duplicated struct field (and
-    # ignores duplicated unknown fields). Nested objects pass through here as well: they are
-    # ignored values, where duplicates are fine, so only the top level is checked later.
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        obj = _RepeatedKeys(obj)
-        obj.repeated = {key for key, count in Counter(key for key, _ in pairs).items() if count > 1}
-    return obj
-
-
-def _reject_constant(name):
-    # NaN, Infinity and -Infinity are not JSON; serde_json refuses them anywhere.
-    raise MalformedPayload(f"{name} is not valid JSON")
-
-
-class _NotU64(int):
-    """An integer token a u64 can never hold: negative (``-0`` included) or over 20 digits."""
-
-
-def _parse_int_exact(token):
-    # serde reads "-0" as the float -0.0 and any negative as i64: neither fits u8/u64. Python
-    # would give 0 for "-0", and refuses to build ints over 4300 digits, which serde happily
-    # skips inside an ignored field. So mark those tokens instead of converting them.
-    if token[0] == "-" or len(token) > 20:
-        return _NotU64(0)
-    return int(token)
-
-
-# The fast scanner is the C one with no hooks (NaN aside), at full speed; the exact decoder,
-# with the hooks above, re-reads the rare payloads the fast result cannot vouch for.
-_FAST_SCAN = json.JSONDecoder(parse_constant=_reject_constant).scan_once
-_EXACT_DECODER = json.JSONDecoder(
-    object_pairs_hook=_object_pairs,
-    parse_constant=_reject_constant,
-    parse_int=_parse_int_exact,
-)
-# JSON whitespace, the only kind serde (and Python's scanner) skips between tokens.
-_WS = re.compile(r"[ \t\n\r]*").match
-
 # The exact layout our publishers (and the reference) write, in which every leniency above is
 # out of the question: strings with no quote, backslash or control character (so no escape and
 # no lone surrogate: the text came from valid UTF-8), integers without sign, fraction, exponent
 # or leading zero, each of the five fields once in declaration order, a lowercase hyphenated
 # UUID, optionally our "ts" (notifier.lag) as an integer, and nothing else. A payload in that
-# shape is read with one regex (1.8 µs instead of 2.9); anything else, and a match whose
+# shape is read with one regex (docs/benchmarks.md); anything else, and a match whose
 # numbers are out of range, takes the general path below, which alone raises errors.
 _CANONICAL = re.compile(
     r'\{"tenant_id":"([^"\\\x00-\x1f]*)","conversation_id":"([^"\\\x00-\x1f]*)",'
@@ -168,70 +89,46 @@ _CANONICAL = re.compile(
 ).fullmatch
 
 
-def _has_surrogate(text):
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
-
-
 def _parse_uuid(value):
     if type(value) is not str:
-        raise MalformedPayload(f"instance_id: expected a UUID string, got {_json_type(value)}")
-    parsed = _UUID_CACHE.get(value)
-    if parsed is None:
-        if _UUID_RE.fullmatch(value) is None:
-            raise MalformedPayload(f"instance_id: {value[:60]!r} is not a UUID")
-        # Safe now that the regex vouched for the spelling.
-        parsed = uuid.UUID(value)
-        if len(_UUID_CACHE) >= _UUID_CACHE_MAX:
-            _UUID_CACHE.clear()
-        _UUID_CACHE[value] = parsed
-    return parsed
+        raise MalformedPayload(f"instance_id: expected a UUID string, got {json_type(value)}")
+    return _UUIDS[value]
 
 
-def _json_type(value):
-    if value is None:
-        return "null"
-    if type(value) is bool:
-        return "a boolean"
-    if type(value) is float:
-        return "a float"
-    if type(value) is _NotU64:
-        return "a negative or oversized integer"
-    if type(value) is int:
-        return "an integer"
-    if type(value) is str:
-        return "a string"
-    if type(value) is list:
-        return "an array"
-    return "an object"
+def _uuid_from_text(value):
+    if _UUID_RE.fullmatch(value) is None:
+        raise MalformedPayload(f"instance_id: {value[:60]!r} is not a UUID")
+    # Safe now that the regex vouched for the spelling.
+    return uuid.UUID(value)
+
+
+# Few replicas publish, so the same few spellings come back again and again: remember them.
+_UUIDS = BoundedCache(_uuid_from_text, 1024)
 
 
 def _build(tenant_id, conversation_id, new_watermark, version, instance_id, escaped):
     if type(tenant_id) is not str:
-        raise MalformedPayload(f"tenant_id: expected a string, got {_json_type(tenant_id)}")
+        raise MalformedPayload(f"tenant_id: expected a string, got {json_type(tenant_id)}")
     if type(conversation_id) is not str:
         raise MalformedPayload(
-            f"conversation_id: expected a string, got {_json_type(conversation_id)}"
+            f"conversation_id: expected a string, got {json_type(conversation_id)}"
         )
     # ``type(x) is int`` keeps out bools (an int subclass), floats such as 1.0 or 1e3 (which
-    # serde refuses for integer fields) and the _NotU64 marks.
+    # serde refuses for integer fields) and the NotU64 marks of notifier.serde.
     if type(new_watermark) is not int:
-        raise MalformedPayload(f"new_watermark: expected a u64, got {_json_type(new_watermark)}")
+        raise MalformedPayload(f"new_watermark: expected a u64, got {json_type(new_watermark)}")
     if not 0 <= new_watermark <= U64_MAX:
         raise MalformedPayload(f"new_watermark: {new_watermark} is outside u64 (0..{U64_MAX})")
     if type(version) is not int:
-        raise MalformedPayload(f"version: expected a u8, got {_json_type(version)}")
+        raise MalformedPayload(f"version: expected a u8, got {json_type(version)}")
     if not 0 <= version <= U8_MAX:
         raise MalformedPayload(f"version: {version} is outside u8 (0..{U8_MAX})")
     # An escaped lone surrogate ("\ud800") decodes to a str that UTF-8 cannot hold; serde
     # refuses it in a String. Only a payload with a \u escape can produce one.
     if escaped:
-        if _has_surrogate(tenant_id):
+        if has_surrogate(tenant_id):
             raise MalformedPayload("tenant_id: a lone surrogate is not a valid string")
-        if _has_surrogate(conversation_id):
+        if has_surrogate(conversation_id):
             raise MalformedPayload("conversation_id: a lone surrogate is not a valid string")
     return _new_message(
         tenant_id, conversation_id, new_watermark, version, _parse_uuid(instance_id)
@@ -239,14 +136,14 @@ def _build(tenant_id, conversation_id, new_watermark, version, instance_id, esca
 
 
 def _from_object(obj, escaped):
-    if type(obj) is _RepeatedKeys:
+    if type(obj) is RepeatedKeys:
         duplicated = sorted(obj.repeated & _FIELD_SET)
         if duplicated:
             raise MalformedPayload(f"duplicate field {duplicated[0]!r}")
     if escaped:
         # serde parses every top-level key as a String, unknown ones included.
         for key in obj:
-            if _has_surrogate(key):
+            if has_surrogate(key):
                 raise MalformedPayload("lone surrogate in a key")
     try:
         return _build(
@@ -270,31 +167,11 @@ def _from_array(items, escaped):
     return _build(*items, escaped)
 
 
-def _scan_fast(text):
-    idx = 0 if text[:1] == "{" else _WS(text).end()
-    try:
-        obj, end = _FAST_SCAN(text, idx)
-    except StopIteration:
-        raise MalformedPayload(f"not JSON: expected a value at char {idx}") from None
-    except json.JSONDecodeError as exc:
-        raise MalformedPayload(f"not JSON: {exc.msg} (char {exc.pos})") from None
-    if end != len(text) and _WS(text, end).end() != len(text):
-        raise MalformedPayload(f"not JSON: trailing characters at char {end}")
-    return obj
-
-
-def _decode_exact(text):
-    try:
-        return _EXACT_DECODER.decode(text)
-    except json.JSONDecodeError as exc:
-        raise MalformedPayload(f"not JSON: {exc.msg} (char {exc.pos})") from None
-
-
 def decode(payload: bytes) -> WireMessage:
     """Parse wire v1 bytes; raise :class:`MalformedPayload` for what the reference rejects.
 
     Called by the listener for every message on the global channel. The version number and
-    the instance id are returned, not judged: see :func:`classify`.
+    the instance id are returned, not judged: see :func:`notifier.dispatch.classify`.
     """
     try:
         text = payload.decode("utf-8")
@@ -306,7 +183,7 @@ def decode(payload: bytes) -> WireMessage:
         watermark, version = int(watermark), int(version)
         if watermark <= U64_MAX and version <= U8_MAX:
             return _new_message(
-                tenant_id, conversation_id, watermark, version, _parse_uuid(instance_id)
+                tenant_id, conversation_id, watermark, version, _UUIDS[instance_id]
             )
     return _decode_text(text)
 
@@ -316,12 +193,12 @@ def _decode_text(text):
     shortcut gives the same message; tests compare the two)."""
     try:
         try:
-            obj = _scan_fast(text)
+            obj = scan_fast(text)
         except ValueError as exc:
             if isinstance(exc, MalformedPayload):
                 raise
             # An integer over Python's 4300-digit limit, which serde skips in ignored fields.
-            obj = _decode_exact(text)
+            obj = decode_exact(text)
         else:
             if type(obj) is dict:
                 # Each pair has one ":" outside strings, so as many colons as keys proves no
@@ -335,39 +212,16 @@ def _decode_text(text):
             if again:
                 # Also the way out for "-0", which Python reads as 0 and serde as -0.0 (a
                 # float, which no unsigned field takes).
-                obj = _decode_exact(text)
+                obj = decode_exact(text)
     except RecursionError:
         # serde skips ignored values with no depth limit; Python's scanner has one.
         raise MalformedPayload("JSON nested too deeply") from None
     escaped = "\\u" in text
-    if type(obj) is dict or type(obj) is _RepeatedKeys:
+    if type(obj) is dict or type(obj) is RepeatedKeys:
         return _from_object(obj, escaped)
     if type(obj) is list:
         return _from_array(obj, escaped)
-    raise MalformedPayload(f"expected a JSON object, got {_json_type(obj)}")
-
-
-def classify(payload: bytes, self_instance_id: uuid.UUID):
-    """Decide what the listener does with one payload, in the reference's order.
-
-    Returns ``(message, None)`` to deliver, or ``(None, reason)`` to drop it, reason being
-    ``"malformed"`` (not wire v1), then ``"self_echo"`` (published by ``self_instance_id``,
-    in any UUID spelling, whatever its version), then ``"unknown_version"`` (not 1).
-    """
-    try:
-        message = decode(payload)
-    except MalformedPayload as exc:
-        logger.debug("dropping a malformed payload: %s", exc)
-        return None, MALFORMED
-    if message.instance_id == self_instance_id:
-        return None, SELF_ECHO
-    if message.version != VERSION:
-        return None, UNKNOWN_VERSION
-    return message, None
-
-
-# (instance id, the end of its payloads) of the last encode: one tuple, replaced atomically.
-_last_tail = (None, None)
+    raise MalformedPayload(f"expected a JSON object, got {json_type(obj)}")
 
 
 def encode(event: NotifyEvent, instance_id: uuid.UUID) -> bytes:
@@ -386,16 +240,9 @@ def encode(event: NotifyEvent, instance_id: uuid.UUID) -> bytes:
         raise TypeError(f"new_watermark must be an int, not {type(watermark).__name__}")
     if not 0 <= watermark <= U64_MAX:
         raise ValueError(f"new_watermark {watermark} is outside u64 (0..{U64_MAX})")
-    global _last_tail
     if not isinstance(instance_id, uuid.UUID):
         raise TypeError(f"instance_id must be a uuid.UUID, not {type(instance_id).__name__}")
-    # A publisher encodes with its one instance id: format the UUID (0.7 µs) once.
-    last = _last_tail
-    if last[0] is instance_id:
-        tail = last[1]
-    else:
-        tail = f',"version":{VERSION},"instance_id":"{instance_id}"}}'
-        _last_tail = (instance_id, tail)
+    tail = _TAILS[instance_id.int]
     text = (
         f'{{"tenant_id":{encode_basestring(tenant_id)},'
         f'"conversation_id":{encode_basestring(conversation_id)},'
@@ -405,3 +252,11 @@ def encode(event: NotifyEvent, instance_id: uuid.UUID) -> bytes:
         return text.encode("utf-8")
     except UnicodeEncodeError:
         raise ValueError("tenant_id or conversation_id holds a lone surrogate") from None
+
+
+def _tail(instance_int):
+    return f',"version":{VERSION},"instance_id":"{uuid.UUID(int=instance_int)}"}}'
+
+
+# A publisher encodes with its one instance id: format the UUID once.
+_TAILS = BoundedCache(_tail, 64)

@@ -26,6 +26,17 @@ ensure_redis_server_installed() {
   fi
 }
 
+# nginx: the production front (scripts/cluster --production) and the tests that go through it.
+# Debian's package, run only as our own process (nginx -p <prefix> -c <generated conf>): the
+# system service and /etc/nginx are never used.
+ensure_nginx_installed() {
+  if [ ! -x /usr/sbin/nginx ]; then
+    echo "setup: installing nginx (apt-get)"
+    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx >/dev/null; } \
+      || { echo "setup: MISSING: Debian package nginx could not be installed (apt-get install -y nginx)" >&2; return 1; }
+  fi
+}
+
 redis_answers() {
   .venv/bin/python - "$1" <<'PY' >/dev/null 2>&1
 import sys, redis

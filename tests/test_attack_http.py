@@ -21,7 +21,7 @@ from webchat.models import Activity, Conversation, Tenant, TenantSecret
 from webchat.tokens import issue_token, signing_key
 
 from .directline_support import BASE, DirectLineMixin, bearer
-from .support.attack import claims_for, insider_tokens, tampered_tokens
+from .support.attack import claims_for, forge_claims, insider_tokens, tampered_tokens
 
 MAX_MESSAGE = 400  # characters: an error message names the problem, never echoes a megabyte
 OTHER_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE", "CONNECT",
@@ -468,6 +468,22 @@ class TokenTamperingTests(AttackTestCase):
         # A token for the other conversation is a valid token for it: start/refresh serve it.
         mismatched = [(name, token) for name, token in tokens if "conversation" not in name]
         self.assertAllRefused(mismatched, self.session_calls(), 403, 404)
+
+    def test_tokens_of_a_revoked_secret(self):
+        # Issue 13: a revoked secret's tokens kept working and refreshing forever. Revoking
+        # the secret (as the admin does) moves the tenant's token epoch on.
+        secret = TenantSecret.objects.get(tenant=self.tenant)
+        secret.revoked = True
+        secret.save()
+        self.before = self.snapshot()
+        tokens = [("minted before the revocation", self.token)]
+        self.assertAllRefused(tokens, self.conversation_calls() + self.session_calls(), 403)
+
+    def test_tokens_signed_with_the_public_development_string(self):
+        # Issue 13: with DEBUG on, tokens were signed with SECRET_KEY's public default.
+        claims = claims_for(self.tenant.pk, self.conversation.id)
+        tokens = [("dev string", forge_claims(claims, {}, "dev-insecure-secret-key-change-me"))]
+        self.assertAllRefused(tokens, self.conversation_calls() + self.session_calls(), 403)
 
     def test_tokens_mixing_two_tenants(self):
         foreign = Conversation.objects.create(tenant=self.other_tenant)

@@ -19,6 +19,7 @@ from notifier.layers import LocalChannelLayer
 from notifier.probe import Probe, ProbeOverdue
 from notifier.resync import MESSAGE_TYPE, RECONNECT
 from notifier.runtime import Runtime
+from notifier.transport import RedisTransport
 from tests.support.redis_server import (
     SHARED_URL,
     RedisServer,
@@ -59,18 +60,17 @@ class FakeClient:
 class ProbeLogicTests(SimpleTestCase):
     def make(self):
         clock = Clock()
-        answers = []
-        probe = Probe("redis://unused", "c:probe:x", clock=clock, on_answer=answers.append)
-        return probe, clock, answers
+        probe = Probe(RedisTransport("redis://unused"), "c:probe:x", clock=clock)
+        return probe, clock, probe.answered
 
     async def test_a_round_trip_makes_it_healthy_until_stale(self):
         probe, clock, answers = self.make()
         self.assertFalse(probe.healthy())
         probe.subscribed()
-        await probe.publish_one(FakeClient())
-        self.assertEqual(answers, [1])
+        self.assertEqual(await probe.publish_one(FakeClient()), 1)
+        self.assertTrue(answers.is_set())
         clock.now += 0.004
-        self.assertTrue(probe.received(b"1"))
+        self.assertTrue(probe.received(probe.payload(1)))
         self.assertAlmostEqual(probe.last_rtt, 0.004)
         self.assertTrue(probe.healthy())
         clock.now += probe.stale + 0.01
@@ -109,13 +109,13 @@ class ProbeLogicTests(SimpleTestCase):
         probe, clock, answers = self.make()
         probe.subscribed()
         self.assertIsNone(await probe.publish_one(FakeClient(ConnectionError("refused"))))
-        self.assertEqual(answers, [])
+        self.assertFalse(answers.is_set())
         self.assertEqual(probe.status()["last_error"], "ConnectionError: refused")
         for _ in range(3):
             clock.now += 0.1
             await probe.publish_one(FakeClient())
-        self.assertTrue(probe.received(b"4"))  # 2 and 3 never came back
-        self.assertFalse(probe.received(b"3"))
+        self.assertTrue(probe.received(probe.payload(4)))  # 2 and 3 never came back
+        self.assertFalse(probe.received(probe.payload(3)))
         self.assertFalse(probe.received(b"not a number"))
         status = probe.status()
         self.assertEqual((status["publish_failures"], status["sent"], status["lost"],

@@ -275,5 +275,5 @@ class ListenerResyncTests(SimpleTestCase):
         ])
         self.assertEqual(control_channel("x"), "x:resync")
         with self.assertLogs("notifier.listener", logging.DEBUG):
-            listener._control(b"not json")
+            listener.dispatcher.control(b"not json")
         self.assertEqual(listener.counters["peer_resyncs"], 0)

@@ -59,7 +59,7 @@ class BotApiTests(DirectLineMixin, TestCase):
         self.assertDirectLineError(response, 403, "Forbidden")
         self.assertDirectLineError(self.get(self.path, self.token), 403, "Forbidden")
         expired = expired_token(self.tenant.pk, self.conversation.id)
-        self.assertDirectLineError(self.get(self.path, expired), 403, "TokenExpired")
+        self.assertDirectLineError(self.get(self.path, expired), 403, "Forbidden")
         self.assertEqual(self.activity_count(), 1)
 
     def test_another_tenants_secret_sees_nothing(self):

@@ -4,8 +4,9 @@ from urllib.parse import parse_qs, urlsplit
 
 from django.test import TestCase
 
+from webchat.conf import settings as webchat_settings
 from webchat.models import Conversation
-from webchat.tokens import EXPIRES_IN, read_token
+from webchat.tokens import read_token
 from webchat.transcript import append_activity
 
 from .directline_support import BASE, DirectLineMixin, bearer, expired_token
@@ -29,7 +30,7 @@ class StartConversationTests(DirectLineMixin, TestCase):
         self.assertEqual(response.status_code, 201)
         body = response.json()
         self.assertEqual(set(body), {"conversationId", "token", "expires_in", "streamUrl"})
-        self.assertEqual(body["expires_in"], EXPIRES_IN)
+        self.assertEqual(body["expires_in"], webchat_settings.token_ttl)
         conversation = Conversation.objects.get(pk=body["conversationId"])
         self.assertEqual(conversation.tenant, self.tenant)
         self.assertEqual(read_token(body["token"]).user_id, "u7")
@@ -122,7 +123,7 @@ class GetConversationTests(DirectLineMixin, TestCase):
         self.assertEqual(response.status_code, 200)
         body = response.json()
         self.assertEqual(body["conversationId"], self.conversation.id)
-        self.assertEqual(body["expires_in"], EXPIRES_IN)
+        self.assertEqual(body["expires_in"], webchat_settings.token_ttl)
         claims = read_token(body["token"])
         self.assertEqual((claims.user_id, claims.user_name), ("user-1", "Ann"))
         parts = urlsplit(body["streamUrl"])

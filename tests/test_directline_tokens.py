@@ -2,8 +2,9 @@
 
 from django.test import TestCase
 
+from webchat.conf import settings as webchat_settings
 from webchat.models import Conversation
-from webchat.tokens import EXPIRES_IN, read_token
+from webchat.tokens import read_token
 
 from .directline_support import BASE, DirectLineMixin, bearer, expired_token
 
@@ -16,7 +17,7 @@ class GenerateTokenTests(DirectLineMixin, TestCase):
         self.assertEqual(response.status_code, 200)
         body = response.json()
         self.assertEqual(set(body), {"conversationId", "token", "expires_in"})
-        self.assertEqual(body["expires_in"], EXPIRES_IN)
+        self.assertEqual(body["expires_in"], webchat_settings.token_ttl)
         conversation = Conversation.objects.get(pk=body["conversationId"])
         self.assertEqual(conversation.tenant, self.tenant)
         claims = read_token(body["token"])
@@ -83,7 +84,7 @@ class RefreshTokenTests(DirectLineMixin, TestCase):
         body = response.json()
         self.assertEqual(set(body), {"conversationId", "token", "expires_in"})
         self.assertEqual(body["conversationId"], self.conversation.id)
-        self.assertEqual(body["expires_in"], EXPIRES_IN)
+        self.assertEqual(body["expires_in"], webchat_settings.token_ttl)
         old, new = read_token(self.token), read_token(body["token"])
         self.assertEqual(
             (new.tenant_id, new.conversation_id, new.user_id, new.user_name),

@@ -85,7 +85,7 @@ class UploadTests(UploadTestCase):
             ]
         )
         self.assertEqual(response.status_code, 200, response.content)
-        self.assertEqual(response.json(), {"id": f"{self.conversation.id}|0000001"})
+        self.assertEqual(response.json()["id"], f"{self.conversation.id}|0000001")
         stored = Activity.objects.get(conversation=self.conversation).data
         self.assertEqual(stored["from"], {"id": "user-1", "name": "Ann", "role": "user"})
         self.assertEqual(stored["channelData"], {"clientActivityID": "cid-1"})
@@ -189,6 +189,8 @@ class AttachmentAccessTests(UploadTestCase):
 
     def test_refused_without_a_valid_token_for_the_conversation(self):
         other = Conversation.objects.create(tenant=self.tenant)
+        # Idle: no client for a TTL, so its expired tokens are refused (sliding renewal).
+        Conversation.objects.filter(pk=self.conversation.pk).update(last_seen=0)
         cases = [
             ({}, 401, "Unauthorized"),
             (bearer("garbage"), 403, "Forbidden"),

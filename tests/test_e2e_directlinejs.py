@@ -1,11 +1,14 @@
 """End to end: the real botframework-directlinejs 0.15.8 (Node 20) against two daphne replicas.
 
 The client runs as it ships (tests/e2e/driver.js, driven through tests/support/directlinejs.py),
-against two replicas sharing one SQLite database on the Redis backplane (the shared Redis,
-a unique channel; tests/support/replicas.py), in WebSocket mode and in polling mode.
+against two replicas in production settings (DEBUG=0) sharing one SQLite database on the
+Redis backplane (the shared Redis, a unique channel; tests/support/replicas.py), each reached
+through the production nginx front (TLS from a local CA that Node trusts through
+NODE_EXTRA_CA_CERTS; tests/support/nginx.py), in WebSocket mode and in polling mode.
 
-Node, the pinned npm packages and a reachable Redis are requirements, not options: when one
-is missing these tests fail saying what to install (``./scripts/test`` installs them).
+Node, the pinned npm packages, nginx and a reachable Redis are requirements, not options:
+when one is missing these tests fail saying what to install (``./scripts/test`` installs
+them).
 Waits are generous; nothing here measures speed.
 """
 
@@ -29,6 +32,13 @@ RECONNECT_TIMEOUT = 15 + TIMEOUT
 # Short enough that a quiet socket is closed by the server within the test.
 IDLE_TIMEOUT = 4
 SIGNING_KEY = secrets.token_urlsafe(32)
+PRODUCTION = {
+    "DEBUG": "0",
+    "DJANGO_SECRET_KEY": secrets.token_urlsafe(50),
+    "WEBCHAT_TOKEN_SIGNING_KEY": SIGNING_KEY,
+    "ALLOWED_HOSTS": "127.0.0.1,localhost",
+    "CORS_ALLOWED_ORIGINS": "https://www.example.com",
+}
 
 ACTIVITY_ID = r"{conversation}\|[0-9]{{7}}"
 TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z")
@@ -46,10 +56,10 @@ def cluster(kind: str) -> Cluster:
         problem = redis_unavailable()
         if problem:
             raise AssertionError(f"the end-to-end tests need Redis: {problem}")
-        env = {"WEBCHAT_TOKEN_SIGNING_KEY": SIGNING_KEY, "DEBUG": "1"}
+        env = dict(PRODUCTION)
         if kind == "idle":
             env["WEBCHAT_STREAM_IDLE_TIMEOUT"] = str(IDLE_TIMEOUT)
-        _clusters[kind] = Cluster(database="sqlite", extra_env=env).start(2)
+        _clusters[kind] = Cluster(database="sqlite", extra_env=env, with_front=True).start(2)
     return _clusters[kind]
 
 
@@ -85,13 +95,16 @@ class DirectLineJSCase(SimpleTestCase):
 
     def setUp(self):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.node = DirectLineJS(log_path=ARTIFACTS / f"{self.id().rsplit('.', 1)[-1]}.log")
+        self.node = DirectLineJS(
+            log_path=ARTIFACTS / f"{self.id().rsplit('.', 1)[-1]}.log",
+            env=self.cluster.front.client_env(),
+        )
         self.addCleanup(self.node.close)
 
     # Steps
 
     def domain(self, replica: int) -> str:
-        return self.cluster.replicas[replica].http_url + "/v3/directline"
+        return self.cluster.url(replica) + "/v3/directline"
 
     def generate(self, replica=0) -> dict:
         """What a tenant's backend does: POST /tokens/generate with the secret."""
@@ -251,17 +264,13 @@ class BothModes:
         self.assertEqual(attachment["name"], "report.bin")
         self.assertEqual(attachment["contentType"], "application/octet-stream")
         content_url = attachment["contentUrl"]
-        self.assertTrue(
-            content_url.startswith(self.cluster.replicas[0].http_url + "/"), content_url
-        )
+        self.assertTrue(content_url.startswith(self.cluster.url(0) + "/"), content_url)
 
         token = generated["token"]
         status, _, body = self.node.fetch(content_url, {"Authorization": f"Bearer {token}"})
         self.assertEqual((status, body), (200, content))
         # From the other replica too (shared storage), and refused without a credential.
-        other = content_url.replace(
-            self.cluster.replicas[0].http_url, self.cluster.replicas[1].http_url
-        )
+        other = content_url.replace(self.cluster.url(0), self.cluster.url(1))
         status, _, body = self.node.fetch(other, {"Authorization": f"Bearer {token}"})
         self.assertEqual((status, body), (200, content))
         status, _, _ = self.node.fetch(content_url)

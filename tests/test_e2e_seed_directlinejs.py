@@ -3,8 +3,9 @@
 The real botframework-directlinejs 0.15.8 (tests/e2e/driver.js) gets its token from
 ``/v1/messaging/webchat/<tenant>/token`` and talks Direct Line with ``domain`` set to
 ``/v1/messaging/webchat/<tenant>/v3/directline``, on two daphne replicas sharing one database
-and the Redis backplane. Also: a live read failure closes the stream with 4500 and the client
-resumes from its watermark, where the seed's error frame would end the client's stream for good.
+and the Redis backplane, each reached through the production nginx front (TLS). Also: a live
+read failure closes the stream with 4500 and the client resumes from its watermark, where the
+seed's error frame would end the client's stream for good.
 
 Node, the pinned npm packages and Redis are requirements: missing, these tests fail saying what
 to install (``./scripts/test`` installs them). Waits are generous; nothing here measures speed.
@@ -61,18 +62,23 @@ class SeedLayoutCase(SimpleTestCase):
             "DEBUG": "1",
             "WEBCHAT_PUBLIC_TOKEN_TENANTS": TENANT,
         }
-        cls.cluster = Cluster(database="sqlite", extra_env=env).start(2)
+        # Through the production nginx front (TLS; tests/support/nginx.py), as clients are.
+        cls.cluster = Cluster(database="sqlite", extra_env=env, with_front=True)
         cls.addClassCleanup(cls.cluster.stop)
+        cls.cluster.start(2)
         cls.secret = cls.cluster.create_tenant(TENANT)
         cls.prefix = f"/v1/messaging/webchat/{quote(TENANT, safe='')}"
 
     def setUp(self):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        self.node = DirectLineJS(log_path=ARTIFACTS / f"{self.id().rsplit('.', 1)[-1]}.log")
+        self.node = DirectLineJS(
+            log_path=ARTIFACTS / f"{self.id().rsplit('.', 1)[-1]}.log",
+            env=self.cluster.front.client_env(),
+        )
         self.addCleanup(self.node.close)
 
     def domain(self, replica) -> str:
-        return f"{self.cluster.replicas[replica].http_url}{self.prefix}/v3/directline"
+        return f"{self.cluster.url(replica)}{self.prefix}/v3/directline"
 
     def seed_token(self, replica=0, **kwargs) -> dict:
         """What the seed's page does first: POST .../token (no secret: a public tenant)."""

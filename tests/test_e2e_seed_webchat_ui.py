@@ -3,7 +3,8 @@
 A page on its own origin (a customer's site, served here by ``http.server``) fetches a token
 from ``/v1/messaging/webchat/<tenant>/token`` on replica 0, as the seed's page does (no
 secret: the tenant is in ``WEBCHAT_SEED["PUBLIC_TOKEN_TENANTS"]``), and gives Web Chat 4.18.1
-``domain`` = ``/v1/messaging/webchat/<tenant>/v3/directline`` on replica 1. Headless Chromium
+``domain`` = ``/v1/messaging/webchat/<tenant>/v3/directline`` on replica 1, both through the
+production nginx front (TLS; Chromium trusts its key by hash). Headless Chromium
 (tests/support/chromium.py) types into the send box and reads the rendered DOM. The same
 browser then opens a stream with its token in ``Sec-WebSocket-Protocol`` rather than the URL.
 
@@ -77,8 +78,10 @@ class SeedWebChatUITests(SimpleTestCase):
         if problem:
             raise AssertionError(f"the Web Chat UI test needs Redis: {problem}")
         env = {"DEBUG": "1", "WEBCHAT_PUBLIC_TOKEN_TENANTS": TENANT}
-        cls.cluster = Cluster(database="sqlite", extra_env=env).start(2)
+        # Through the production nginx front (TLS; tests/support/nginx.py), as pages are.
+        cls.cluster = Cluster(database="sqlite", extra_env=env, with_front=True)
         cls.addClassCleanup(cls.cluster.stop)
+        cls.cluster.start(2)
         cls.cluster.create_tenant(TENANT)
         cls.site = cls.serve_site()
 
@@ -86,13 +89,13 @@ class SeedWebChatUITests(SimpleTestCase):
     def serve_site(cls) -> str:
         """The customer's site: one static page, on an origin of its own."""
         directory = Path(tempfile.mkdtemp(prefix="seed-site-"))
-        replicas = cls.cluster.replicas
+        url = cls.cluster.url
         prefix = f"/v1/messaging/webchat/{TENANT}"
         (directory / "index.html").write_text(
             PAGE.format(
-                bundle=replicas[0].http_url + "/demo/webchat.js",
-                token_url=json.dumps(replicas[0].http_url + prefix + "/token"),
-                domain=json.dumps(replicas[1].http_url + prefix + "/v3/directline"),
+                bundle=url(0) + "/demo/webchat.js",
+                token_url=json.dumps(url(0) + prefix + "/token"),
+                domain=json.dumps(url(1) + prefix + "/v3/directline"),
             )
         )
         handler = functools.partial(QuietHandler, directory=str(directory))
@@ -110,7 +113,10 @@ class SeedWebChatUITests(SimpleTestCase):
 
     async def test_the_seed_page_chats_through_both_replicas(self):
         ARTIFACTS.mkdir(exist_ok=True)
-        browser = await Chromium.launch(ARTIFACTS / "seed-webchat-ui-chromium.log")
+        browser = await Chromium.launch(
+            ARTIFACTS / "seed-webchat-ui-chromium.log",
+            extra_flags=self.cluster.front.chromium_flags(),
+        )
         try:
             await self.scenario(browser)
         finally:
@@ -151,7 +157,8 @@ class SeedWebChatUITests(SimpleTestCase):
 
         # The browser's own WebSocket, its token in Sec-WebSocket-Protocol, not in the URL.
         stream = (
-            f"{self.cluster.replicas[0].ws_url}/v1/messaging/webchat/{TENANT}/v3/directline"
+            f"{self.cluster.url(0).replace('https://', 'wss://', 1)}"
+            f"/v1/messaging/webchat/{TENANT}/v3/directline"
             f"/conversations/{token['conversationId']}/stream?watermark="
         )
         opened = await page.evaluate(self.open_socket_js(stream, token["token"]))

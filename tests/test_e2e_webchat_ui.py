@@ -1,11 +1,13 @@
 """End to end: the real Web Chat UI (botframework-webchat 4.18.1) in headless Debian Chromium.
 
 The demo page (webchat/views/demo.py) on two live daphne replicas (DEBUG=1, the Redis
-backplane, one database; tests/support/replicas.py), driven over the DevTools protocol
+backplane, one database; tests/support/replicas.py), each reached through the production
+nginx front (TLS; tests/support/nginx.py, which Chromium trusts by its key's hash), driven
+over the DevTools protocol
 (tests/support/chromium.py): keys are typed into Web Chat's send box, a file is picked in its
 file input, and the assertions read the rendered DOM. Screenshots are kept in artifacts/.
 
-Chromium, the Web Chat bundle and Redis are requirements: when one is missing the test fails
+Chromium, nginx, the Web Chat bundle and Redis are requirements: when one is missing the test fails
 saying what to install (``./scripts/test`` installs them), it never skips.
 """
 
@@ -56,14 +58,15 @@ class WebChatUITests(SimpleTestCase):
         problem = redis_unavailable()
         if problem:
             raise AssertionError(f"the Web Chat UI test needs Redis: {problem}")
-        cls.cluster = Cluster(database="sqlite", extra_env={"DEBUG": "1"}).start(2)
+        cls.cluster = Cluster(database="sqlite", extra_env={"DEBUG": "1"}, with_front=True)
         cls.addClassCleanup(cls.cluster.stop)
+        cls.cluster.start(2)
 
     def setUp(self):
         ARTIFACTS.mkdir(exist_ok=True)
 
     def url(self, replica, query=""):
-        return self.cluster.replicas[replica].http_url + "/" + query
+        return self.cluster.url(replica) + "/" + query
 
     async def open_demo(self, browser, replica, query=""):
         page = await browser.open_page()
@@ -103,7 +106,9 @@ class WebChatUITests(SimpleTestCase):
         return await page.wait_for(predicate, TIMEOUT, what or f"bubbles {user} / {bot}")
 
     async def test_send_a_message_and_a_file_and_watch_it_on_the_other_replica(self):
-        browser = await Chromium.launch(ARTIFACTS / "webchat-ui-chromium.log")
+        browser = await Chromium.launch(
+            ARTIFACTS / "webchat-ui-chromium.log", extra_flags=self.cluster.front.chromium_flags()
+        )
         try:
             await self.scenario(browser)
         finally:

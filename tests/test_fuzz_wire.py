@@ -27,8 +27,7 @@ from django.test import SimpleTestCase
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from notifier import listener as listener_module
-from notifier import wire
+from notifier import dispatch, wire
 from notifier.backends.redis import RedisNotifier
 from notifier.events import NotifyEvent, group_name, watermark_message
 from notifier.layers import LocalChannelLayer
@@ -86,10 +85,10 @@ def corner_payloads(instance_id):
 
     deep = b"[" * 100_000 + b"]" * 100_000
     return [
-        ("100k nested arrays", deep, wire.MALFORMED),
-        ("100k nested objects", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, wire.MALFORMED),
+        ("100k nested arrays", deep, dispatch.MALFORMED),
+        ("100k nested objects", b'{"a":' * 100_000 + b"1" + b"}" * 100_000, dispatch.MALFORMED),
         # serde skips an ignored value of any depth; Python's parser has a limit (documented).
-        ("100k nested arrays in an ignored field", message(b',"x":' + deep), wire.MALFORMED),
+        ("100k nested arrays in an ignored field", message(b',"x":' + deep), dispatch.MALFORMED),
         (
             "200 nested arrays in an ignored field",
             message(b',"x":' + b"[" * 200 + b"]" * 200),
@@ -97,7 +96,7 @@ def corner_payloads(instance_id):
         ),
         ("1 MiB tenant id", message(tenant=b'"' + b"t" * 2**20 + b'"'), DELIVER),
         ("100,000-digit integer in an ignored field", message(b',"x":' + b"9" * 100_000), DELIVER),
-        ("100,000-digit watermark", message(watermark=b"9" * 100_000), wire.MALFORMED),
+        ("100,000-digit watermark", message(watermark=b"9" * 100_000), dispatch.MALFORMED),
         ("1e999999 in an ignored field", message(b',"x":1e999999'), DELIVER),
         (
             "10,000 ignored members",
@@ -113,8 +112,8 @@ def corner_payloads(instance_id):
         ("ts negative", message(b',"ts":-5'), DELIVER),
         ("ts a string", message(b',"ts":"1700000000000"'), DELIVER),
         ("ts nested", message(b',"ts":{"ts":1}'), DELIVER),
-        ("1 MiB of NUL bytes", b"\x00" * 2**20, wire.MALFORMED),
-        ("1 MiB of 0xFF bytes", b"\xff" * 2**20, wire.MALFORMED),
+        ("1 MiB of NUL bytes", b"\x00" * 2**20, dispatch.MALFORMED),
+        ("1 MiB of 0xFF bytes", b"\xff" * 2**20, dispatch.MALFORMED),
     ]
 
 
@@ -152,14 +151,14 @@ class DecodeFuzzTests(SimpleTestCase):
         try:
             message = wire.decode(raw)
         except wire.MalformedPayload:
-            self.assertEqual(wire.classify(raw, SELF_ID), (None, wire.MALFORMED))
+            self.assertEqual(dispatch.classify(raw, SELF_ID)[:2], (None, dispatch.MALFORMED))
             return None
         self.assertSane(message, raw)
-        decided, reason = wire.classify(raw, SELF_ID)
+        decided, reason, _ = dispatch.classify(raw, SELF_ID)
         if message.instance_id == SELF_ID:
-            self.assertEqual(reason, wire.SELF_ECHO)
+            self.assertEqual(reason, dispatch.SELF_ECHO)
         elif message.version != wire.VERSION:
-            self.assertEqual(reason, wire.UNKNOWN_VERSION)
+            self.assertEqual(reason, dispatch.UNKNOWN_VERSION)
         else:
             self.assertEqual((decided, reason), (message, None))
         return message
@@ -173,7 +172,7 @@ class DecodeFuzzTests(SimpleTestCase):
             for offset in range(RENDERINGS):
                 payload = render(shape, seed + offset)
                 seen[payload.outcome] = seen.get(payload.outcome, 0) + 1
-                message, reason = wire.classify(payload.raw, SELF_ID)
+                message, reason, _ = dispatch.classify(payload.raw, SELF_ID)
                 got = DELIVER if message is not None else reason
                 self.assertEqual(got, payload.outcome, payload.raw[:300])
                 if message is not None:
@@ -183,7 +182,7 @@ class DecodeFuzzTests(SimpleTestCase):
         check()
         self.assertGreaterEqual(sum(seen.values()), STRUCTURED_SHAPES * RENDERINGS)
         # The generator reaches every outcome, often (else the test would prove little).
-        for outcome in (DELIVER, wire.MALFORMED, wire.SELF_ECHO, wire.UNKNOWN_VERSION):
+        for outcome in (DELIVER, dispatch.MALFORMED, dispatch.SELF_ECHO, dispatch.UNKNOWN_VERSION):
             self.assertGreater(seen.get(outcome, 0), 200, seen)
 
     def test_arbitrary_bytes(self):
@@ -238,7 +237,7 @@ class DecodeFuzzTests(SimpleTestCase):
         other = uuid.uuid4()
         for name, raw, outcome in corner_payloads(other):
             with self.subTest(name):
-                message, reason = wire.classify(raw, SELF_ID)
+                message, reason, _ = dispatch.classify(raw, SELF_ID)
                 self.assertEqual(DELIVER if message is not None else reason, outcome)
                 if message is not None:
                     self.assertEqual(message.instance_id, other)
@@ -341,9 +340,9 @@ class ListenerFuzzTests(SimpleTestCase):
             ),
             (CONNECTED, 0, 1, 0, 0),
         )
-        handled = stats["delivered"] + sum(stats[r] for r in listener_module.DROP_REASONS)
+        handled = stats["delivered"] + sum(stats[r] for r in dispatch.DROP_REASONS)
         self.assertEqual(handled, len(self.expected))
-        for reason in listener_module.DROP_REASONS:
+        for reason in dispatch.DROP_REASONS:
             self.assertEqual(stats[reason], sum(1 for o, _ in self.expected if o == reason))
         self.assertEqual(stats["delivered"], sum(1 for o, _ in self.expected if o == DELIVER))
         self.assertEqual(self.notifier.stats()["local_failures"], 0)
@@ -390,7 +389,7 @@ class ListenerFuzzTests(SimpleTestCase):
             for raw in raws:
                 # The decoder is checked against the model above; here the listener must
                 # do exactly what the decoder decides.
-                message, reason = wire.classify(raw, SELF_ID)
+                message, reason, _ = dispatch.classify(raw, SELF_ID)
                 items.append((raw, reason or DELIVER, message.event if message else None))
             batches.append(len(items))
             self.publish(items)
@@ -411,7 +410,7 @@ class ListenerFuzzTests(SimpleTestCase):
             items.append((raw, outcome, event))
         # And the same corners from this instance: dropped as self-echo when they decode.
         for _, raw, outcome in corner_payloads(SELF_ID):
-            items.append((raw, wire.SELF_ECHO if outcome == DELIVER else outcome, None))
+            items.append((raw, dispatch.SELF_ECHO if outcome == DELIVER else outcome, None))
         self.publish(items)
         self.assertAlive()
         self.assertValidMessageStillDelivered()

@@ -85,20 +85,38 @@ def payload(vector):
     return base64.b64decode(vector["payload_b64"])
 
 
-class HandleTests(SimpleTestCase):
-    """The decision alone (no Redis): every decode vector, in the reference's order."""
+class DispatchTests(SimpleTestCase):
+    """The listener's dispatcher alone (no Redis), fed the batches its loop reads: every
+    decode vector, in the reference's order."""
 
     async def test_every_decode_vector(self):
         listener, recorder, events = make_listener("redis://unused", "c")
         self.assertEqual(len(VECTORS["decode"]), 52)
         for vector in VECTORS["decode"]:
             with self.subTest(vector["name"]):
-                outcome = await listener.handle(payload(vector))
+                delivered = len(events)
+                await listener.dispatcher.dispatch([[b"message", b"c", payload(vector)]])
+                self.assertEqual(recorder.outcomes[-1], vector["expect"])
                 if vector["expect"] == "deliver":
-                    self.assertIsNone(outcome)
-                    self.assertEqual(events[-1], NotifyEvent(**vector["event"]))
+                    self.assertEqual(events[delivered:], [NotifyEvent(**vector["event"])])
                 else:
-                    self.assertEqual(f"drop:{outcome}", vector["expect"])
+                    self.assertEqual(len(events), delivered)
+
+    async def test_a_batch_is_routed_by_channel_and_other_replies_are_skipped(self):
+        listener, recorder, events = make_listener("redis://unused", "c")
+        event = NotifyEvent("t", "conv", 7)
+        other = wire.encode(event, uuid.uuid4())
+        await listener.dispatcher.dispatch([
+            [b"subscribe", b"c", 1],
+            [b"message", b"c", other],
+            [b"message", b"c:resync", b"not json"],  # the control channel: not counted here
+            [b"message", b"elsewhere", other],
+            [b"pong", b""],
+            [b"message", b"c", wire.encode(event, SELF_ID)],
+        ])
+        self.assertEqual(events, [event])
+        self.assertEqual(recorder.outcomes, ["deliver", "drop:self_echo"])
+        self.assertEqual((listener.counters["received"], listener.counters["delivered"]), (2, 1))
 
 
 @requires_shared_redis

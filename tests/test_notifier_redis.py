@@ -15,7 +15,7 @@ from notifier.backends.redis import RedisNotifier
 from notifier.events import NotifyEvent, group_name, watermark_message
 from notifier.exceptions import BackplaneUnavailable
 from notifier.layers import LocalChannelLayer
-from notifier.outbound import BATCH_SIZE, _Queue
+from notifier.sendqueue import BATCH_SIZE, SendQueue
 from tests.support.processes import child_env, run_manage
 from tests.support.redis_server import (
     SHARED_URL,
@@ -316,13 +316,13 @@ class RedisDownTests(SimpleTestCase):
 
 class OutboundQueueTests(SimpleTestCase):
     def test_a_full_queue_drops_the_oldest(self):
-        queue = _Queue(3)
+        queue = SendQueue(3)
         self.assertEqual([queue.push((n, n)) for n in range(5)],
                          [False, False, False, True, True])
         self.assertEqual(list(queue.items), [(2, 2), (3, 3), (4, 4)])
 
     def test_batches_keep_order_and_size(self):
-        queue = _Queue(1000)
+        queue = SendQueue(1000)
         for n in range(600):
             queue.push((n, n))
         batches = [queue.take(), queue.take(), queue.take(), queue.take()]
@@ -331,7 +331,7 @@ class OutboundQueueTests(SimpleTestCase):
         self.assertEqual(sum(batches, []), [(n, n) for n in range(600)])
 
     def test_a_failed_batch_goes_first_next_time_newest_per_conversation(self):
-        queue = _Queue(1000, b"resync")
+        queue = SendQueue(1000, b"resync")
         for item in [("a", 1), ("b", 1), ("a", 2)]:
             queue.push(item)
         batch = queue.take()
@@ -341,7 +341,7 @@ class OutboundQueueTests(SimpleTestCase):
         self.assertFalse(queue.lost)
 
     def test_giving_up_on_failed_conversations_adds_one_resync_request(self):
-        queue = _Queue(2, b"resync")
+        queue = SendQueue(2, b"resync")
         for key in "ab":
             queue.push((key, key))
         self.assertEqual(queue.failed(queue.take()), (0, 0))
@@ -355,7 +355,7 @@ class OutboundQueueTests(SimpleTestCase):
         self.assertEqual(queue.take(), [(None, b"resync")])
 
     def test_an_overflowing_queue_asks_for_a_resync(self):
-        queue = _Queue(1, b"resync")
+        queue = SendQueue(1, b"resync")
         queue.push(("a", 1))
         self.assertTrue(queue.push(("b", 1)))
         self.assertEqual(queue.take(), [("b", 1), (None, b"resync")])

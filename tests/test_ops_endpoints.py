@@ -74,9 +74,16 @@ class HealthzTests(SimpleTestCase):
         self.assertEqual((status, headers[b"content-length"], body), (200, b"15", b""))
 
 
+#: The detailed /readyz answer is for callers WEBCHAT_METRICS admits: with DEBUG off, the
+#: holders of its token (an operator's monitor); strangers get generic reasons.
+MONITOR_TOKEN = "monitor-token-0123456789"
+MONITOR = (("Authorization", f"Bearer {MONITOR_TOKEN}"),)
+
+
+@override_settings(WEBCHAT_METRICS={"TOKEN": MONITOR_TOKEN})
 class ReadyzTests(TestCase):
     async def test_ready_with_the_database_and_the_memory_backend(self):
-        status, _, body = await call(OpsEndpoints(inner_app), "/readyz")
+        status, _, body = await call(OpsEndpoints(inner_app), "/readyz", headers=MONITOR)
         self.assertEqual(status, 200, body)
         ready = json.loads(body)
         self.assertEqual(ready["status"], "ready")
@@ -87,7 +94,7 @@ class ReadyzTests(TestCase):
         failure = OperationalError("could not connect to server\nsecond line")
         with (mock.patch("webchat.ops._ping_database", side_effect=failure),
               self.assertLogs("webchat.ops", "WARNING")):
-            status, _, body = await call(OpsEndpoints(inner_app), "/readyz")
+            status, _, body = await call(OpsEndpoints(inner_app), "/readyz", headers=MONITOR)
         self.assertEqual(status, 503)
         answer = json.loads(body)
         self.assertEqual(answer["status"], "unavailable")
@@ -96,6 +103,7 @@ class ReadyzTests(TestCase):
         self.assertTrue(answer["checks"]["backplane"]["ok"])
 
 
+@override_settings(WEBCHAT_METRICS={"TOKEN": MONITOR_TOKEN})
 class RedisReadyzTests(SimpleTestCase):
     databases = {"default"}
 
@@ -104,7 +112,7 @@ class RedisReadyzTests(SimpleTestCase):
             app = BackplaneMiddleware(OpsEndpoints(inner_app))
             try:
                 with self.assertLogs("webchat.ops", "WARNING"):
-                    status, _, body = await call(app, "/readyz")
+                    status, _, body = await call(app, "/readyz", headers=MONITOR)
             finally:
                 await get_runtime().aclose()
         self.assertEqual(status, 503)
@@ -120,7 +128,7 @@ class RedisReadyzTests(SimpleTestCase):
             app = BackplaneMiddleware(OpsEndpoints(inner_app))
             try:
                 # The first call starts the listener and waits for its first round trip.
-                status, _, body = await call(app, "/readyz")
+                status, _, body = await call(app, "/readyz", headers=MONITOR)
             finally:
                 await get_runtime().aclose()
         self.assertEqual(status, 200, body)
@@ -146,13 +154,12 @@ class MetricsAccessTests(SimpleTestCase):
             self.assertIn(name, names)
 
     @override_settings(DEBUG=False, WEBCHAT_METRICS={})
-    async def test_with_debug_off_loopback_only_by_default(self):
-        for client in ("127.0.0.1", "127.8.9.10", "::1", "::ffff:127.0.0.1"):
-            self.assertEqual((await self.scrape(client))[0], 200, client)
-        for client in ("10.0.0.1", "203.0.113.7", "::2", None):
+    async def test_with_debug_off_and_no_token_nobody_may_scrape(self):
+        # Not even loopback: behind a same-host proxy every client is loopback.
+        for client in ("127.0.0.1", "::1", "203.0.113.7", None):
             status, _, body = await self.scrape(client)
             self.assertEqual(status, 403, client)
-            self.assertIn(b"not available to this client", body)
+            self.assertIn(b"need WEBCHAT_METRICS['TOKEN'] when DEBUG is off", body)
 
     @override_settings(DEBUG=True, WEBCHAT_METRICS={"ALLOWED_IPS": ["10.0.0.0/8", "::1"]})
     async def test_allowed_ips_replace_the_default(self):
@@ -161,9 +168,29 @@ class MetricsAccessTests(SimpleTestCase):
         self.assertEqual((await self.scrape("127.0.0.1"))[0], 403)
         self.assertEqual((await self.scrape("11.0.0.1"))[0], 403)
 
+    @override_settings(DEBUG=False, WEBCHAT_METRICS={"TOKEN": "s3cret-metrics-token"})
+    async def test_with_debug_off_the_token_is_required_from_anywhere(self):
+        good = [("Authorization", "Bearer s3cret-metrics-token")]
+        for client in ("203.0.113.7", "127.0.0.1"):
+            self.assertEqual((await self.scrape(client, good))[0], 200, client)
+        for headers in ([("Authorization", "Bearer wrong-token-wrong-token")],
+                        [("Authorization", "Basic s3cret-metrics-token")], []):
+            status, _, body = await self.scrape("127.0.0.1", headers)
+            self.assertEqual(status, 403, headers)
+            self.assertIn(b"need 'Authorization: Bearer", body)
+
     @override_settings(DEBUG=False,
+                       WEBCHAT_METRICS={"TOKEN": "s3cret-metrics-token",
+                                        "ALLOWED_IPS": ["10.0.0.0/8"]})
+    async def test_with_debug_off_allowed_ips_also_limit_the_token(self):
+        good = [("Authorization", "Bearer s3cret-metrics-token")]
+        self.assertEqual((await self.scrape("10.1.2.3", good))[0], 200)
+        self.assertEqual((await self.scrape("203.0.113.7", good))[0], 403)
+        self.assertEqual((await self.scrape("10.1.2.3"))[0], 403)
+
+    @override_settings(DEBUG=True,
                        WEBCHAT_METRICS={"TOKEN": "s3cret-metrics-token", "ALLOWED_IPS": []})
-    async def test_a_bearer_token_opens_it_from_anywhere(self):
+    async def test_with_debug_on_a_bearer_token_opens_it_from_anywhere(self):
         good = [("Authorization", "Bearer s3cret-metrics-token")]
         self.assertEqual((await self.scrape("203.0.113.7", good))[0], 200)
         for headers in ([("Authorization", "Bearer wrong-token-wrong-token")],

@@ -7,7 +7,8 @@ from django.test import TestCase
 
 from webchat import queries
 from webchat.models import Activity, Conversation, Tenant, TenantSecret, hash_secret
-from webchat.transcript import activities_since, append_activity
+from webchat.pages import encode, read_page
+from webchat.transcript import append_activity
 
 
 class QueriesTests(TestCase):
@@ -46,9 +47,21 @@ class QueriesTests(TestCase):
                     .order_by("sequence").values_list("sequence", "data"))  # fmt: skip
         self.assertEqual(rows, [(i + 1, stored[i]) for i in range(3)])
         self.assertEqual(Conversation.objects.get(pk=self.conversation.pk).watermark, 3)
-        self.assertEqual(activities_since(self.conversation.id, 1), (stored[1:], 3))
-        self.assertEqual(activities_since(self.conversation.id, 0, limit=2), (stored[:2], 2))
-        self.assertEqual(activities_since(self.conversation.id, 3), ([], 3))
+        self.assertEqual(
+            list(Activity.objects.order_by("sequence").values_list("size", flat=True)),
+            [len(encode(activity)) for activity in stored],
+        )
+
+        def page(watermark, limit=1000, max_bytes=2**20):
+            found = read_page(self.conversation.id, watermark, limit=limit, max_bytes=max_bytes)
+            return found.activities, found.newest
+
+        self.assertEqual(page(1), (stored[1:], 3))
+        self.assertEqual(page(0, limit=2), (stored[:2], 2))
+        self.assertEqual(page(3), ([], 3))
+        one = len(encode(stored[0]))
+        self.assertEqual(page(0, max_bytes=one + 100), (stored[:1], 1))
+        self.assertEqual(page(0, max_bytes=1), (stored[:1], 1))  # always one: paging moves on
         self.assertEqual(Activity.objects.filter(created__isnull=False).count(), 3)
 
     def test_appends_without_update_returning(self):

@@ -9,6 +9,7 @@ from django.test import SimpleTestCase
 
 from notifier.probe import Probe
 from notifier.tasks import cancel_and_wait, raise_if_cancelled
+from notifier.transport import RedisTransport
 from tests.support.redis_server import SHARED_URL, requires_shared_redis
 
 
@@ -114,7 +115,7 @@ class StoppingTasksThatTalkToRedisTests(SimpleTestCase):
     async def test_a_probe_stopped_at_any_point_of_its_publish_stops_at_once(self):
         slowest = 0.0
         for steps in range(60):
-            probe = Probe(SHARED_URL, f"test:tasks:{uuid.uuid4()}")
+            probe = Probe(RedisTransport(SHARED_URL), f"test:tasks:{uuid.uuid4()}")
             task = probe.start()
             for _ in range(steps):  # let it run that many loop iterations first
                 await asyncio.sleep(0)

@@ -2,7 +2,8 @@ from django.test import TestCase
 
 from notifier.signals import watermark_bumped
 from webchat.models import Conversation, Tenant
-from webchat.transcript import activities_since, append_activity
+from webchat.pages import read_page
+from webchat.transcript import append_activity
 
 
 class AppendActivityTests(TestCase):
@@ -18,9 +19,9 @@ class AppendActivityTests(TestCase):
         self.assertRegex(first["timestamp"], r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
         self.conversation.refresh_from_db()
         self.assertEqual(self.conversation.watermark, 2)
-        activities, newest = activities_since(self.conversation.id, 1)
-        self.assertEqual([a["text"] for a in activities], ["b"])
-        self.assertEqual(newest, 2)
+        page = read_page(self.conversation.id, 1, limit=10, max_bytes=2**20)
+        self.assertEqual([a["text"] for a in page.activities], ["b"])
+        self.assertEqual(page.newest, 2)
 
     def test_signal_sent_inside_transaction(self):
         seen = []

@@ -10,8 +10,9 @@ from hypothesis import given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from notifier import wire
+from notifier import dispatch, wire
 from notifier.events import NotifyEvent
+from notifier.signing import Keyring
 from tests.support.wire_vectors import COPY, SHARED, vectors
 
 OTHER = "67e55044-10b1-426f-9247-bb680e5fe0c8"
@@ -43,7 +44,8 @@ class VectorTests(SimpleTestCase):
         self_id = uuid.UUID(vectors()["self_instance_id"])
         for vector in vectors()["decode"]:
             with self.subTest(vector["name"]):
-                message, reason = wire.classify(base64.b64decode(vector["payload_b64"]), self_id)
+                raw = base64.b64decode(vector["payload_b64"])
+                message, reason, _ = dispatch.classify(raw, self_id)
                 if vector["expect"] == "deliver":
                     self.assertIsNone(reason)
                     self.assertEqual(message.event, NotifyEvent(**vector["event"]))
@@ -163,9 +165,15 @@ class SerdeCornerTests(SimpleTestCase):
     def test_classify_order(self):
         me = uuid.uuid4()
         mine_v99 = payload(version="99", instance=f'"{str(me).upper()}"')
-        self.assertEqual(wire.classify(mine_v99, me), (None, wire.SELF_ECHO))
-        self.assertEqual(wire.classify(payload(version="99"), me), (None, wire.UNKNOWN_VERSION))
-        self.assertEqual(wire.classify(b"{", me), (None, wire.MALFORMED))
+        classify = dispatch.classify
+        self.assertEqual(classify(mine_v99, me)[:2], (None, dispatch.SELF_ECHO))
+        self.assertEqual(classify(payload(version="99"), me)[:2], (None, dispatch.UNKNOWN_VERSION))
+        self.assertEqual(classify(b"{", me)[:2], (None, dispatch.MALFORMED))
+        # With keys, an unsigned message is a bad signature even when it claims our id, and a
+        # malformed payload is still malformed.
+        keys = Keyring({"k1": b"k" * 32}, "k1")
+        self.assertEqual(classify(mine_v99, me, keys)[:2], (None, dispatch.BAD_SIGNATURE))
+        self.assertEqual(classify(b"{", me, keys)[:2], (None, dispatch.MALFORMED))
 
 
 class EncodeTests(SimpleTestCase):
@@ -216,8 +224,9 @@ class PropertyTests(SimpleTestCase):
         message = wire.decode(encoded)
         self.assertEqual(message.event, event)
         self.assertEqual((message.version, message.instance_id), (wire.VERSION, instance))
-        self.assertEqual(wire.classify(encoded, instance), (None, wire.SELF_ECHO))
-        self.assertEqual(wire.classify(encoded, uuid.UUID(int=instance.int ^ 1)), (message, None))
+        self.assertEqual(dispatch.classify(encoded, instance)[:2], (None, dispatch.SELF_ECHO))
+        other = uuid.UUID(int=instance.int ^ 1)
+        self.assertEqual(dispatch.classify(encoded, other)[:2], (message, None))
 
     @hypothesis_settings(max_examples=200, deadline=None)
     @given(tenant=ids, conversation=ids, watermark=u64, instance=st.uuids())

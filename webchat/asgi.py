@@ -22,12 +22,18 @@ from webchat.checks import refuse_broken_settings  # noqa: E402
 refuse_broken_settings()
 
 from notifier.asgi import with_backplane  # noqa: E402
+from webchat.forwarded import TrustedProxies  # noqa: E402
 from webchat.ops import OpsEndpoints  # noqa: E402
 from webchat.routing import websocket_application  # noqa: E402
 
-# OpsEndpoints answers /healthz, /readyz and /metrics before Django (see webchat/ops.py).
+# OpsEndpoints answers /healthz, /readyz and /metrics before Django (see webchat/ops.py);
+# TrustedProxies first resolves the real client behind a proxy (webchat/forwarded.py).
 application = with_backplane(
-    OpsEndpoints(ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application}))
+    TrustedProxies(
+        OpsEndpoints(
+            ProtocolTypeRouter({"http": django_asgi_app, "websocket": websocket_application})
+        )
+    )
 )
 
 # Last, once the code is loaded: keep the long-lived heap out of full GC collections

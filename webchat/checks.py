@@ -1,7 +1,8 @@
 """webchat's system checks: its ``WEBCHAT_*`` settings, and production settings.
 
-``check_settings`` reports every mistake :mod:`webchat.conf` finds (``webchat.E001``-``E007``,
-``E020``-``E023``, ``E040``-``E041``); ``webchat/asgi.py`` refuses to serve while there is one.
+``check_settings`` reports every mistake :mod:`webchat.conf` finds (``webchat.E001``-``E008``,
+``E020``-``E024``, ``E040``-``E041``, ``E150``); ``webchat/asgi.py`` refuses to serve while
+there is one.
 
 Production settings must be real before the service starts.
 
@@ -18,7 +19,7 @@ runs the checks: an ordinary check keyed on DEBUG would fail every development t
 import logging
 
 from django.conf import settings
-from django.core.checks import Error
+from django.core.checks import Error, Warning
 from django.core.exceptions import ImproperlyConfigured
 
 from .conf import get_settings
@@ -139,6 +140,28 @@ def refuse_broken_settings():
 def check_production_settings(app_configs=None, **kwargs):
     """The deploy check: called by ``manage.py check --deploy``."""
     return production_errors()
+
+
+#: The admin prefix scanners try first.
+DEFAULT_ADMIN_PATH = "admin/"
+
+
+def check_admin_exposure(app_configs=None, **kwargs):
+    """``webchat.W106`` when the admin is served at ``/admin/``: the login page and its
+    password guessing are one well-known URL away from anyone (HSTS, SSL redirect and
+    secure cookies are Django's own deploy checks, security.W004/W008/W012/W016)."""
+    try:
+        path = get_settings().admin_path
+    except ImproperlyConfigured:
+        return []  # check_settings reports it (webchat.E008)
+    if path != DEFAULT_ADMIN_PATH:
+        return []
+    return [Warning(
+        "The admin is served at /admin/, the first path scanners try.",
+        hint="Set WEBCHAT_ADMIN_PATH to an unguessable prefix (e.g. 'ops-<random>/'), or to "
+        "'' to serve no admin, and allow it only from the operators' network at the proxy.",
+        id="webchat.W106",
+    )]
 
 
 def refuse_unsafe_production():

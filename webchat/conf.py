@@ -7,9 +7,10 @@
     settings.max_poll_activities  # validated on first read, kept until a setting changes
 
 Nothing is read at import time. The snapshot is built on first use and dropped when a test
-changes a ``WEBCHAT_*`` setting (``setting_changed``). Each property validates its value and
-raises :class:`InvalidWebchatConfiguration` carrying the id of the system check that reports
-the same mistake: ``webchat.checks.check_settings`` reads every property, so ``manage.py
+changes a ``WEBCHAT_*`` setting (``setting_changed``). Each property validates its value
+(the validators are in :mod:`webchat.conf_base`) and raises
+:class:`InvalidWebchatConfiguration` carrying the id of the system check that reports the
+same mistake: ``webchat.checks.check_settings`` reads every property, so ``manage.py
 check`` and the code that uses a value share one validator, and ``webchat/asgi.py`` refuses
 to serve with a broken setting rather than failing request after request.
 (``WEBCHAT_NOTIFIER`` is the notifier app's: ``notifier.conf``.)
@@ -24,15 +25,18 @@ Adding a key (the only steps):
 3. Document it in the README and test a bad value (``tests/test_webchat_conf.py``).
 """
 
-import functools
 import ipaddress
+import os
 
-from django.conf import settings as django_settings
-from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.dispatch import receiver
 from django.utils.functional import cached_property
 from django.utils.module_loading import import_string
+
+from .conf_base import InvalidWebchatConfiguration, SettingsSnapshot
+
+__all__ = ["DEFAULTS", "InvalidWebchatConfiguration", "WebchatSettings", "get_settings",
+           "settings"]
 
 MIB = 1024 * 1024
 
@@ -46,7 +50,13 @@ DEFAULTS = {
     "WEBCHAT_RETENTION_DAYS": None,  # apply_retention deletes what is older; None: keep all
     "WEBCHAT_DEMO_PEERS": [],  # base URLs of replicas the demo page links to
     "WEBCHAT_GC_FREEZE": True,  # webchat/gc_freeze.py
-    "WEBCHAT_TOKEN_SIGNING_KEY": None,  # None: SECRET_KEY (refused in production, E102)
+    "WEBCHAT_TOKEN_SIGNING_KEY": None,  # None: the dev key (refused in production, E102)
+    "WEBCHAT_DEV_KEY_FILE": None,  # the per-install dev signing key (webchat/dev_key.py)
+    "WEBCHAT_TOKENS": {
+        "TTL": 1800,  # seconds a token lives after it is issued or renewed (the seed's)
+        "MAX_SESSION": 86_400,  # seconds after a session's first token: no renewal past it
+    },
+    "WEBCHAT_ADMIN_PATH": "admin/",  # where the admin is served; None: nowhere
     "WEBCHAT_DIRECTLINE": {
         "MAX_ACTIVITY_BYTES": 256 * 1024,  # a posted activity's JSON (and an upload's)
         "MAX_FILE_BYTES": 4 * MIB,  # each uploaded file
@@ -54,6 +64,7 @@ DEFAULTS = {
         "MAX_POLL_ACTIVITIES": 1000,  # activities in one poll or bot API page
         "MAX_POLL_BYTES": 4 * MIB,  # JSON of the activities in one page (at least one)
         "DB_THREADS": 4,  # threads (and connections) serving the API
+        "RESERVED_USER_NAMES": ["Bot"],  # names a user may not display as (the bot's)
     },
     "WEBCHAT_STREAM": {
         "MAX_SOCKETS_PER_TENANT": 1000,  # open sockets of one tenant on this replica
@@ -97,9 +108,11 @@ DEFAULTS = {
     },
     "WEBCHAT_METRICS": {
         "ENABLED": True,  # False: /metrics answers 404
-        "ALLOWED_IPS": None,  # None: everyone with DEBUG on, loopback only with DEBUG off
-        "TOKEN": None,  # "Authorization: Bearer <TOKEN>" is allowed from anywhere
+        "ALLOWED_IPS": None,  # None: from anywhere (with DEBUG off the token is still needed)
+        "TOKEN": None,  # "Authorization: Bearer <TOKEN>"; required with DEBUG off
     },
+    # Proxies whose X-Forwarded-For / -Proto are believed (webchat/forwarded.py); []: none.
+    "WEBCHAT_TRUSTED_PROXIES": ["127.0.0.0/8", "::1"],
 }
 
 #: The check id of each dict setting: not a dict, unknown keys, and bad values by default.
@@ -109,119 +122,25 @@ CHECK_IDS = {
     "WEBCHAT_LIMITS": "webchat.E040",
     "WEBCHAT_METRICS": "webchat.E020",
     "WEBCHAT_SEED": "webchat.E150",
+    "WEBCHAT_TOKENS": "webchat.E050",
 }
 
 METRICS_TOKEN_MIN_LENGTH = 16
+#: The seed's bounds for GREENTIC_DIRECTLINE_TOKEN_TTL_SECS (directline_session.rs). The
+#: setting may go under the lower one, for tests only (the webchat.W050 check says so).
+SEED_MIN_TTL, MAX_TTL = 60, 604_800
+#: A year: sessions are bounded, whatever the setting.
+MAX_MAX_SESSION = 366 * 86_400
 
 #: The rate keys of WEBCHAT_LIMITS: ``<ACTION>_PER_<SCOPE>`` (webchat/throttle.py).
 RATE_KEYS = tuple(key for key in DEFAULTS["WEBCHAT_LIMITS"] if "_PER_" in key)
 
 
-class InvalidWebchatConfiguration(ImproperlyConfigured):
-    """A ``WEBCHAT_*`` setting holds a value webchat cannot use.
-
-    ``check_id`` is the system check reporting the same mistake; ``hint`` says the fix.
-    """
-
-    def __init__(self, message, *, hint, check_id, setting):
-        super().__init__(message)
-        self.hint = hint
-        self.check_id = check_id
-        self.setting = setting
-
-
-class WebchatSettings:
+class WebchatSettings(SettingsSnapshot):
     """One snapshot of the ``WEBCHAT_*`` settings; each property is validated on first read."""
 
-    def __init__(self, raw):
-        self.raw = raw  # {setting name: configured value}, absent when not configured
-
-    @classmethod
-    def from_django(cls):
-        """Read Django's settings now (called lazily by :func:`get_settings`)."""
-        return cls({
-            name: getattr(django_settings, name)
-            for name in DEFAULTS
-            if hasattr(django_settings, name)
-        })
-
-    # Validators: each names the setting (and key) and raises with the check id.
-
-    def _error(self, setting, message, hint, check_id=None):
-        return InvalidWebchatConfiguration(
-            message, hint=hint, check_id=check_id or CHECK_IDS[setting], setting=setting
-        )
-
-    def _dict(self, setting):
-        """The dict setting over its defaults (its check id when it is not a dict)."""
-        configured = self.raw.get(setting)
-        if configured is None:
-            return DEFAULTS[setting]
-        known = DEFAULTS[setting]
-        if not isinstance(configured, dict):
-            raise self._error(
-                setting,
-                f"{setting} must be a dict, not {type(configured).__name__}.",
-                f"E.g. {setting} = {{{next(iter(known))!r}: {next(iter(known.values()))!r}}}.",
-            )
-        return {**known, **configured}
-
-    def _unknown_keys(self, setting):
-        """Raise when the dict setting has keys nobody reads: a typo would otherwise leave
-        the default silently in force (checked by ``errors()``, at startup)."""
-        configured = self.raw.get(setting)
-        if not isinstance(configured, dict):
-            return
-        unknown = sorted(str(key) for key in configured if key not in DEFAULTS[setting])
-        if unknown:
-            raise self._error(
-                setting,
-                f"{setting} has unknown key(s) {unknown}; known: {sorted(DEFAULTS[setting])}.",
-                "Fix the spelling; the README lists each key.",
-            )
-
-    def _value(self, setting, key=None):
-        if key is None:
-            return self.raw.get(setting, DEFAULTS[setting])
-        return self._dict(setting)[key]
-
-    @staticmethod
-    def _name(setting, key):
-        return setting if key is None else f"{setting}[{key!r}]"
-
-    def _positive_int(self, setting, key=None, check_id=None):
-        value = self._value(setting, key)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            default = DEFAULTS[setting][key] if key else DEFAULTS[setting]
-            raise self._error(
-                setting,
-                f"{self._name(setting, key)} must be a positive integer, not {value!r}.",
-                f"Remove it to use {default!r}.",
-                check_id,
-            )
-        return value
-
-    def _positive_number(self, setting, key=None, check_id=None):
-        value = self._value(setting, key)
-        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1e9:
-            raise self._error(
-                setting,
-                f"{self._name(setting, key)} must be a positive number, not {value!r}.",
-                "Use a number of seconds, e.g. 300.",
-                check_id,
-            )
-        return value
-
-    def _bool(self, setting, key=None, check_id=None):
-        value = self._value(setting, key)
-        if not isinstance(value, bool):
-            raise self._error(
-                setting,
-                f"{self._name(setting, key)} must be True or False, not {value!r}.",
-                "In the environment, use 1 or 0.",
-                check_id,
-            )
-        return value
+    defaults = DEFAULTS
+    check_ids = CHECK_IDS
 
     # WEBCHAT_BOT*: the in-process bot (webchat/bot.py).
 
@@ -291,6 +210,18 @@ class WebchatSettings:
     @cached_property
     def max_poll_bytes(self):
         return self._positive_int("WEBCHAT_DIRECTLINE", "MAX_POLL_BYTES")
+
+    @cached_property
+    def reserved_user_names(self):
+        """Display names a user may not take (compared folded: ``views.payloads``)."""
+        names = self._value("WEBCHAT_DIRECTLINE", "RESERVED_USER_NAMES")
+        if isinstance(names, str) or not isinstance(names, list | tuple) or not all(
+            isinstance(name, str) and name.strip() for name in names
+        ):
+            raise self._error("WEBCHAT_DIRECTLINE", "WEBCHAT_DIRECTLINE['RESERVED_USER_NAMES'] "
+                              f"must be a list of names, not {names!r}.",
+                              'E.g. ["Bot", "Support"]: the names your bots display.')
+        return tuple(names)
 
     @cached_property
     def db_threads(self):
@@ -459,6 +390,26 @@ class WebchatSettings:
             )
         return token
 
+    # WEBCHAT_TRUSTED_PROXIES: whose forwarded headers are believed (E024).
+
+    @cached_property
+    def trusted_proxies(self):
+        """The trusted proxies' networks, a tuple (E024, webchat/forwarded.py)."""
+        configured = self._value("WEBCHAT_TRUSTED_PROXIES")
+        hint = 'A list of IPs or networks, e.g. ["127.0.0.1", "10.0.0.0/8"]; [] trusts none.'
+        if isinstance(configured, str) or not isinstance(configured, list | tuple):
+            raise self._error("WEBCHAT_TRUSTED_PROXIES", "WEBCHAT_TRUSTED_PROXIES must be a "
+                              f"list, not {configured!r}.", hint, "webchat.E024")
+        networks = []
+        for entry in configured:
+            try:
+                networks.append(ipaddress.ip_network(str(entry).strip(), strict=False))
+            except ValueError:
+                raise self._error("WEBCHAT_TRUSTED_PROXIES", "WEBCHAT_TRUSTED_PROXIES holds "
+                                  f"{entry!r}, not an IP address or network.", hint,
+                                  "webchat.E024") from None
+        return tuple(networks)
+
     # WEBCHAT_SEED: the seed's URL layout (E150, webchat/tenant_paths.py).
 
     @cached_property
@@ -505,7 +456,7 @@ class WebchatSettings:
 
     @cached_property
     def token_signing_key(self):
-        """The key Direct Line tokens are signed with, or None: fall back to SECRET_KEY
+        """The key Direct Line tokens are signed with, or None: the development key
         (E007 when not a string; production strength is deploy check E102)."""
         key = self._value("WEBCHAT_TOKEN_SIGNING_KEY")
         if key is not None and not isinstance(key, str):
@@ -515,25 +466,57 @@ class WebchatSettings:
                               "webchat.E007")
         return key or None
 
-    # For the system check.
+    # WEBCHAT_TOKENS: token lifetimes (E050, webchat/tokens.py, README "Token lifecycle").
 
-    @classmethod
-    def property_names(cls):
-        """Every validated value, in definition order (read by ``check_settings``)."""
-        return [name for name, attr in vars(cls).items() if isinstance(attr, cached_property)]
+    @cached_property
+    def token_ttl(self):
+        ttl = self._positive_int("WEBCHAT_TOKENS", "TTL")
+        if ttl > MAX_TTL:
+            raise self._error("WEBCHAT_TOKENS", f"WEBCHAT_TOKENS['TTL'] is {ttl}: at most "
+                              f"{MAX_TTL} s (a week).", f"Use {MAX_TTL} or less.")
+        return ttl
 
-    def errors(self):
-        """Every distinct :class:`InvalidWebchatConfiguration` the properties raise."""
-        found = {}
-        reads = [functools.partial(getattr, self, name) for name in self.property_names()]
-        reads += [functools.partial(self._unknown_keys, setting) for setting in CHECK_IDS]
-        for read in reads:
-            try:
-                read()
-            except InvalidWebchatConfiguration as exc:
-                found.setdefault((exc.check_id, str(exc)), exc)
-        return list(found.values())
+    @cached_property
+    def token_max_session(self):
+        longest = self._positive_int("WEBCHAT_TOKENS", "MAX_SESSION")
+        if longest > MAX_MAX_SESSION:
+            raise self._error("WEBCHAT_TOKENS", f"WEBCHAT_TOKENS['MAX_SESSION'] is {longest}: "
+                              f"at most {MAX_MAX_SESSION} s (a year).",
+                              f"Use {MAX_MAX_SESSION} or less.")
+        if longest < self.token_ttl:
+            raise self._error("WEBCHAT_TOKENS", f"WEBCHAT_TOKENS['MAX_SESSION'] ({longest} s) "
+                              f"is shorter than 'TTL' ({self.token_ttl} s).",
+                              "A session must outlive its first token.")
+        return longest
 
+    @cached_property
+    def token_touch_every(self):
+        """Seconds between two writes of a conversation's ``last_seen``: a tenth of the TTL,
+        so the sliding window is never short by more than that, at one write per interval."""
+        return max(1, self.token_ttl // 10)
+
+    @cached_property
+    def dev_key_file(self):
+        """Where the development signing key lives, or None (E051)."""
+        path = self._value("WEBCHAT_DEV_KEY_FILE")
+        if path is not None and not isinstance(path, str | os.PathLike):
+            raise self._error("WEBCHAT_DEV_KEY_FILE", "WEBCHAT_DEV_KEY_FILE must be a path, "
+                              f"not {type(path).__name__}.", "Or None.", "webchat.E051")
+        return None if path is None else os.fspath(path)
+
+    # WEBCHAT_ADMIN_PATH.
+
+    @cached_property
+    def admin_path(self):
+        """The admin's URL prefix ("ops-7f3a/"), or None when it is not served (E008)."""
+        value = self._value("WEBCHAT_ADMIN_PATH")
+        if value in (None, ""):
+            return None
+        if not isinstance(value, str) or value.startswith("/") or not value.endswith("/"):
+            raise self._error("WEBCHAT_ADMIN_PATH", "WEBCHAT_ADMIN_PATH must be a path such as "
+                              f"'ops-7f3a/' (no leading slash, a trailing one), not {value!r}.",
+                              "Or None to serve no admin.", "webchat.E008")
+        return value
 
 _cached = None
 

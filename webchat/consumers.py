@@ -20,9 +20,10 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 4404  no such conversation, no such tenant in the path (or no such stream path)
 4408  idle: no client frame and nothing sent for ``IDLE_TIMEOUT`` seconds
 4413  replay cut: more than ``MAX_REPLAY`` activities missed. The first ``MAX_REPLAY``
-      are sent, then the frame ``{"error": "replay_too_large"}``; reconnecting with the
-      last watermark received (directlinejs does) gets the next ones.
-4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``)
+      are sent, then the socket closes; reconnecting with the last watermark received
+      (directlinejs does) gets the next ones.
+4419  token expired (refresh it: ``POST /v3/directline/tokens/refresh``), revoked, or its
+      session past its maximum lifetime (README "Token lifecycle")
 4429  too many sockets on this replica for the conversation, the user, the client IP or the
       tenant, or sockets opened too fast (``webchat.throttle``: per token, IP, tenant)
 4500  the stream failed on the server (e.g. the database); reconnect with the last watermark
@@ -33,11 +34,13 @@ becomes a bare HTTP 403): no group is joined, nothing is read or sent.
 Idle: only what this consumer sees counts as activity, i.e. client frames (Direct Line
 clients send an empty frame every 20 s) and frames sent to the client. daphne's protocol
 pings are invisible here; they detect dead peers on their own (``--ping-timeout``).
+
+An open stream keeps its conversation alive for sliding token renewal, and closes with 4419
+once its token's session is revoked or over (:mod:`webchat.stream_seen`).
 """
 
 import asyncio
 import contextlib
-import json
 import logging
 import re
 from enum import IntEnum
@@ -50,7 +53,7 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from notifier.events import group_name
 from notifier.tasks import cancel_and_wait
 
-from . import queries
+from . import queries, tokens
 from .catch_up import catch_up
 from .conf import settings
 from .limits import socket_slots
@@ -58,6 +61,7 @@ from .metrics import stream_stats
 from .pages import stream_page
 from .stream_auth import offered_token, stream_token
 from .stream_reads import shared_reads, stream_db
+from .stream_seen import LastSeen
 from .tenant_paths import path_tenant_refusal
 from .throttle import ahit
 from .tokens import TokenError, read_token
@@ -92,9 +96,17 @@ def parse_watermark(raw: str | None) -> int | None:
 
 
 def _conversation_state(conversation_id: str):
-    """Return ``(tenant_id, watermark)`` of a conversation, or None."""
+    """Return ``(tenant_id, watermark, last_seen, tenant token epoch)`` of a conversation,
+    or None."""
     conversation = queries.conversation(conversation_id)
-    return None if conversation is None else (conversation.tenant_id, conversation.watermark)
+    if conversation is None:
+        return None
+    return (
+        conversation.tenant_id,
+        conversation.watermark,
+        conversation.last_seen,
+        conversation.tenant_token_epoch,
+    )
 
 
 class StreamConsumer(AsyncWebsocketConsumer):
@@ -119,6 +131,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self._joined_at = 0.0
         self._idle_timer: asyncio.TimerHandle | None = None
         self._last_activity = 0.0
+        self._seen: LastSeen | None = None
 
     async def __call__(self, scope, receive, send):
         # Whatever ends the consumer (disconnect, cancellation by the server), the socket's
@@ -185,6 +198,10 @@ class StreamConsumer(AsyncWebsocketConsumer):
             refusal = await stream_db(path_tenant_refusal, path_tenant, tenant_id)
             if refusal is not None:
                 return await self._refuse(CloseCode(refusal[0]), refusal[1])
+        try:
+            tokens.check_session(claims, state[3], state[2])
+        except TokenError:
+            return await self._refuse(CloseCode.TOKEN_EXPIRED, "token revoked or session over")
         if watermark > current:
             return await self._refuse(CloseCode.BAD_WATERMARK, "watermark ahead of conversation")
         if current - watermark > settings.max_replay:
@@ -221,6 +238,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         self.cursor, self.wanted = watermark, current
         self._touch()
         self._arm_idle_timer()
+        self._seen = LastSeen(claims, state[2])
+        self._seen.note()
         # The first read always runs, even with nothing announced yet: an activity committed
         # between reading the conversation above and joining the group was announced to no one.
         self._reader = asyncio.create_task(self._drain(first=True))
@@ -228,6 +247,9 @@ class StreamConsumer(AsyncWebsocketConsumer):
     async def websocket_receive(self, message):
         """Called for each client frame: empty pings and anything else are only liveness."""
         self._touch()
+        if self._seen is not None and not self._closing and not self._seen.note():
+            logger.info("Stream's token revoked or session over: closing")
+            return await self._close_with(CloseCode.TOKEN_EXPIRED, "token revoked or session over")
         text = message.get("text")
         if text is not None:
             if not text:
@@ -322,7 +344,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 if self._replay_end is not None and (
                     self.cursor >= self._replay_end or not page.parts
                 ):
-                    await self.send(text_data=json.dumps({"error": "replay_too_large"}))
+                    # No {"error": ...} frame: a frame that is not an ActivitySet ends a
+                    # directlinejs client's stream for good (../shared/directline.md).
                     return await self._close_with(CloseCode.REPLAY_TOO_LARGE, "replay cut")
         except asyncio.CancelledError:
             raise
@@ -356,7 +379,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self._arm_idle_timer()
             renew_after = getattr(self.channel_layer, "group_expiry", 86400) / 2
             renewing = self._rejoiner is not None and not self._rejoiner.done()
-            if loop.time() - self._joined_at >= renew_after and not renewing:
+            joined = self.group is not None  # a replay-cut socket joins no group
+            if joined and loop.time() - self._joined_at >= renew_after and not renewing:
                 self._rejoiner = loop.create_task(self._renew_membership())
             return
         logger.info("Stream idle for %s s: closing", settings.idle_timeout)
@@ -400,6 +424,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self._seen is not None:
+            await self._seen.aclose()
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
             self.group = None

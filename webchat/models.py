@@ -7,7 +7,8 @@ numbered 1, 2, 3... without gaps. The database is the truth: notifications only 
 import hashlib
 import secrets
 
-from django.db import models
+from django.db import models, transaction
+from django.db.models import F
 from django.utils.text import slugify
 
 
@@ -29,6 +30,9 @@ class Tenant(models.Model):
     created = models.DateTimeField(auto_now_add=True)
     #: Bytes of uploaded files stored for the tenant (``webchat.quota``).
     upload_bytes = models.BigIntegerField(default=0)
+    #: Every token carries the epoch of its session's start; bumping it revokes them all
+    #: (webchat/tokens.py). Bumped when a secret is revoked.
+    token_epoch = models.PositiveIntegerField(default=0)
 
     def __str__(self):
         return self.name
@@ -39,6 +43,11 @@ class Tenant(models.Model):
         if update_fields is not None and "name" in update_fields:
             kwargs["update_fields"] = {*update_fields, "slug"}
         super().save(*args, **kwargs)
+
+    def revoke_tokens(self) -> None:
+        """End every session of this tenant: its tokens are refused from now on."""
+        Tenant.objects.filter(pk=self.pk).update(token_epoch=F("token_epoch") + 1)
+        self.refresh_from_db(fields=["token_epoch"])
 
     def add_secret(self) -> str:
         """Create a new Direct Line secret for this tenant; return it (it is stored hashed)."""
@@ -56,6 +65,19 @@ class TenantSecret(models.Model):
     def __str__(self):
         return f"{self.tenant} secret {self.secret_hash[:8]}…"
 
+    def save(self, *args, **kwargs):
+        """Revoking a secret (here, in the admin, or with ``create_tenant --revoke-old``)
+        also revokes its tenant's tokens: tokens do not record which secret minted them."""
+        with transaction.atomic():
+            newly_revoked = (
+                self.revoked
+                and self.pk is not None
+                and TenantSecret.objects.filter(pk=self.pk, revoked=False).exists()
+            )
+            super().save(*args, **kwargs)
+            if newly_revoked:
+                self.tenant.revoke_tokens()
+
     @classmethod
     def tenant_for(cls, secret: str):
         """Return the tenant that owns ``secret`` (not revoked), or None."""
@@ -72,6 +94,9 @@ class Conversation(models.Model):
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="conversations")
     watermark = models.BigIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
+    #: Unix time a client last used the conversation (written at most every tenth of the
+    #: token TTL): while it is under a TTL old, an expired token of it is still accepted.
+    last_seen = models.BigIntegerField(default=0)
 
     def __str__(self):
         return self.id
@@ -83,6 +108,9 @@ class Activity(models.Model):
     )
     sequence = models.BigIntegerField()
     data = models.JSONField()
+    # Bytes of ``data`` as sent (``webchat.pages.encode``), so a page is cut by bytes without
+    # reading the rows it leaves out. None for rows written before the column: measured then.
+    size = models.BigIntegerField(null=True, blank=True, editable=False)
     created = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -92,6 +120,11 @@ class Activity(models.Model):
             models.UniqueConstraint(
                 fields=["conversation", "sequence"], name="unique_activity_sequence"
             )
+        ]
+        # Covers the size scan of a page (webchat.queries.ACTIVITIES_PAGE): the rows a page
+        # leaves out are never read, and their data (before size in the row) never walked.
+        indexes = [
+            models.Index(fields=["conversation", "sequence", "size"], name="activity_page_sizes")
         ]
 
     def __str__(self):

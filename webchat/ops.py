@@ -12,8 +12,11 @@ HTTP metrics. ``webchat/asgi.py`` wraps the router with :class:`OpsEndpoints` in
   the database answers ``SELECT 1`` (within 2 s) and, with the Redis backend, the listener is
   subscribed and a probe made a round trip through Redis within the last 3 s
   (:func:`notifier.health.backplane_status`). Else 503 ``{"status": "unavailable",
-  "problems": ["database: ...", "backplane: ..."], "checks": {...}}``. A fresh process waits
-  up to 2 s for its listener's first round trip before answering.
+  "problems": ["database: unavailable", "backplane: unavailable"], "checks": {...}}``. A
+  fresh process waits up to 2 s for its listener's first round trip before answering.
+  The reasons (driver errors name hosts and roles, the backplane's its channel and Redis
+  errors) are logged at WARNING and shown only to callers ``WEBCHAT_METRICS`` lets read
+  ``/metrics``; anyone else gets ``{"ok": bool}`` per check and generic problems.
 * ``GET /status``: 200 ``{"status": "running"}``, the seed's liveness answer (greentic-start
   serves it beside its ``/healthz`` and ``/readyz``), for the seed's monitors.
 * ``GET /metrics``: the Prometheus text exposition of :data:`webchat.metrics.REGISTRY`, if
@@ -80,6 +83,16 @@ async def readiness():
     return True, {"status": "ready", "checks": checks}
 
 
+def public_readiness(body):
+    """``body`` without the reasons and details: what anyone may see of ``/readyz``."""
+    checks = {name: {"ok": check["ok"]} for name, check in body["checks"].items()}
+    public = {"status": body["status"], "checks": checks}
+    if "problems" in body:
+        public["problems"] = [f"{name}: unavailable" for name, check in checks.items()
+                              if not check["ok"]]
+    return public
+
+
 class OpsEndpoints:
     """ASGI middleware: answers the four paths above, passes everything else on."""
 
@@ -105,6 +118,8 @@ class OpsEndpoints:
             ready, body = await readiness()
             if not ready:
                 logger.warning("not ready: %s", "; ".join(body["problems"]))
+            if authorize(scope) is not None:
+                body = public_readiness(body)
             return await _respond(send, 200 if ready else 503, _json(body), head=head)
         refusal = authorize(scope)
         if refusal is not None:

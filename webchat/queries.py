@@ -10,7 +10,8 @@ database vendor, and run on Django's cursor, so Django's connection handling, tr
 ``get_db_prep_save`` and ``from_db_value``, as the ORM would, so SQLite and PostgreSQL store
 and read exactly what they did through the ORM. Everything else uses the ORM.
 
-Templates name tables as ``{Model}`` and columns as ``{Model.field}``.
+Templates name tables as ``{Model}`` and columns as ``{Model.field}``, or as
+``{Model:field}`` qualified with the table (for joins).
 """
 
 import re
@@ -18,10 +19,10 @@ import re
 from django.db import DEFAULT_DB_ALIAS, connections
 from django.utils import timezone
 
-from .models import Activity, Conversation, TenantSecret
+from .models import Activity, Conversation, Tenant, TenantSecret
 
-_MODELS = {model.__name__: model for model in (Activity, Conversation, TenantSecret)}
-_NAME = re.compile(r"\{(\w+)(?:\.(\w+))?\}")
+_MODELS = {model.__name__: model for model in (Activity, Conversation, Tenant, TenantSecret)}
+_NAME = re.compile(r"\{(\w+)(?:([.:])(\w+))?\}")
 _ACTIVITY_DATA = Activity._meta.get_field("data")
 _ACTIVITY_CREATED = Activity._meta.get_field("created")
 
@@ -50,7 +51,10 @@ def _render_for(template: str, connection) -> str:
         model = _MODELS[match.group(1)]
         if match.group(2) is None:
             return quote(model._meta.db_table)
-        return quote(model._meta.get_field(match.group(2)).column)
+        column = quote(model._meta.get_field(match.group(3)).column)
+        if match.group(2) == ":":
+            return f"{quote(model._meta.db_table)}.{column}"
+        return column
 
     sql = _NAME.sub(name, template)
     if sql.endswith(" FOR UPDATE") and not connection.features.has_select_for_update:
@@ -68,17 +72,31 @@ def run(template: str, params, using=None):
 
 
 TENANT_FOR_SECRET = (
-    "SELECT {TenantSecret.tenant} FROM {TenantSecret}"
-    " WHERE {TenantSecret.secret_hash} = %s AND {TenantSecret.revoked} = %s"
+    "SELECT {TenantSecret:tenant}, {Tenant:token_epoch} FROM {TenantSecret}"
+    " INNER JOIN {Tenant} ON {Tenant:id} = {TenantSecret:tenant}"
+    " WHERE {TenantSecret:secret_hash} = %s AND {TenantSecret:revoked} = %s"
 )
-CONVERSATION = (
+_CONVERSATION_ROW = (
     "SELECT {Conversation.id}, {Conversation.tenant}, {Conversation.watermark}"
     " FROM {Conversation} WHERE {Conversation.id} = %s"
 )
-LOCK_CONVERSATION = CONVERSATION + " FOR UPDATE"
+# With what a token's session needs (webchat/tokens.py check_session). The lock below stays
+# on the conversation's row alone: FOR UPDATE over the join would lock the tenant's row too,
+# serialising every post of the tenant.
+CONVERSATION = (
+    "SELECT {Conversation:id}, {Conversation:tenant}, {Conversation:watermark},"
+    " {Conversation:last_seen}, {Tenant:token_epoch}"
+    " FROM {Conversation} INNER JOIN {Tenant} ON {Tenant:id} = {Conversation:tenant}"
+    " WHERE {Conversation:id} = %s"
+)
+LOCK_CONVERSATION = _CONVERSATION_ROW + " FOR UPDATE"
+TOUCH_CONVERSATION = (
+    "UPDATE {Conversation} SET {Conversation.last_seen} = %s"
+    " WHERE {Conversation.id} = %s AND {Conversation.last_seen} < %s"
+)
 INSERT_ACTIVITY = (
     "INSERT INTO {Activity} ({Activity.conversation}, {Activity.sequence}, {Activity.data},"
-    " {Activity.created}) VALUES (%s, %s, %s, %s)"
+    " {Activity.size}, {Activity.created}) VALUES (%s, %s, %s, %s, %s)"
 )
 SET_WATERMARK = (
     "UPDATE {Conversation} SET {Conversation.watermark} = %s WHERE {Conversation.id} = %s"
@@ -88,54 +106,68 @@ BUMP_WATERMARK = (
     " WHERE {Conversation.id} = %s"
     " RETURNING {Conversation.id}, {Conversation.tenant}, {Conversation.watermark}"
 )
-#: Bytes of a stored activity's JSON, per vendor (SQLite stores it as ASCII-escaped text,
-#: as it is sent; PostgreSQL's jsonb prints unescaped UTF-8, up to 3x shorter than sent).
+#: Bytes of an activity's JSON: its ``size`` as written, else measured (rows from before the
+#: column; SQLite stores ASCII-escaped text, as sent; PostgreSQL's jsonb prints unescaped
+#: UTF-8, up to 3x shorter than sent: ``webchat.pages`` cuts again by what it encodes).
 _SIZE_OF_DATA = {
-    "sqlite": "LENGTH({Activity.data})",
-    "postgresql": "OCTET_LENGTH({Activity.data}::text)",
+    "sqlite": "COALESCE({Activity.size}, LENGTH({Activity.data}))",
+    "postgresql": "COALESCE({Activity.size}, OCTET_LENGTH({Activity.data}::text))",
 }
 # The rows after the watermark, at most LIMIT, up to the first one that reaches the byte
 # budget: the window sums the sizes of the rows before each one, and only over the LIMIT
 # rows picked first, so a long backlog costs no more than a page.
 ACTIVITIES_PAGE = (
-    "SELECT {Activity.sequence}, {Activity.data}, size FROM ("
-    "SELECT {Activity.sequence}, {Activity.data}, size, SUM(size) OVER (ORDER BY"
-    " {Activity.sequence} ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before FROM ("
-    "SELECT {Activity.sequence}, {Activity.data}, {SIZE} AS size FROM {Activity}"
+    "SELECT {Activity.sequence}, {Activity.data}, nbytes FROM {Activity} JOIN ("
+    "SELECT seq, nbytes, SUM(nbytes) OVER (ORDER BY seq ROWS BETWEEN UNBOUNDED PRECEDING"
+    " AND 1 PRECEDING) AS nbefore FROM ("
+    "SELECT {Activity.sequence} AS seq, {SIZE} AS nbytes FROM {Activity}"
     " WHERE {Activity.conversation} = %s AND {Activity.sequence} > %s"
     " AND {Activity.sequence} <= %s ORDER BY {Activity.sequence} LIMIT %s) AS picked"
-    ") AS page WHERE before IS NULL OR before < %s ORDER BY {Activity.sequence}"
+    ") AS page ON {Activity.conversation} = %s AND {Activity.sequence} = seq"
+    " WHERE nbefore IS NULL OR nbefore < %s ORDER BY {Activity.sequence}"
 )
-ACTIVITIES_SINCE = (
-    "SELECT {Activity.sequence}, {Activity.data} FROM {Activity}"
-    " WHERE {Activity.conversation} = %s AND {Activity.sequence} > %s"
-    " ORDER BY {Activity.sequence}"
-)
+
+
+def tenant_for_secret(secret_hash: str, using=None) -> tuple[int, int] | None:
+    """``(tenant id, its token epoch)`` for the (not revoked) secret with this hash, or None."""
+    rows = run(TENANT_FOR_SECRET, [secret_hash, False], using)
+    return tuple(rows[0]) if rows else None
 
 
 def tenant_id_for_secret(secret_hash: str, using=None):
     """The id of the tenant owning the (not revoked) secret with this hash, or None."""
-    rows = run(TENANT_FOR_SECRET, [secret_hash, False], using)
-    return rows[0][0] if rows else None
+    found = tenant_for_secret(secret_hash, using)
+    return found[0] if found else None
 
 
 def conversation(conversation_id: str, using=None) -> Conversation | None:
-    """The conversation with its ``id``, ``tenant_id`` and ``watermark`` loaded (``created``
-    is deferred, as with ``.only()``), or None."""
+    """The conversation with its ``id``, ``tenant_id``, ``watermark`` and ``last_seen``
+    loaded (``created`` is deferred, as with ``.only()``), and its tenant's token epoch as
+    ``tenant_token_epoch`` (as an annotation would), or None."""
     rows = run(CONVERSATION, [conversation_id], using)
     if not rows:
         return None
-    fields = ["id", "tenant_id", "watermark"]
-    return Conversation.from_db(using or DEFAULT_DB_ALIAS, fields, rows[0])
+    fields = ["id", "tenant_id", "watermark", "last_seen"]
+    found = Conversation.from_db(using or DEFAULT_DB_ALIAS, fields, rows[0][:4])
+    found.tenant_token_epoch = rows[0][4]
+    return found
 
 
-def insert_activity(conversation_id: str, sequence: int, data: dict, using=None):
-    """Store one activity row (inside the caller's transaction)."""
+def touch_conversation(conversation_id: str, seen_at: int, using=None) -> None:
+    """Record that a client used the conversation at ``seen_at`` (Unix seconds); never moves
+    ``last_seen`` back."""
+    run(TOUCH_CONVERSATION, [seen_at, conversation_id, seen_at], using)
+
+
+def insert_activity(conversation_id: str, sequence: int, data: dict, size: int, using=None):
+    """Store one activity row, ``size`` the bytes of its JSON as sent (inside the caller's
+    transaction)."""
     connection = connections[using or DEFAULT_DB_ALIAS]
     run(INSERT_ACTIVITY, [
         conversation_id,
         sequence,
         _ACTIVITY_DATA.get_db_prep_save(data, connection),
+        size,
         _ACTIVITY_CREATED.get_db_prep_save(timezone.now(), connection),
     ], using)  # fmt: skip
 
@@ -163,22 +195,9 @@ def activities_page(conversation_id, watermark, *, limit, max_bytes, upto=None, 
     it reaches ``max_bytes`` (so at least one row when there is one: paging moves on)."""
     connection = connections[using or DEFAULT_DB_ALIAS]
     upto = MAX_SEQUENCE if upto is None else upto
-    params = [conversation_id, watermark, upto, limit, max_bytes]
+    params = [conversation_id, watermark, upto, limit, conversation_id, max_bytes]
     decode = _ACTIVITY_DATA.from_db_value
     return [
         (sequence, decode(data, None, connection), size)
         for sequence, data, size in run(ACTIVITIES_PAGE, params, using)
-    ]
-
-
-def activities_since(conversation_id: str, watermark: int, limit=None, using=None):
-    """``[(sequence, data), ...]`` after ``watermark``, oldest first, at most ``limit``."""
-    connection = connections[using or DEFAULT_DB_ALIAS]
-    template, params = ACTIVITIES_SINCE, [conversation_id, watermark]
-    if limit is not None:
-        template, params = template + " LIMIT %s", [*params, limit]
-    decode = _ACTIVITY_DATA.from_db_value
-    return [
-        (sequence, decode(data, None, connection))
-        for sequence, data in run(template, params, using)
     ]

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import dj_database_url
 
+from webchat.middleware_list import MiddlewareList
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 
 
@@ -30,8 +32,31 @@ DEBUG = env_bool("DEBUG", True)
 
 # Development-only fallback; production (DEBUG=0) must set DJANGO_SECRET_KEY.
 SECRET_KEY = os.environ.get("DJANGO_SECRET_KEY", "dev-insecure-secret-key-change-me")
-# Signs Direct Line tokens (webchat/tokens.py); falls back to SECRET_KEY in development only.
+# Signs Direct Line tokens (webchat/tokens.py). Production must set it (webchat.E102). In
+# development without it: a random key made once per install, outside the repo, mode 0600
+# (webchat/dev_key.py), never SECRET_KEY's public default.
 WEBCHAT_TOKEN_SIGNING_KEY = os.environ.get("WEBCHAT_TOKEN_SIGNING_KEY") or None
+WEBCHAT_DEV_KEY_FILE = None
+if DEBUG and not WEBCHAT_TOKEN_SIGNING_KEY:
+    from webchat.dev_key import default_path as _dev_key_path
+
+    WEBCHAT_DEV_KEY_FILE = os.environ.get("WEBCHAT_DEV_KEY_FILE") or str(_dev_key_path())
+
+# Token lifetimes (WEBCHAT_TOKENS in webchat/conf.py, README "Token lifecycle"). The seed's
+# variable, read as the seed does: whole seconds clamped to 60-604,800 (but a value that is
+# not a number is an error, not the default). WEBCHAT_TOKEN_MAX_SESSION_SECS bounds renewal.
+WEBCHAT_TOKENS = {}
+if os.environ.get("GREENTIC_DIRECTLINE_TOKEN_TTL_SECS"):
+    _ttl = os.environ["GREENTIC_DIRECTLINE_TOKEN_TTL_SECS"].strip()
+    if not _ttl.isdigit():
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(
+            f"GREENTIC_DIRECTLINE_TOKEN_TTL_SECS={_ttl!r} is not a whole number of seconds."
+        )
+    WEBCHAT_TOKENS["TTL"] = min(max(int(_ttl), 60), 604_800)
+if os.environ.get("WEBCHAT_TOKEN_MAX_SESSION_SECS"):
+    WEBCHAT_TOKENS["MAX_SESSION"] = int(os.environ["WEBCHAT_TOKEN_MAX_SESSION_SECS"])
 
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]", "testserver"])
 
@@ -51,7 +76,8 @@ INSTALLED_APPS = [
 
 # Django's default middleware, as subclasses that spare the Direct Line API a thread hop per
 # hook (webchat/middleware.py): same behaviour, same response headers.
-MIDDLEWARE = [
+# A MiddlewareList: Django's security checks recognise the subclasses (webchat/middleware_list.py).
+MIDDLEWARE = MiddlewareList([
     # First, so it sees every response's final status (webchat/http_metrics.py).
     "webchat.http_metrics.request_metrics",
     "webchat.middleware.SecurityMiddleware",
@@ -62,7 +88,18 @@ MIDDLEWARE = [
     "webchat.middleware.AuthenticationMiddleware",
     "webchat.middleware.MessageMiddleware",
     "webchat.middleware.XFrameOptionsMiddleware",
-]
+])
+
+# HTTPS behind the front proxy, reported by `manage.py check --deploy` (security.W004, W008,
+# W012, W016) while off. Off by default: the local cluster and the tests speak plain HTTP.
+SECURE_HSTS_SECONDS = int(os.environ.get("SECURE_HSTS_SECONDS", "0"))
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", False)
+SESSION_COOKIE_SECURE = env_bool("SESSION_COOKIE_SECURE", False)
+CSRF_COOKIE_SECURE = env_bool("CSRF_COOKIE_SECURE", False)
+# Where the admin is served (webchat/conf.py): "" turns it off; check --deploy warns about the
+# default "admin/", the first path scanners try (webchat.W106).
+WEBCHAT_ADMIN_PATH = os.environ.get("WEBCHAT_ADMIN_PATH", "admin/") or None
 
 ROOT_URLCONF = "webchat.urls"
 
@@ -180,15 +217,22 @@ if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEY_ID"):
 
 # The stream's per-replica limits (webchat/conf.py): the idle timeout (seconds without a
 # frame either way; default 300) can be tuned per deployment.
+WEBCHAT_STREAM = {}
 if os.environ.get("WEBCHAT_STREAM_IDLE_TIMEOUT"):
-    WEBCHAT_STREAM = {"IDLE_TIMEOUT": float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])}
+    WEBCHAT_STREAM["IDLE_TIMEOUT"] = float(os.environ["WEBCHAT_STREAM_IDLE_TIMEOUT"])
+# ... and the activities one connection replays before 4413 (default 1000).
+if os.environ.get("WEBCHAT_STREAM_MAX_REPLAY"):
+    WEBCHAT_STREAM["MAX_REPLAY"] = int(os.environ["WEBCHAT_STREAM_MAX_REPLAY"])
 # Seconds between the stream's watermark sweeps (webchat/catch_up.py; default 1.5).
 if os.environ.get("WEBCHAT_STREAM_CATCH_UP_INTERVAL"):
-    WEBCHAT_STREAM = {**globals().get("WEBCHAT_STREAM", {}),
-                      "CATCH_UP_INTERVAL": float(os.environ["WEBCHAT_STREAM_CATCH_UP_INTERVAL"])}
+    WEBCHAT_STREAM["CATCH_UP_INTERVAL"] = float(os.environ["WEBCHAT_STREAM_CATCH_UP_INTERVAL"])
 
-# Who may read /metrics (webchat/metrics_access.py): by default everyone with DEBUG on and
-# loopback only with DEBUG off; a bearer token and/or client networks open it up.
+# The proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (webchat/forwarded.py):
+# by default a proxy on this host; "WEBCHAT_TRUSTED_PROXIES=" (empty) trusts none.
+WEBCHAT_TRUSTED_PROXIES = env_list("WEBCHAT_TRUSTED_PROXIES", ["127.0.0.0/8", "::1"])
+
+# Who may read /metrics (webchat/metrics_access.py): with DEBUG off only with its token
+# (WEBCHAT_METRICS_TOKEN), and from ALLOWED_IPS when set; with DEBUG on, everyone by default.
 WEBCHAT_METRICS = {
     "ENABLED": env_bool("WEBCHAT_METRICS_ENABLED", True),
     "ALLOWED_IPS": env_list("WEBCHAT_METRICS_ALLOWED_IPS") or None,
@@ -198,6 +242,9 @@ WEBCHAT_METRICS = {
 # Freeze what survives full GC collections, so they stop walking every socket's objects
 # (webchat/gc_freeze.py): WEBCHAT_GC_FREEZE=0 leaves Python's collector as it is.
 WEBCHAT_GC_FREEZE = env_bool("WEBCHAT_GC_FREEZE", True)
+# Fast paths through dependencies' private internals (notifier.compat), each only on the
+# versions it was written for; False runs the public API everywhere (CI runs both).
+DEPENDENCY_FAST_PATHS = env_bool("DEPENDENCY_FAST_PATHS", True)
 
 # The demo page links to the same conversation on these replicas (scripts/cluster sets it).
 WEBCHAT_DEMO_PEERS = env_list("WEBCHAT_DEMO_PEERS")

@@ -5,8 +5,8 @@ socket) is limited per token, per client IP and per tenant: ``WEBCHAT_LIMITS`` i
 :mod:`webchat.conf` lists the limits and their defaults. A token's limit follows its scope,
 the tenant, conversation and user, not its text: refreshing a token does not reset it. A
 caller with the secret has no token limit. The client IP is the connection's (``REMOTE_ADDR``, the
-ASGI scope's ``client``): behind a proxy, daphne's ``--proxy-headers`` makes it the
-forwarded one.
+ASGI scope's ``client``): behind a proxy in ``WEBCHAT_TRUSTED_PROXIES``,
+:mod:`webchat.forwarded` has made it the forwarded one (never daphne's ``--proxy-headers``).
 
 Where the limits live: with the Redis notifier (or ``BACKEND: "redis"``) in Redis, shared
 by every replica; otherwise in this process. When Redis fails, each replica enforces the

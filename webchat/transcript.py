@@ -1,4 +1,5 @@
-"""Writing and reading a conversation's activities: the only place that moves a watermark."""
+"""Writing a conversation's activities: the only place that moves a watermark (pages of them
+are read by ``webchat.pages``)."""
 
 from datetime import UTC, datetime
 
@@ -8,6 +9,7 @@ from notifier.signals import watermark_bumped
 
 from . import queries
 from .models import Conversation
+from .pages import encode
 from .sqlite_gate import write_gate
 
 
@@ -40,7 +42,7 @@ def append_activity(conversation: Conversation, activity: dict, using=None) -> d
         stored["timestamp"] = utc_timestamp()
         stored["channelId"] = "directline"
         stored["conversation"] = {"id": conversation_id}
-        queries.insert_activity(conversation_id, sequence, stored, using)
+        queries.insert_activity(conversation_id, sequence, stored, len(encode(stored)), using)
         watermark_bumped.send(
             sender=Conversation,
             tenant_id=str(tenant_id),
@@ -50,10 +52,3 @@ def append_activity(conversation: Conversation, activity: dict, using=None) -> d
         )
     conversation.watermark = sequence
     return stored
-
-
-def activities_since(conversation_id: str, watermark: int, limit: int | None = None):
-    """Return ``(activities, newest_sequence)`` after ``watermark``, oldest first."""
-    rows = queries.activities_since(conversation_id, watermark, limit)
-    newest = rows[-1][0] if rows else watermark
-    return [data for _, data in rows], newest

@@ -7,6 +7,7 @@ The stream (``conversations/<id>/stream``) is a WebSocket route, in ``webchat/ro
 from django.contrib import admin
 from django.urls import include, path, re_path
 
+from .conf import settings as webchat_settings
 from .tenant_paths import scoped
 from .views import activities, bot_api, conversations, fallback, tenant_token, tokens, uploads
 
@@ -34,8 +35,11 @@ directline_api = [
 #: The seed's layout (webchat/tenant_paths.py): the same views under a tenant's prefix.
 tenant_prefix = r"^v1/(?P<surface>messaging|web)/webchat/(?P<tenant>[^/]+)"
 
-urlpatterns = [
-    path("admin/", admin.site.urls),
+# The admin at WEBCHAT_ADMIN_PATH (webchat/conf.py), or nowhere.
+admin_path = webchat_settings.admin_path
+admin_urls = [path(admin_path, admin.site.urls)] if admin_path else []
+
+urlpatterns = admin_urls + [
     *(path(directline + route, view, name=name) for route, view, name in directline_api),
     # Any other path under the prefix, the bare prefix and paths with a newline included
     # (<path:> is ".+", which stops at one): a Direct Line 404, not Django's HTML page.

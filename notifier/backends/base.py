@@ -27,6 +27,9 @@ from ..stats import Counters
 
 logger = logging.getLogger(__name__)
 
+#: Callables given every published event, in the publishing thread (see notifier.testing).
+TAPS = []
+
 
 class BaseNotifier:
     """Publishes :class:`~notifier.events.NotifyEvent` s; subclasses add a transport.
@@ -95,9 +98,17 @@ class BaseNotifier:
         """Counters as a dict; readable from any thread."""
         return self.counters.snapshot()
 
+    def publish_failing(self):
+        """``(since, error)`` when every PUBLISH to the transport has failed since
+        ``time.monotonic()`` value ``since`` (``error``: the last failure), else None."""
+        return None
+
     async def apublish(self, event):
         """Deliver ``event`` to local consumers, then hand it to the backend. Never raises."""
         self.counters.incr("published")
+        if TAPS:
+            for tap in TAPS:
+                tap(event)
         await self.local_send(event)
         if self._mirror(event):
             await self._relieve()

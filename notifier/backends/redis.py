@@ -16,20 +16,20 @@ is unsigned or forged (see :mod:`notifier.signing`).
 """
 
 import asyncio
-import json
 import logging
 import threading
 import time
 
 import redis
 from channels.layers import DEFAULT_CHANNEL_LAYER
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from .. import lag, wire
+from ..compat import redis_py
 from ..conf import DEFAULT_CHANNEL, mask_url
-from ..exceptions import BackplaneUnavailable
+from ..control import encode_resync_request
+from ..exceptions import BackplaneUnavailable, InvalidNotifierConfiguration
 from ..outbound import AsyncSender, ThreadSender
+from ..transport import RedisTransport
 from .base import BaseNotifier
 
 logger = logging.getLogger(__name__)
@@ -43,7 +43,9 @@ class RedisNotifier(BaseNotifier):
     counted. ``connect_timeout``/``socket_timeout``: seconds, for the sender and the listener.
     ``publish_timestamps``: add ``"ts"`` (ms) to each payload, for the lag histogram.
     ``signing``: a :class:`~notifier.signing.Keyring` to sign payloads with and verify
-    received ones with (None: the unsigned wire of the reference).
+    received ones with (None: the unsigned wire of the reference). ``transport``: a
+    :class:`~notifier.transport.RedisTransport` that makes every connection (default: one
+    for ``url`` with these timeouts).
     """
 
     requires_url = True
@@ -63,7 +65,11 @@ class RedisNotifier(BaseNotifier):
         socket_timeout=2.0,
         publish_timestamps=True,
         signing=None,
+        transport=None,
     ):
+        too_old = redis_py.below_floor()
+        if too_old:
+            raise InvalidNotifierConfiguration(too_old, check_id="notifier.E020")
         super().__init__(instance_id=instance_id, channel_layer=channel_layer)
         self.publish_timestamps = publish_timestamps
         self.signing = signing
@@ -72,6 +78,9 @@ class RedisNotifier(BaseNotifier):
         self.capacity = capacity
         self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout
+        #: Every connection to Redis comes from here (see :mod:`notifier.transport`).
+        self.transport = transport or RedisTransport(url, connect_timeout=connect_timeout,
+                                                     socket_timeout=socket_timeout)
         self._async_sender = None
         self._thread_sender = None
         self._thread_sender_lock = threading.Lock()
@@ -96,17 +105,19 @@ class RedisNotifier(BaseNotifier):
         return {
             "capacity": self.capacity,
             "counters": self.counters,
-            "connect_timeout": self.connect_timeout,
-            "socket_timeout": self.socket_timeout,
             "resync_request": self.resync_request(),
         }
 
+    def publish_failing(self):
+        """See the base class: the sender (task or thread) that has failed the longest."""
+        failing = [(sender.failing_since, sender.last_error)
+                   for sender in (self._async_sender, self._thread_sender)
+                   if sender is not None and sender.failing_since is not None]
+        return min(failing, key=lambda pair: pair[0]) if failing else None
+
     def resync_request(self, reason="lost"):
         """The payload that asks our other replicas to resync (see :mod:`notifier.resync`)."""
-        if self.signing is not None:
-            return self.signing.sign_control(str(self.instance_id), reason)
-        return json.dumps({"resync": True, "instance_id": str(self.instance_id),
-                           "reason": reason}).encode()
+        return encode_resync_request(self.instance_id, reason, self.signing)
 
     async def astart(self):
         """Bind to the running loop and start the sender task there (see the base class)."""
@@ -114,7 +125,7 @@ class RedisNotifier(BaseNotifier):
         sender = self._async_sender
         if sender is not None and sender.loop is self._loop and sender.running:
             return
-        sender = AsyncSender(self.url, self.channel, **self._sender_options())
+        sender = AsyncSender(self.transport, self.channel, **self._sender_options())
         sender.start()
         self._async_sender = sender
 
@@ -173,7 +184,8 @@ class RedisNotifier(BaseNotifier):
     def _get_thread_sender(self):
         with self._thread_sender_lock:
             if self._thread_sender is None:
-                self._thread_sender = ThreadSender(self.url, self.channel, **self._sender_options())
+                self._thread_sender = ThreadSender(self.transport, self.channel,
+                                                   **self._sender_options())
             return self._thread_sender
 
     def flush(self, timeout=2.0):
@@ -185,8 +197,8 @@ class RedisNotifier(BaseNotifier):
         return True if sender is None else sender.flush(timeout)
 
     def listener(self, *, observer=None, deliver=None, probe=True, resync=True, **kwargs):
-        """Return a listener on this notifier's channel that drops this instance's echoes and
-        delivers through :meth:`local_send` (or ``deliver``).
+        """Build a listener on this notifier's channel, with its companions, that drops this
+        instance's echoes and delivers through :meth:`local_send` (or ``deliver``).
 
         ``probe``: give it a :class:`~notifier.probe.Probe` (True), a dict of Probe options,
         or none (False). ``resync``: give it a :class:`~notifier.resync.Resyncer` on this
@@ -199,8 +211,16 @@ class RedisNotifier(BaseNotifier):
         kwargs.setdefault("signing", self.signing)
         if deliver is None:
             deliver, kwargs["deliver_nowait"] = self.local_send, self.local_send_nowait
-        listener = Listener(
-            self.url,
+        if resync:
+            options = resync if isinstance(resync, dict) else {}
+            kwargs["resyncer"] = Resyncer(self._channel_layer, **options)
+        if probe:
+            options = {"connect_timeout": self.connect_timeout,
+                       **(probe if isinstance(probe, dict) else {})}
+            kwargs["probe"] = Probe(self.transport, probe_channel(self.channel, self.instance_id),
+                                    **options)
+        return Listener(
+            self.transport,
             channel=self.channel,
             instance_id=self.instance_id,
             deliver=deliver,
@@ -208,15 +228,6 @@ class RedisNotifier(BaseNotifier):
             connect_timeout=self.connect_timeout,
             **kwargs,
         )
-        if resync:
-            options = resync if isinstance(resync, dict) else {}
-            listener.resyncer = Resyncer(lambda: self.channel_layer, **options)
-        if probe:
-            options = {"connect_timeout": self.connect_timeout,
-                       **(probe if isinstance(probe, dict) else {})}
-            listener.probe = Probe(self.url, probe_channel(self.channel, self.instance_id),
-                                   on_answer=lambda receivers: listener.wake(), **options)
-        return listener
 
     def verify(self, timeout=2.0):
         """PING Redis; raise :class:`BackplaneUnavailable` (URL masked) within ``timeout`` s.
@@ -227,12 +238,8 @@ class RedisNotifier(BaseNotifier):
 
         def ping():
             try:
-                client = redis.Redis.from_url(
-                    self.url,
-                    socket_connect_timeout=timeout,
-                    socket_timeout=timeout,
-                    retry=Retry(NoBackoff(), 0),
-                )
+                client = self.transport.client(asynchronous=False, connect_timeout=timeout,
+                                               socket_timeout=timeout)
                 try:
                     client.ping()
                 finally:

@@ -4,14 +4,21 @@
 //
 // Protocol: one JSON command per line on stdin; one JSON event per line on stdout.
 //   {"cmd": "start", "client": "a", "options": {domain, token | secret, conversationId?,
-//                                               webSocket, pollingInterval?}}
+//                                               webSocket, pollingInterval?, timeScale?}}
 //   {"cmd": "post", "client": "a", "ref": "r1", "activity": {...}}
 //   {"cmd": "upload", "client": "a", "ref": "r2", "activity": {...},
 //    "files": [{"name", "contentType", "base64"}]}
 //   {"cmd": "fetch", "ref": "r3", "url": "...", "headers": {...}}
 //   {"cmd": "end", "client": "a"}        {"cmd": "exit"}
-// Events: ready, status, activity, socket, activity_error, posted, post_error, fetched,
-// ended, fatal. Every event of a client carries "client"; every answer carries "ref".
+// Events: ready, status, activity, socket, token, activity_error, posted, post_error,
+// fetched, ended, fatal. Every event of a client carries "client"; every answer carries "ref".
+// "token" reports each new token the client adopts (from a refresh or a reconnect), with
+// the wall-clock time in ms.
+//
+// timeScale N runs the client's own clock N times faster: its rxjs scheduler (every timer
+// the client sets through it: the 15-minute token refresh, the 20-second stream ping, retry
+// delays) waits 1/N of each delay and reports a clock that advances N times as fast. The
+// server's clock is untouched, so hours of client time pass in minutes against real tokens.
 //
 // The client runs exactly as it ships. What the harness adds: the two globals Node lacks
 // (XMLHttpRequest from xhr2, WebSocket from ws), a ws subclass per client that reports
@@ -28,6 +35,8 @@ const readline = require('readline');
 const { Observable } = require('rxjs/Observable');
 require('rxjs/add/observable/dom/ajax');
 const { DirectLine, ConnectionStatus } = require('botframework-directlinejs');
+const { AsyncAction } = require('rxjs/scheduler/AsyncAction');
+const { AsyncScheduler } = require('rxjs/scheduler/AsyncScheduler');
 
 const STATUS_NAMES = Object.fromEntries(
   Object.entries(ConnectionStatus).filter(([, v]) => typeof v === 'number').map(([k, v]) => [v, k])
@@ -104,15 +113,44 @@ function ajax(request) {
   return Observable.ajax(request);
 }
 
+// An rxjs 5 scheduler whose clock runs `scale` times faster than the wall clock. Both the
+// waits and now() are scaled, so operators that compare times (delay) stay consistent.
+function scaledScheduler(scale) {
+  class ScaledAction extends AsyncAction {
+    requestAsyncId(scheduler, id, delay = 0) {
+      return super.requestAsyncId(scheduler, id, delay / scale);
+    }
+  }
+  const origin = Date.now();
+  return new AsyncScheduler(ScaledAction, () => origin + (Date.now() - origin) * scale);
+}
+
+// Report every token the client adopts: the client keeps it in a plain property.
+function reportTokens(name, directLine) {
+  let current = directLine.token;
+  Object.defineProperty(directLine, 'token', {
+    configurable: true,
+    enumerable: true,
+    get: () => current,
+    set: (value) => {
+      if (value !== current) emit({ event: 'token', client: name, token: value, at: Date.now() });
+      current = value;
+    },
+  });
+}
+
 const clients = new Map();
 
 function start(name, options) {
   if (clients.has(name)) throw new Error(`client ${name} already started`);
+  const { timeScale, ...clientOptions } = options;
   const directLine = new DirectLine({
-    ...options,
+    ...clientOptions,
+    ...(timeScale ? { scheduler: scaledScheduler(timeScale) } : {}),
     WebSocket: trackedWebSocket(name),
     ajax,
   });
+  reportTokens(name, directLine);
   const subscriptions = [
     directLine.connectionStatus$.subscribe((status) =>
       emit({ event: 'status', client: name, status: STATUS_NAMES[status] || status })

@@ -70,8 +70,9 @@ class Chromium:
         self.events: list[dict] = []
 
     @classmethod
-    async def launch(cls, log_path: Path, timeout: float = 30.0) -> "Chromium":
-        """Start the browser; return once its DevTools socket is connected."""
+    async def launch(cls, log_path: Path, timeout: float = 30.0, extra_flags=()) -> "Chromium":
+        """Start the browser; return once its DevTools socket is connected. ``extra_flags``
+        add to FLAGS, e.g. a TLS front's ``Front.chromium_flags()`` (tests/support/nginx.py)."""
         binary = require_chromium()
         user_data_dir = tempfile.mkdtemp(prefix="webchat-e2e-chromium-")
         log_file = open(log_path, "wb")  # noqa: SIM115 (closed in close())
@@ -79,7 +80,8 @@ class Chromium:
         temp_dir = os.path.join(user_data_dir, "tmp")
         os.mkdir(temp_dir)
         process = subprocess.Popen(
-            [binary, *FLAGS, f"--user-data-dir={user_data_dir}", "--remote-debugging-port=0"]
+            [binary, *FLAGS, *extra_flags, f"--user-data-dir={user_data_dir}",
+             "--remote-debugging-port=0"]
             + ["about:blank"],
             env={**os.environ, "TMPDIR": temp_dir},
             stdin=subprocess.DEVNULL,

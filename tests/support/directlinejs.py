@@ -56,7 +56,9 @@ def require_node() -> str:
 class DirectLineJS:
     """One Node process running any number of named DirectLine clients."""
 
-    def __init__(self, log_path: Path | None = None):
+    def __init__(self, log_path: Path | None = None, env: dict | None = None):
+        """``env`` adds to Node's environment, e.g. ``NODE_EXTRA_CA_CERTS`` to trust a TLS
+        front's CA (tests/support/nginx.py ``Front.client_env()``)."""
         node = require_node()
         self.events: list[dict] = []
         self._changed = threading.Condition()
@@ -68,7 +70,7 @@ class DirectLineJS:
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=self._stderr,
-            env={**os.environ, "NODE_NO_WARNINGS": "1"},
+            env={**os.environ, "NODE_NO_WARNINGS": "1", **(env or {})},
         )
         self._reader = threading.Thread(target=self._read, name="directlinejs-reader", daemon=True)
         self._reader.start()

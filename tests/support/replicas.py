@@ -7,6 +7,11 @@ Usage, from any TestCase (nothing here touches the test database)::
     status, body = cluster.http(0, "POST", "/v3/directline/tokens/generate", secret=secret)
     url = cluster.replicas[1].ws_url + "/v3/directline/conversations/..."
 
+With ``with_front=True`` (or a dict of limits, see deploy/nginx.py) nginx runs in front of
+the replicas as in production (tests/support/nginx.py): ``cluster.url(i)`` is then replica
+``i`` through the proxy (TLS), ``cluster.front`` the proxy; ``cluster.http`` and
+``replicas[i].http_url`` still go to the replica itself.
+
 What it does:
 - the database: a SQLite file in a temporary directory, or a uniquely named PostgreSQL
   database on 127.0.0.1:5432 (user postgres, trust auth) created here and dropped after
@@ -122,10 +127,12 @@ class Cluster:
     redis_url: str = REDIS_URL
     extra_env: dict = field(default_factory=dict)
     replicas: list = field(default_factory=list)
+    with_front: bool | dict = False
 
     def __post_init__(self):
         if self.database not in {"sqlite", "postgres"}:
             raise ValueError(f"database must be 'sqlite' or 'postgres', not {self.database!r}")
+        self.front = None
         self.directory = Path(tempfile.mkdtemp(prefix="webchat-replicas-"))
         self.channel = f"test:{uuid.uuid4()}"
         self.postgres_name = None
@@ -162,6 +169,12 @@ class Cluster:
                 self._spawn()
             for replica in self.replicas:
                 self._wait_until_up(replica)
+            if self.with_front is not False:
+                from .nginx import Front
+
+                options = self.with_front if isinstance(self.with_front, dict) else {}
+                addresses = [f"127.0.0.1:{replica.port}" for replica in self.replicas]
+                self.front = Front(addresses, **options).start()
         except BaseException:
             self.stop()
             raise
@@ -212,7 +225,11 @@ class Cluster:
                 time.sleep(0.1)
 
     def stop(self):
-        """Stop every replica, drop the PostgreSQL database, remove the temporary files."""
+        """Stop the front and every replica, drop the PostgreSQL database, remove the
+        temporary files."""
+        if self.front is not None:
+            self.front.stop()
+            self.front = None
         for replica in self.replicas:
             replica.stop()
         if self.postgres_name:
@@ -221,6 +238,12 @@ class Cluster:
             finally:
                 self.postgres_name = None
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def url(self, index) -> str:
+        """Where clients reach replica ``index``: through the front when there is one."""
+        if self.front is not None:
+            return self.front.pinned_url(index)
+        return self.replicas[index].http_url
 
     def manage(self, *args: str) -> str:
         """Run ``manage.py`` against the shared database; return its stdout."""

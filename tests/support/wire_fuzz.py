@@ -28,8 +28,9 @@ from dataclasses import dataclass
 
 from hypothesis import strategies as st
 
+from notifier.dispatch import MALFORMED, SELF_ECHO, UNKNOWN_VERSION
 from notifier.events import NotifyEvent
-from notifier.wire import MALFORMED, SELF_ECHO, U8_MAX, U64_MAX, UNKNOWN_VERSION
+from notifier.wire import U8_MAX, U64_MAX
 
 #: The listener under test drops this instance's messages as self-echo.
 SELF_ID = uuid.UUID("6f1c2a7e-3b4d-4c5e-8f90-a1b2c3d4e5f6")

@@ -19,13 +19,21 @@ from webchat.transcript import append_activity
 
 from .auth import Caller, authenticate, conversation_for
 from .errors import directline_view, missing_property
-from .payloads import check_watermark_within, parse_activity, parse_watermark, read_json_body
+from .payloads import (
+    check_display_name,
+    check_watermark_within,
+    parse_activity,
+    parse_watermark,
+    read_json_body,
+)
 from .throttling import throttle
+from .tokens import with_renewal, with_renewal_json
 
 
-def activity_set(request, conversation) -> JsonResponse:
+def activity_set(request, conversation, caller: Caller) -> HttpResponse:
     """The polling answer: a page of the activities after ``?watermark=`` (at most
-    MAX_POLL_ACTIVITIES and MAX_POLL_BYTES, at least one) and the watermark of its last."""
+    MAX_POLL_ACTIVITIES and MAX_POLL_BYTES, at least one) and the watermark of its last
+    (and a renewed token once the caller's is stale)."""
     watermark = parse_watermark(request.GET.get("watermark"))
     check_watermark_within(watermark, conversation)
     page = read_page(
@@ -34,7 +42,8 @@ def activity_set(request, conversation) -> JsonResponse:
         limit=settings.max_poll_activities,
         max_bytes=settings.max_poll_bytes,
     )
-    return HttpResponse(page.body(), content_type="application/json")
+    body = with_renewal_json(page.body(), caller, always=False)
+    return HttpResponse(body, content_type="application/json")
 
 
 def read_activity(request) -> dict:
@@ -56,6 +65,7 @@ def as_user(activity: dict, caller: Caller, user_id: str | None = None) -> dict:
                 'Posting with the secret: name the user in "from": {"id": "..."}.'
             )
         sender["id"] = user_id
+    check_display_name(sender.get("name"), "from.name")
     sender["role"] = "user"
     return activity
 
@@ -75,8 +85,8 @@ def conversation_activities(request, conversation_id):
     caller = authenticate(request)
     conversation = conversation_for(caller, conversation_id)
     if request.method == "GET":
-        return activity_set(request, conversation)
+        return activity_set(request, conversation, caller)
     throttle(request, "posts", caller)
     activity = as_user(read_activity(request), caller)
     stored = store_user_activity(conversation, activity)
-    return JsonResponse({"id": stored["id"]})
+    return JsonResponse(with_renewal({"id": stored["id"]}, caller, always=True))

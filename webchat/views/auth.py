@@ -4,11 +4,15 @@ A tenant secret (what the bot's backend holds) reaches every conversation of its
 A token (a JWT from ``webchat.tokens``) reaches one conversation as one user. A token or
 secret of tenant A never touches tenant B's conversations: a secret gets 404 (B's ids do
 not exist for it), a token for another conversation gets 403.
+
+A token's expiry is decided with its conversation at hand (:func:`conversation_for`): an
+expired token of a live conversation is still good (sliding renewal, README "Token
+lifecycle"), a revoked one or one past its session's maximum lifetime is not.
 """
 
 from dataclasses import dataclass
 
-from webchat import queries
+from webchat import queries, tokens
 from webchat.models import Conversation, hash_secret
 from webchat.tenant_paths import resolve_tenant, tenant_matches
 from webchat.tokens import TokenClaims, TokenError, read_token
@@ -22,10 +26,14 @@ CONVERSATION_ID_MAX_LENGTH = Conversation._meta.get_field("id").max_length
 
 @dataclass(frozen=True)
 class Caller:
-    """An authenticated caller: a tenant, and the token's claims when it used a token."""
+    """An authenticated caller: a tenant, and the token's claims when it used a token.
+
+    ``token_epoch``: the tenant's token epoch, known when the caller used a secret.
+    """
 
     tenant_id: str
     claims: TokenClaims | None = None
+    token_epoch: int | None = None
 
     @property
     def by_secret(self) -> bool:
@@ -77,23 +85,23 @@ def authenticate_credential(credential: str) -> Caller:
     """Resolve a secret or token to its caller.
 
     Tokens are JWTs (they contain dots); secrets are URL-safe base64 without dots.
-    Raises 403 for an unknown or revoked secret, a token that does not verify
-    (``BadArgument``) or has expired (``TokenExpired``).
+    Raises 403 for an unknown or revoked secret, or a token that does not verify
+    (``BadArgument``). An expired token passes here: :func:`continue_session` decides.
     """
     if len(credential) > MAX_CREDENTIAL_LENGTH:
         raise forbidden("The secret or token is not valid.")
     if "." in credential:
         try:
-            claims = read_token(credential)
+            claims = read_token(credential, allow_expired=True)
         except TokenError as exc:
             raise DirectLineError(403, exc.code, exc.message) from exc
         if not claims.tenant_id.isdigit():
             raise DirectLineError(403, "BadArgument", "The token is not valid.")
         return Caller(tenant_id=claims.tenant_id, claims=claims)
-    tenant_id = queries.tenant_id_for_secret(hash_secret(credential))
-    if tenant_id is None:
+    found = queries.tenant_for_secret(hash_secret(credential))
+    if found is None:
         raise forbidden("Unknown or revoked secret.")
-    return Caller(tenant_id=str(tenant_id))
+    return Caller(tenant_id=str(found[0]), token_epoch=found[1])
 
 
 def require_secret(caller: Caller, what: str) -> None:
@@ -140,4 +148,20 @@ def conversation_for(caller: Caller, conversation_id: str) -> Conversation:
         conversation = None
     if conversation is None:
         raise not_found(f"Conversation {conversation_id[:100]!r} not found.")
+    if caller.claims is not None:
+        continue_session(caller.claims, conversation)
     return conversation
+
+
+def continue_session(claims: TokenClaims, conversation: Conversation) -> None:
+    """Called with a token's conversation (loaded by ``queries.conversation``): refuse the
+    token (403 ``TokenExpired``) unless its session goes on, then record that the client
+    was here, which keeps the conversation alive for another TTL."""
+    try:
+        tokens.check_session(claims, conversation.tenant_token_epoch, conversation.last_seen)
+    except TokenError as exc:
+        raise DirectLineError(403, exc.code, exc.message) from exc
+    if tokens.needs_touch(conversation.last_seen):
+        seen_at = tokens.now()
+        queries.touch_conversation(conversation.id, seen_at)
+        conversation.last_seen = seen_at

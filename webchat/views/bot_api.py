@@ -35,6 +35,6 @@ def bot_activities(request, conversation_id):
     require_secret(caller, "The bot API")
     conversation = conversation_for(caller, conversation_id)
     if request.method == "GET":
-        return activity_set(request, conversation)
+        return activity_set(request, conversation, caller)
     stored = append_activity(conversation, as_bot(read_activity(request)))
     return JsonResponse({"id": stored["id"]})

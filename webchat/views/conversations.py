@@ -12,13 +12,13 @@ from webchat import conversation_dedup
 from webchat.conf import settings
 from webchat.models import Conversation
 from webchat.tenant_paths import directline_base
-from webchat.tokens import issue_token
+from webchat.tokens import issue_token, renew_token
 
 from .auth import authenticate, conversation_for
-from .errors import directline_view, not_found
+from .errors import directline_view
 from .payloads import check_watermark_within, parse_user, parse_watermark, read_json_body
 from .throttling import throttle
-from .tokens import new_user_id, token_body
+from .tokens import new_user_id, session_conversation, token_body
 
 #: Query parameters of the streamUrl, read by ``webchat.consumers``.
 STREAM_TOKEN_PARAM = "t"
@@ -75,40 +75,41 @@ def start_conversation(request):
         read_json_body(request, settings.max_activity_bytes, required=False)
     )
     if caller.claims is not None:
-        claims = caller.claims
-        conversation = Conversation.objects.filter(
-            pk=claims.conversation_id, tenant_id=claims.tenant_id
-        ).first()
-        if conversation is None:
-            raise not_found("The token's conversation no longer exists.")
-        # The token names the user; a different user in the body cannot override it.
-        user_id, user_name = claims.user_id, claims.user_name
-    elif user_id and settings.conversation_dedup_seconds:
+        # The token names the user (a different user in the body cannot override it), and
+        # its session goes on.
+        conversation = session_conversation(caller.claims)
+        token = renew_token(caller.claims)
+        return JsonResponse(conversation_body(request, conversation.id, token), status=201)
+    throttle(request, "conversations", caller)
+    if user_id and settings.conversation_dedup_seconds:
         # The same user starting twice within the window: one conversation (on any replica).
         window = settings.conversation_dedup_seconds
         conversation = conversation_dedup.start_conversation(caller.tenant_id, user_id, window)
     else:
-        throttle(request, "conversations", caller)
         conversation = Conversation.objects.create(tenant_id=caller.tenant_id)
         user_id = user_id or new_user_id()
-    token = issue_token(caller.tenant_id, conversation.id, user_id, user_name)
+    token = issue_token(
+        caller.tenant_id, conversation.id, user_id, user_name, epoch=caller.token_epoch
+    )
     return JsonResponse(conversation_body(request, conversation.id, token), status=201)
 
 
 @directline_view("GET")
 def get_conversation(request, conversation_id):
-    """Called by the client to reconnect: a new token and a streamUrl from ``watermark``."""
+    """Called by the client to reconnect: the next token of its session (the client adopts
+    it) and a streamUrl from ``watermark``."""
     caller = authenticate(request)
     watermark = parse_watermark(request.GET.get("watermark"))
     conversation = conversation_for(caller, conversation_id)
     check_watermark_within(watermark, conversation)
     if caller.claims is not None:
-        user_id, user_name = caller.claims.user_id, caller.claims.user_name
+        token = renew_token(caller.claims)
     else:
         # A secret names no user; the token only opens the stream (the client keeps its
         # secret for REST calls).
-        user_id, user_name = new_user_id(), None
-    token = issue_token(caller.tenant_id, conversation.id, user_id, user_name)
+        token = issue_token(
+            caller.tenant_id, conversation.id, new_user_id(), epoch=caller.token_epoch
+        )
     raw = request.GET.get("watermark")
     return JsonResponse(
         conversation_body(request, conversation.id, token, watermark if raw else None)

@@ -117,7 +117,8 @@ def token(request):
                 status=404,
             )
     user_id = new_user_id()
-    body = token_body(conversation.id, issue_token(tenant.id, conversation.id, user_id))
+    token = issue_token(tenant.id, conversation.id, user_id, epoch=tenant.token_epoch)
+    body = token_body(conversation.id, token)
     body["userId"] = user_id
     return JsonResponse(body)
 

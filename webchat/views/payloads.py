@@ -1,17 +1,22 @@
 """Reading what clients send: JSON bodies, watermarks, users and activities.
 
 Everything here raises DirectLineError for bad input, before anything is written. JSON is
-checked for what a database would refuse later (NaN, NUL characters, lone surrogates: not
-valid in PostgreSQL ``jsonb``), so bad input is a 400, never a 500 at insert time. So is
+checked for what a database would refuse later (NaN, Infinity, numbers such as ``1e999``
+that overflow to infinity, NUL characters, lone surrogates: not valid in PostgreSQL
+``jsonb``), so bad input is a 400, never a 500 at insert time. So is
 nesting deeper than ``MAX_JSON_DEPTH``: Python parses about 1,000 levels from a shallow
 stack, but storing, serving and streaming re-encode the value from deeper stacks, where a
 document a little under that limit raised RecursionError (a 500).
 """
 
 import json
+import math
 import re
+import unicodedata
 
 from django.core.exceptions import RequestDataTooBig
+
+from webchat.conf import settings
 
 from .errors import DirectLineError, bad_argument, missing_property, too_large
 
@@ -86,6 +91,15 @@ def _refuse_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text):
+    # 1e999 parses as infinity: neither SQLite's JSON nor PostgreSQL's jsonb stores it (a 500
+    # at insert), and re-encoded it would be "Infinity", which no JSON client parses.
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {_short(text)} is too large (JSON numbers must be finite)")
+    return value
+
+
 def parse_json(raw: bytes):
     """Decode a UTF-8 JSON document, or raise 400 BadSyntax naming the problem."""
     try:
@@ -93,7 +107,7 @@ def parse_json(raw: bytes):
     except UnicodeDecodeError as exc:
         raise DirectLineError(400, "BadSyntax", "The body is not valid UTF-8.") from exc
     try:
-        value = json.loads(text, parse_constant=_refuse_constant)
+        value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
     except RecursionError as exc:
         raise _too_deep() from exc
     except ValueError as exc:
@@ -150,6 +164,25 @@ def check_watermark_within(watermark: int, conversation) -> None:
         )
 
 
+def _folded(name: str) -> str:
+    """A display name as a reader sees it: compatibility forms, case, invisible characters
+    and spaces do not make "Bot" another name ("ＢＯＴ", "b\u200bot", " bot ")."""
+    name = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in name if not c.isspace() and unicodedata.category(c) != "Cf")
+
+
+def check_display_name(name, where: str) -> None:
+    """400 if a user's display name is one of ``RESERVED_USER_NAMES`` (the bot's): in the
+    transcript, a user must not pass for the bot."""
+    if not isinstance(name, str):
+        return
+    reserved = {_folded(reserved) for reserved in settings.reserved_user_names}
+    if _folded(name) in reserved:
+        raise bad_argument(
+            f"{where} {_short(name)} is reserved for the bot; choose another display name."
+        )
+
+
 def _optional_string(value, where: str) -> str | None:
     if value is None:
         return None
@@ -170,7 +203,9 @@ def parse_user(body) -> tuple[str | None, str | None]:
     if not isinstance(user, dict):
         raise bad_argument('"user" must be an object such as {"id": "u1", "name": "Ann"}.')
     user_id = _optional_string(user.get("id"), "user.id") or None
-    return user_id, _optional_string(user.get("name"), "user.name")
+    name = _optional_string(user.get("name"), "user.name")
+    check_display_name(name, "user.name")
+    return user_id, name
 
 
 def parse_activity(value) -> dict:

@@ -31,6 +31,7 @@ from .conversations import public_scheme
 from .errors import DirectLineError, bad_argument, directline_view, not_found, too_large
 from .payloads import parse_activity, parse_json
 from .throttling import release_upload, reserve_upload, throttle
+from .tokens import with_renewal
 
 logger = logging.getLogger(__name__)
 
@@ -161,7 +162,8 @@ def upload(request, conversation_id):
         for name in saved:
             default_storage.delete(name)
         raise
-    return JsonResponse({"id": stored["id"]})
+    # A user's post, like POST .../activities: it carries the renewed token (the seed's rule).
+    return JsonResponse(with_renewal({"id": stored["id"]}, caller, always=True))
 
 
 @directline_view("GET")

@@ -5,6 +5,7 @@ import uuid
 from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 
+from notifier.checks import bridge_process
 from notifier.conf import get_settings, mask_url
 from notifier.service import ConsoleObserver, ListenerService
 
@@ -23,6 +24,11 @@ class Command(BaseCommand):
     )
     service_class = ListenerService
 
+    def check(self, *args, **kwargs):
+        """System checks as the bridge: W001 (double delivery) is about server processes."""
+        with bridge_process():
+            return super().check(*args, **kwargs)
+
     def add_arguments(self, parser):
         parser.add_argument(
             "--check", action="store_true",
@@ -32,12 +38,12 @@ class Command(BaseCommand):
         parser.add_argument(
             "--instance-id", type=_uuid, metavar="UUID",
             help="The instance id whose messages are dropped as self-echo (default: "
-            "WEBCHAT_NOTIFIER['INSTANCE_ID'], else a fresh one). Give a replica's id to share "
+            "BACKPLANE['INSTANCE_ID'], else a fresh one). Give a replica's id to share "
             "its self-echo domain.",
         )
         parser.add_argument(
             "--channel", metavar="NAME",
-            help="The pub/sub channel to listen on (default: WEBCHAT_NOTIFIER['CHANNEL']).",
+            help="The pub/sub channel to listen on (default: BACKPLANE['CHANNEL']).",
         )
 
     def handle(self, *args, **options):
@@ -55,7 +61,8 @@ class Command(BaseCommand):
             service = self.service_class(notifier, observer=observer)
         except (ImproperlyConfigured, ValueError, TypeError) as exc:
             raise CommandError(
-                f"{exc} The listener needs WEBCHAT_NOTIFIER['BACKEND'] = 'redis' and a Redis URL."
+                f"{exc} The listener needs {notifier_settings.name}['BACKEND'] = 'redis' and a "
+                "Redis URL."
             ) from exc
         try:
             service.verify()
