@@ -132,7 +132,8 @@ class Resyncer:
                         spread * 1000)
         loop = asyncio.get_running_loop()
         start = loop.time()
-        message = {"type": MESSAGE_TYPE, "reason": reason}
+        # The stamp lets consumers answer a whole pass with one batched check (webchat).
+        message = {"type": MESSAGE_TYPE, "reason": reason, "requested_at": start}
         for offset, group in plan:
             delay = start + offset - loop.time()
             if delay > _SLOT:

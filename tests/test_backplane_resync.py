@@ -6,6 +6,7 @@ import asyncio
 import logging
 import time
 import uuid
+from unittest import mock
 
 import redis.asyncio as aioredis
 from django.test import SimpleTestCase
@@ -18,6 +19,11 @@ from notifier.resync import MESSAGE_TYPE, PEER, RECONNECT, Resyncer, control_cha
 from tests.support.redis_server import RedisServer, requires_redis_server, unique_channel
 from tests.support.tcp_proxy import TcpProxy
 from tests.test_notifier_redis import Replica, eventually, raw_messages, raw_subscriber
+
+
+def resync_message(reason):
+    """A resync message as consumers get it: stamped with the loop time its pass began."""
+    return {"type": MESSAGE_TYPE, "reason": reason, "requested_at": mock.ANY}
 
 TIMEOUT = 5  # generous: the machine is shared
 
@@ -46,7 +52,7 @@ class ResyncerTests(SimpleTestCase):
         await resyncer.request(RECONNECT)
         for channel in channels:
             message = await asyncio.wait_for(layer.receive(channel), TIMEOUT)
-            self.assertEqual(message, {"type": MESSAGE_TYPE, "reason": RECONNECT})
+            self.assertEqual(message, resync_message(RECONNECT))
         self.assertEqual(layer.stats()["queued"], 0)  # one each, none for the other group
         stats = resyncer.stats()
         self.assertEqual((stats[RECONNECT], stats["groups"]), (1, 20))
@@ -147,14 +153,14 @@ class ListenerResyncTests(SimpleTestCase):
             finally:
                 await admin.aclose()
             message = await replica.receive(local)
-            self.assertEqual(message, {"type": MESSAGE_TYPE, "reason": RECONNECT})
+            self.assertEqual(message, resync_message(RECONNECT))
             self.assertEqual(replica.listener.counters["connects"], 2)
 
             # Redis restarted empty: the same again.
             await asyncio.to_thread(server.stop)
             await asyncio.to_thread(server.start)
             message = await replica.receive(local, timeout=10)
-            self.assertEqual(message, {"type": MESSAGE_TYPE, "reason": RECONNECT})
+            self.assertEqual(message, resync_message(RECONNECT))
             self.assertEqual(resyncer.stats()[RECONNECT], 2)
         finally:
             await replica.aclose()
@@ -186,7 +192,7 @@ class ListenerResyncTests(SimpleTestCase):
                         pipe.publish(channel, flood)
                     await pipe.execute()
             message = await asyncio.wait_for(layer.receive(member), 15)
-            self.assertEqual(message, {"type": MESSAGE_TYPE, "reason": RECONNECT})
+            self.assertEqual(message, resync_message(RECONNECT))
             self.assertGreaterEqual(listener.counters["disconnects"], 1)
             self.assertLess(listener.counters["received"], 4000)  # Redis dropped the rest
         finally:

@@ -71,6 +71,8 @@ class ErrorsCarryTheirCheckIdTests(SimpleTestCase):
         ({"WEBCHAT_DIRECTLINE": {"MAX_POLL_BYTES": 0}}, "webchat.E002", "max_poll_bytes"),
         ({"WEBCHAT_GC_FREEZE": "no"}, "webchat.E003", "gc_freeze"),
         ({"WEBCHAT_STREAM": {"IDLE_TIMEOUT": "300"}}, "webchat.E004", "idle_timeout"),
+        ({"WEBCHAT_STREAM": {"CATCH_UP_INTERVAL": 0}}, "webchat.E004", "catch_up_interval"),
+        ({"WEBCHAT_STREAM": {"CATCH_UP_INTERVAL": True}}, "webchat.E004", "catch_up_interval"),
         ({"WEBCHAT_STREAM": {"MAX_REPLAY": True}}, "webchat.E004", "max_replay"),
         ({"WEBCHAT_STREAM": "300"}, "webchat.E004", "idle_timeout"),
         ({"WEBCHAT_BOT_WORKERS": 0}, "webchat.E005", "bot_workers"),

@@ -74,6 +74,7 @@ DEFAULTS = {
         "IDLE_TIMEOUT": 300,  # seconds without a client frame or a sent frame
         "MAX_REPLAY": 1000,  # activities a connecting socket may have missed
         "MAX_FRAME_BYTES": MIB,  # largest frame either way (daphne's limit too)
+        "CATCH_UP_INTERVAL": 1.5,  # seconds between watermark sweeps (webchat/catch_up.py)
     },
     # Rate limits (count, seconds) or None, and the upload quota: webchat/throttle.py,
     # webchat/quota.py, README "Limits and quotas".
@@ -257,6 +258,10 @@ class WebchatSettings(SettingsSnapshot):
     @cached_property
     def max_frame_bytes(self):
         return self._positive_int("WEBCHAT_STREAM", "MAX_FRAME_BYTES")
+
+    @cached_property
+    def catch_up_interval(self):
+        return self._positive_number("WEBCHAT_STREAM", "CATCH_UP_INTERVAL")
 
     # WEBCHAT_LIMITS: rate limits and the upload quota (E040), WEBCHAT_RETENTION_DAYS (E041).
 

@@ -51,8 +51,10 @@ from channels.exceptions import StopConsumer
 from channels.generic.websocket import AsyncWebsocketConsumer
 
 from notifier.events import group_name
+from notifier.tasks import cancel_and_wait
 
 from . import queries, tokens
+from .catch_up import catch_up
 from .conf import settings
 from .limits import socket_slots
 from .metrics import stream_stats
@@ -229,8 +231,11 @@ class StreamConsumer(AsyncWebsocketConsumer):
             self.group = group_name(tenant_id, conversation_id)
             await self.channel_layer.group_add(self.group, self.channel_name)
             self._joined_at = asyncio.get_running_loop().time()
+            catch_up.add(self)
         await self.accept()
-        self.cursor = self.wanted = watermark
+        # The first read covers at least ``current``: a sweep (webchat.catch_up) that finds
+        # the conversation there while that read runs has nothing to add.
+        self.cursor, self.wanted = watermark, current
         self._touch()
         self._arm_idle_timer()
         self._seen = LastSeen(claims, state[2])
@@ -287,16 +292,20 @@ class StreamConsumer(AsyncWebsocketConsumer):
 
     async def webchat_resync(self, event):
         """Called for each ``webchat.resync`` sent to the group: the backplane may have missed
-        notifications (its listener reconnected), so read once from the cursor."""
+        notifications (its listener reconnected). One batched watermark check of every local
+        socket (``webchat.catch_up``) wakes this one if its conversation moved; a pass over
+        every group costs one such check, not a read per socket."""
         if self._closing or self.conversation_id is None:
             return
         stream_stats.resyncs += 1
-        # Nothing announced a watermark: claim one above the cursor, so the reader (this one
-        # or the one in flight) reads once more; the cursor still decides what is sent.
-        self.wanted = max(self.wanted, self.cursor + 1)
-        self._dirty = True
-        if self._reader is None or self._reader.done():
-            self._reader = asyncio.create_task(self._drain())
+        catch_up.request(event.get("requested_at"))
+
+    def behind(self, watermark):
+        """Whether this socket must be told of ``watermark`` (the catch-up's sweep asks): its
+        cursor is below it and no read in flight was already announced that far."""
+        if self._closing or watermark <= self.cursor:
+            return False
+        return self._reader is None or self._reader.done() or self.wanted < watermark
 
     async def _drain(self, first=False):
         """Read from the cursor and send, until no bump above the cursor is pending.
@@ -408,6 +417,7 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self._idle_timer is not None:
             self._idle_timer.cancel()
             self._idle_timer = None
+        sweeper = catch_up.discard(self) if self.group is not None else None
         current = asyncio.current_task()
         for task in (self._reader, self._closer, self._rejoiner):
             if task is not None and task is not current and not task.done():
@@ -419,6 +429,8 @@ class StreamConsumer(AsyncWebsocketConsumer):
         if self.group is not None:
             await self.channel_layer.group_discard(self.group, self.channel_name)
             self.group = None
+        # The last socket of the process owns the catch-up's task: nothing is left to sweep.
+        await cancel_and_wait(sweeper)
 
 
 class UnknownStreamConsumer(AsyncWebsocketConsumer):

@@ -26,15 +26,18 @@ written for, or with ``DEPENDENCY_FAST_PATHS = False``, every call takes that pu
 """
 
 import contextlib
+import logging
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 from asgiref.sync import sync_to_async
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 
 from notifier.compat import asgiref as asgiref_internals
 from notifier.compat import django as django_internals
+
+logger = logging.getLogger(__name__)
 
 
 def sync_caller_waiting() -> bool:
@@ -56,7 +59,8 @@ def _close_broken_connections(*, idle):
     """Called on a worker around each call: close connections that failed (or, when
     ``idle``, that sat unused long enough to be checked) and no longer answer; keep the
     others (``close_old_connections`` honours ``CONN_MAX_AGE`` and would close every one
-    of them with the default of 0)."""
+    of them with the default of 0). Returns how many it closed."""
+    closed = 0
     for connection in connections.all(initialized_only=True):
         if (
             connection.connection is not None
@@ -65,12 +69,66 @@ def _close_broken_connections(*, idle):
             and not connection.is_usable()
         ):
             connection.close()
+            closed += 1
+    return closed
+
+
+#: Seconds a read that lost its connection waits for the database to take a new one.
+RECONNECT_WINDOW = 5.0
+#: Seconds between those connection attempts.
+RECONNECT_PAUSE = 0.1
+
+
+def _reconnect(deadline):
+    """Open the connections that are closed, trying until ``deadline`` (monotonic time)."""
+    while True:
+        try:
+            for connection in connections.all(initialized_only=True):
+                if connection.connection is None:
+                    connection.ensure_connection()
+            return
+        except (OperationalError, InterfaceError):
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(RECONNECT_PAUSE)
+
+
+def read_retried(function, /, *args, **kwargs):
+    """Called on a database thread for work that only reads: ``function(...)``, run once
+    more on a fresh connection when the first try failed because its connection was lost
+    or could not be opened (a database restart: a kept connection only learns of one when
+    it is next used). The fresh connection is tried for up to ``RECONNECT_WINDOW`` seconds,
+    so a read waits out a restart instead of failing: a Direct Line client stops polling
+    for good on a 5xx. Any other error (SQLite's "database is locked" leaves its connection
+    usable), or a second failure, is raised. Writes never come here: one that lost its
+    connection may or may not have committed, so only the client can decide to send it
+    again."""
+    try:
+        return function(*args, **kwargs)
+    except (OperationalError, InterfaceError) as exc:
+        closed = _close_broken_connections(idle=False)
+        if not closed and not any(
+            connection.connection is None
+            for connection in connections.all(initialized_only=True)
+        ):
+            raise
+        logger.info("database connection lost (%s); reading again on a fresh one",
+                    type(exc).__name__)
+    _reconnect(time.monotonic() + RECONNECT_WINDOW)
+    return function(*args, **kwargs)
 
 
 def _kept(function, args, kwargs):
     last_used = getattr(_worker, "last_used", None)
     if last_used is not None and time.monotonic() - last_used > HEALTH_CHECK_AFTER:
         _close_broken_connections(idle=True)
+    if last_used is not None and any(
+        connection.connection is None for connection in connections.all(initialized_only=True)
+    ):
+        # Closed after a failure: wait for the database before any work starts (safe for
+        # writes too, nothing has run yet); if it stays away, the work fails as it would.
+        with contextlib.suppress(OperationalError, InterfaceError):
+            _reconnect(time.monotonic() + RECONNECT_WINDOW)
     try:
         return function(*args, **kwargs)
     finally:

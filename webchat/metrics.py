@@ -12,6 +12,10 @@ Stream metrics::
     webchat_stream_activities_sent_total         activities in those frames
     webchat_stream_replay_activities             histogram: activities in each socket's replay
     webchat_stream_resyncs_total                 resync requests handled by sockets
+    webchat_stream_catch_up_sweeps_total         watermark sweeps (webchat.catch_up)
+    webchat_stream_catch_up_woken_total          conversations a sweep found behind (a
+                                                 notification lost, or one it came before)
+    webchat_stream_catch_up_failures_total       sweeps that failed (the database away)
 
 GC metrics (:mod:`webchat.gc_freeze`)::
 
@@ -72,6 +76,19 @@ class StreamCollector:
         self.stats = stats
         self.slots = slots
 
+    @staticmethod
+    def _catch_up():
+        from .catch_up import catch_up  # needs the models: imported at scrape time
+
+        counters = catch_up.counters.snapshot()
+        return (
+            ("catch_up_sweeps", "Watermark sweeps of the local stream sockets.",
+             counters["sweeps"]),
+            ("catch_up_woken", "Conversations a watermark sweep found behind.",
+             counters["woken"]),
+            ("catch_up_failures", "Watermark sweeps that failed.", counters["failed"]),
+        )
+
     def collect(self):
         sockets = GaugeMetricFamily("webchat_stream_open_sockets",
                                     "Open stream sockets on this replica, by tenant.",
@@ -84,6 +101,7 @@ class StreamCollector:
             ("frames_sent", "ActivitySet frames sent to stream sockets.", stats.frames),
             ("activities_sent", "Activities sent in those frames.", stats.activities),
             ("resyncs", "Resync requests handled by stream sockets.", stats.resyncs),
+            *self._catch_up(),
         ):
             family = CounterMetricFamily(f"webchat_stream_{name}", documentation)
             family.add_metric([], value)

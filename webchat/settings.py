@@ -223,6 +223,9 @@ if os.environ.get("WEBCHAT_STREAM_IDLE_TIMEOUT"):
 # ... and the activities one connection replays before 4413 (default 1000).
 if os.environ.get("WEBCHAT_STREAM_MAX_REPLAY"):
     WEBCHAT_STREAM["MAX_REPLAY"] = int(os.environ["WEBCHAT_STREAM_MAX_REPLAY"])
+# Seconds between the stream's watermark sweeps (webchat/catch_up.py; default 1.5).
+if os.environ.get("WEBCHAT_STREAM_CATCH_UP_INTERVAL"):
+    WEBCHAT_STREAM["CATCH_UP_INTERVAL"] = float(os.environ["WEBCHAT_STREAM_CATCH_UP_INTERVAL"])
 
 # The proxies whose X-Forwarded-For / X-Forwarded-Proto are believed (webchat/forwarded.py):
 # by default a proxy on this host; "WEBCHAT_TRUSTED_PROXIES=" (empty) trusts none.

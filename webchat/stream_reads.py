@@ -12,7 +12,7 @@ frame again. Here (measured with ``bench/load.py``, see docs/benchmarks.md):
 
 import asyncio
 
-from .db_threads import DatabaseThreads
+from .db_threads import DatabaseThreads, read_retried
 
 #: The stream's database thread: one per process (reads come in batches, see SharedReads).
 stream_threads = DatabaseThreads("stream-db", 1)
@@ -20,8 +20,10 @@ stream_threads = DatabaseThreads("stream-db", 1)
 
 async def stream_db(function, *args):
     """Await ``function(*args)`` on the process's stream database thread, which keeps its
-    connection (in tests: on the test's own thread, see ``webchat.db_threads``)."""
-    return await stream_threads.run(function, *args)
+    connection (in tests: on the test's own thread, see ``webchat.db_threads``). The stream
+    only reads: a read that lost its connection (a database restart) is tried once more on
+    a fresh one."""
+    return await stream_threads.run(read_retried, function, *args)
 
 
 def _read_all(keys):
@@ -30,7 +32,7 @@ def _read_all(keys):
     outcomes = []
     for read, *args in keys:
         try:
-            outcomes.append(read(*args))
+            outcomes.append(read_retried(read, *args))
         except Exception as exc:
             outcomes.append(exc)
     return outcomes

@@ -15,11 +15,15 @@ from django.http.multipartparser import MultiPartParserError
 from django.views import defaults
 from django.views.decorators.csrf import csrf_exempt
 
+from webchat.db_threads import read_retried
 from webchat.paths import is_directline
 
 from .threads import api_threads
 
 logger = logging.getLogger(__name__)
+
+#: Methods whose views only read: retried on a fresh connection (``read_retried``).
+_READS = frozenset({"GET", "HEAD"})
 
 
 class DirectLineError(Exception):
@@ -89,6 +93,9 @@ def directline_view(*methods: str):
                 return response
             try:
                 try:
+                    if request.method in _READS:
+                        # A read that lost its database connection is tried once more.
+                        return read_retried(view, request, *args, **kwargs)
                     return view(request, *args, **kwargs)
                 except RequestDataTooBig as exc:
                     raise too_large("The request is too large.") from exc

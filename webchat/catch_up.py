@@ -1,0 +1,211 @@
+"""Catch-up without a notification: one batched watermark check for every local socket.
+
+A notification is only a hint, and two kinds of hint can go missing:
+
+* a replica SIGKILLed between committing an activity and PUBLISHing its bump: no replica
+  ever hears of it (README "Delivery guarantees");
+* a backplane that was away (its listener resubscribed, or a peer asked for a resync):
+  whatever was published meanwhile.
+
+Both are caught up by a *sweep*: the conversations that have stream sockets in this process,
+their watermarks read in one query per :data:`CHUNK` conversations, and, for each
+conversation where a socket's cursor is behind, the ``webchat.watermark`` group send the
+backplane's own local delivery makes (``notifier``'s ``local_send``). The consumer's
+"notified, then read from the cursor" path does the rest, so a sweep can neither repeat nor
+reorder anything; a conversation that did not move costs no read.
+
+A sweep runs every ``WEBCHAT_STREAM["CATCH_UP_INTERVAL"]`` seconds (anti-entropy), and at once
+when a consumer receives a ``webchat.resync``. A resync pass (``notifier.resync``) stamps its
+messages with the loop time it began: every message of a pass that a sweep started after
+already covers is dropped, so a pass over thousands of groups costs one sweep, not one read
+per socket. A message without a stamp counts as sent when it arrived.
+
+Ownership: the process's :data:`catch_up` starts its task on the loop of the first socket
+that registers, and the socket that leaves last cancels and awaits it
+(:func:`notifier.tasks.cancel_and_wait`): sockets are what it sweeps, so it lives exactly as
+long as there is one, and a server's shutdown (which ends every socket) ends it.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+
+from django.db import DEFAULT_DB_ALIAS, connections
+
+from notifier.events import NotifyEvent
+from notifier.runtime import get_notifier
+from notifier.stats import Counters
+
+from .conf import settings
+from .models import Conversation
+from .stream_reads import stream_db
+
+logger = logging.getLogger(__name__)
+
+#: Conversations per query where the ids cannot go as one parameter: SQLite's oldest
+#: builds allow 999 parameters per statement.
+CHUNK = 900
+#: Seconds a sweep asked for by a resync waits for the other sockets of the pass to ask too
+#: (resync messages without a stamp).
+COLLECT = 0.01
+
+_SELECT = "SELECT {id}, {tenant}, {watermark} FROM {table} WHERE {id} "
+# The whole list as one parameter, so one statement whatever the number of sockets: a JSON
+# array on SQLite (json_each is built in since 3.38), an array on PostgreSQL.
+_ONE_PARAMETER = {"sqlite": "IN (SELECT value FROM json_each(%s))", "postgresql": "= ANY(%s)"}
+
+
+def _select(connection, where):
+    quote = connection.ops.quote_name
+    meta = Conversation._meta
+    return _SELECT.format(
+        id=quote(meta.pk.column), tenant=quote(meta.get_field("tenant").column),
+        watermark=quote(meta.get_field("watermark").column), table=quote(meta.db_table),
+    ) + where
+
+
+def watermarks(conversation_ids):
+    """Called on the stream database thread: ``{id: (tenant id, watermark)}`` of the
+    conversations that exist, in one query (one per :data:`CHUNK` ids on databases other
+    than SQLite and PostgreSQL)."""
+    ids = list(conversation_ids)
+    if not ids:
+        return {}
+    connection = connections[DEFAULT_DB_ALIAS]
+    one = _ONE_PARAMETER.get(connection.vendor)
+    if one is not None and (connection.vendor != "sqlite" or _has_json_each(connection)):
+        batches = [(_select(connection, one), [json.dumps(ids) if "json" in one else ids])]
+    else:
+        batches = [
+            (_select(connection, f"IN ({', '.join(['%s'] * len(chunk))})"), chunk)
+            for chunk in (ids[start:start + CHUNK] for start in range(0, len(ids), CHUNK))
+        ]
+    found = {}
+    with connection.cursor() as cursor:
+        for sql, params in batches:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+            found.update((cid, (str(tenant), watermark)) for cid, tenant, watermark in rows)
+    return found
+
+
+def _has_json_each(connection):
+    return connection.Database.sqlite_version_info >= (3, 38)
+
+
+class CatchUp:
+    """The stream sockets of this process by conversation, and the task that sweeps them.
+
+    A socket is anything with ``tenant_id``, ``conversation_id`` and ``behind(watermark)``
+    (``webchat.consumers.StreamConsumer``). ``interval``: seconds between sweeps (a callable
+    read at each sweep; default the setting).
+    """
+
+    def __init__(self, interval=None):
+        self._interval = interval
+        self._sockets = {}  # (tenant id, conversation id) -> set of sockets
+        self._loop = None
+        self._task = None
+        self._wake = None
+        self._covered = float("-inf")  # loop time the last sweep's query was asked for
+        self.counters = Counters("sweeps", "requests", "covered", "woken", "failed")
+        #: The last sweep: conversations, woken, seconds (wall clock, query included).
+        self.last = None
+
+    @property
+    def interval(self):
+        return settings.catch_up_interval if self._interval is None else self._interval()
+
+    def __len__(self):
+        return sum(len(sockets) for sockets in self._sockets.values())
+
+    def add(self, socket):
+        """Called on the loop when a socket has joined its conversation's group."""
+        key = (socket.tenant_id, socket.conversation_id)
+        self._sockets.setdefault(key, set()).add(socket)
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop:  # a new loop (tests): the old one took its task along
+            self._loop, self._task, self._covered = loop, None, float("-inf")
+            self._wake = asyncio.Event()
+        if self._task is None or self._task.done():
+            self._task = loop.create_task(self._run(), name="webchat-catch-up")
+
+    def discard(self, socket):
+        """Called when a socket goes away. Returns the task the caller must cancel and await
+        (:func:`notifier.tasks.cancel_and_wait`) when it was the last socket, else None."""
+        key = (socket.tenant_id, socket.conversation_id)
+        sockets = self._sockets.get(key)
+        if sockets is None:
+            return None
+        sockets.discard(socket)
+        if not sockets:
+            del self._sockets[key]
+        if self._sockets:
+            return None
+        task, self._task = self._task, None
+        return task
+
+    def request(self, requested_at=None):
+        """Called on the loop for each ``webchat.resync``: sweep soon, unless a sweep that
+        started after ``requested_at`` (loop time; None: now) already covers it."""
+        self.counters.incr("requests")
+        if self._wake is None or self._loop is not asyncio.get_running_loop():
+            return
+        if isinstance(requested_at, bool) or not isinstance(requested_at, int | float):
+            requested_at = self._loop.time()
+        if requested_at <= self._covered:
+            self.counters.incr("covered")
+            return
+        self._wake.set()
+
+    async def _run(self):
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.interval
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(due):
+                    await self._wake.wait()
+                await asyncio.sleep(COLLECT)
+            self._wake.clear()
+            self._covered = loop.time()
+            due = self._covered + self.interval
+            try:
+                await self.sweep()
+            except Exception:
+                # The database is away: the next sweep, one interval later, covers every
+                # socket again (the resyncs this one was to answer included); the sockets
+                # keep their cursors, and the stream's own reads report the failure.
+                self.counters.incr("failed")
+                logger.warning("stream catch-up sweep failed; retrying in %.1f s",
+                               self.interval, exc_info=logger.isEnabledFor(logging.DEBUG))
+
+    async def sweep(self):
+        """Read the watermarks of every conversation with local sockets; wake the sockets
+        that are behind. Returns how many conversations were woken."""
+        started = time.perf_counter()
+        registered = list(self._sockets.items())
+        found = await stream_db(watermarks, [key[1] for key, _ in registered])
+        notifier, woken = get_notifier(), 0
+        for (tenant_id, conversation_id), sockets in registered:
+            row = found.get(conversation_id)
+            if row is None or row[0] != tenant_id:
+                continue
+            for socket in sockets:
+                if socket.behind(row[1]):
+                    await notifier.local_send(NotifyEvent(tenant_id, conversation_id, row[1]))
+                    woken += 1
+                    break
+        self.counters.incr("sweeps")
+        self.counters.incr("woken", woken)
+        self.last = {"conversations": len(registered), "woken": woken,
+                     "seconds": time.perf_counter() - started}
+        return woken
+
+    def stats(self):
+        return {**self.counters.snapshot(), "sockets": len(self), "last": self.last}
+
+
+#: The process's catch-up (one event loop serves the consumers).
+catch_up = CatchUp()
