@@ -16,6 +16,7 @@ Names (counters end in ``_total``)::
                                                 unsent at shutdown)
     webchat_notifier_publish_superseded_total   payloads replaced by a newer bump while waiting
     webchat_notifier_resync_requests_total      resync requests published for our peers
+    webchat_notifier_publish_failing_seconds    how long every PUBLISH has failed (0: they pass)
     webchat_backplane_received_total            messages on the global channel
     webchat_backplane_delivered_total           ... delivered to local groups
     webchat_backplane_dropped_total{reason}     ... dropped: malformed, self_echo, unknown_version,
@@ -38,6 +39,8 @@ Names (counters end in ``_total``)::
     webchat_backplane_lag_seconds               histogram: PUBLISH to delivery (stamped ones)
     webchat_backplane_up                        1 when /readyz's backplane check passes
 """
+
+import time
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -96,6 +99,10 @@ class NotifierCollector:
         for key, name, documentation in _NOTIFIER_COUNTERS:
             if key in stats:
                 yield _counter(f"webchat_notifier_{name}", documentation, stats[key])
+        failing = runtime.notifier.publish_failing()
+        yield GaugeMetricFamily("webchat_notifier_publish_failing_seconds",
+                                "Seconds every PUBLISH has failed (0 while they go through).",
+                                value=0 if failing is None else time.monotonic() - failing[0])
         listener = runtime.listener
         status = backplane_status(runtime)
         yield GaugeMetricFamily("webchat_backplane_up",

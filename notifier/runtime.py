@@ -26,6 +26,7 @@ from django.core.signals import setting_changed
 from django.dispatch import receiver
 
 from . import conf
+from .compat import twisted
 from .conf import WATCHED_SETTINGS, get_settings
 
 logger = logging.getLogger(__name__)
@@ -152,7 +153,7 @@ def _register_shutdown(runtime, loop):
     # Only look at a reactor someone already installed: importing one here would install the
     # default reactor in processes that have none.
     reactor = sys.modules.get("twisted.internet.reactor")
-    if reactor is not None and getattr(reactor, "_asyncioEventloop", None) is loop:
+    if reactor is not None and twisted.reactor_drives(reactor, loop):
         from twisted.internet.defer import Deferred
 
         def before_shutdown():
@@ -161,6 +162,7 @@ def _register_shutdown(runtime, loop):
             return None
 
         reactor.addSystemEventTrigger("before", "shutdown", before_shutdown)
+        logger.info("backplane runtime: stops before Twisted's reactor shuts down")
 
 
 def _runtime_for_loop(runtime, loop):

@@ -17,7 +17,10 @@ from django.core.handlers.asgi import ASGIHandler as DjangoASGIHandler
 from django.core.signals import request_finished
 from django.test import AsyncClient, SimpleTestCase, TestCase, override_settings
 
+from notifier.compat import asgiref as asgiref_internals
+from notifier.compat import django as django_internals
 from tests.directline_support import BASE, DirectLineMixin, bearer
+from tests.support.fast_paths import fast_path
 from webchat.handler import ASGIHandler, path_info
 from webchat.paths import is_directline_path
 
@@ -162,6 +165,7 @@ def asgi_request(application, path, method="GET"):
     return run()
 
 
+@fast_path(asgiref_internals, django_internals)
 class HopTests(SimpleTestCase):
     """Thread hops (``sync_to_async`` calls) of one Direct Line request, counted."""
 
@@ -218,6 +222,7 @@ class RequestThreadTests(SimpleTestCase):
         thread.join(30)
         return names
 
+    @fast_path(django_internals)
     def test_api_requests_share_one_sync_thread(self):
         names = self.finishing_threads(BASE + "/no/such/endpoint")
         self.assertEqual(self.statuses, [404] * 4)
@@ -228,3 +233,30 @@ class RequestThreadTests(SimpleTestCase):
         names = self.finishing_threads("/no/such/page")
         self.assertEqual(self.statuses, [404] * 4)
         self.assertEqual(len(set(names)), 4, names)
+
+
+@override_settings(DEPENDENCY_FAST_PATHS=False)
+class PublicPathTests(SimpleTestCase):
+    """With the fast paths off (notifier.compat.django) the handler and the middleware are
+    Django's: the same thread hops, a thread per request."""
+
+    def test_an_api_request_makes_djangos_hops(self):
+        path = BASE + "/no/such/endpoint"
+        status, ours = HopTests.hops(self, ASGIHandler, path)
+        self.assertEqual(status, 404)
+        with override_settings(MIDDLEWARE=DJANGO_MIDDLEWARE):
+            status, theirs = HopTests.hops(self, DjangoASGIHandler, path)
+        self.assertEqual(status, 404)
+        # The view's database work still runs where db_threads sends it (asgiref's public
+        # path here too: sync_to_async's thread, one hop either way).
+        self.assertEqual(len(ours), len(theirs), (ours, theirs))
+
+    def test_api_requests_get_a_thread_each(self):
+        names = RequestThreadTests.finishing_threads(self, BASE + "/no/such/endpoint")
+        self.assertEqual(self.statuses, [404] * 4)
+        self.assertEqual(len(set(names)), 4, names)
+
+
+@override_settings(DEPENDENCY_FAST_PATHS=False)
+class PublicPathSameResponsesTests(SameResponsesTests):
+    pass

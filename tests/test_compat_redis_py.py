@@ -11,6 +11,7 @@ from unittest import mock
 
 from django.core.checks import run_checks
 from django.test import SimpleTestCase, override_settings
+from prometheus_client.parser import text_string_to_metric_families
 
 from notifier import oplog, pipeline
 from notifier.asgi import BackplaneMiddleware
@@ -20,6 +21,7 @@ from notifier.events import NotifyEvent
 from notifier.exceptions import InvalidNotifierConfiguration
 from notifier.health import PUBLISH_FAILING_AFTER
 from notifier.runtime import get_runtime
+from tests.support.fast_paths import fast_path
 from tests.support.redis_server import RedisServer, requires_redis_server, unique_channel
 from tests.test_notifier_redis import TwoReplicaTests
 from tests.test_ops_endpoints import call, inner_app
@@ -35,7 +37,7 @@ class VersionTests(SimpleTestCase):
         self.assertEqual(parse_version("5.0.0b1"), (5, 0, 0))
         self.assertEqual(parse_version("6.0"), (6, 0))
 
-    @unittest.skipIf(redis_py.FAST_PATH_VERSIONS[0] > redis_py.VERSION, "an older redis-py")
+    @fast_path(redis_py)
     def test_a_supported_redis_py_runs_the_fast_paths_unless_switched_off(self):
         self.assertTrue(redis_py.SUPPORTED)
         self.assertTrue(redis_py.fast())
@@ -141,6 +143,11 @@ class FailingPublishTests(SimpleTestCase):
                 self.assertEqual(status, 503, body)
                 self.assertGreaterEqual(time.monotonic() - started, PUBLISH_FAILING_AFTER - 0.5)
                 [problem] = json.loads(body)["problems"]
+                status, _, body = await call(app, "/metrics")
+                [failing] = [s.value for f in text_string_to_metric_families(body.decode())
+                             for s in f.samples
+                             if s.name == "webchat_notifier_publish_failing_seconds"]
+                self.assertGreaterEqual(failing, PUBLISH_FAILING_AFTER)
                 self.assertRegex(problem, r"^backplane: every PUBLISH has failed for [0-9.]+ s "
                                           r"\(last: NoPermissionError: ")
                 # Allowed again: the retried notification goes out, /readyz is green again.

@@ -14,8 +14,11 @@ import threading
 
 from asgiref.sync import async_to_sync
 from django.db import connection, connections
-from django.test import SimpleTestCase, TestCase
+from django.test import SimpleTestCase, TestCase, override_settings
 
+from notifier.compat import asgiref as asgiref_internals
+from notifier.compat import django as django_internals
+from tests.support.fast_paths import fast_path
 from webchat import db_threads
 from webchat.db_threads import DatabaseThreads, sync_caller_waiting
 from webchat.models import Tenant
@@ -51,6 +54,7 @@ def where():
     return threading.get_ident(), id(connection.connection), _calls.count
 
 
+@fast_path(asgiref_internals, django_internals)
 class WorkerTests(SimpleTestCase):
     databases = {"default"}
 
@@ -115,6 +119,7 @@ class WorkerTests(SimpleTestCase):
             run_loop_in_thread(call)
 
 
+@fast_path(asgiref_internals, django_internals)
 class BrokenConnectionTests(SimpleTestCase):
     """A worker's connection that failed, or sat idle and no longer answers, is replaced."""
 
@@ -216,3 +221,29 @@ class SyncCallerTests(TestCase):
         self.assertEqual(thread, threading.get_ident())
         self.assertEqual(names, ["only-in-this-transaction"])
         self.assertEqual(threads.in_flight(), 0)
+
+
+@override_settings(DEPENDENCY_FAST_PATHS=False)
+class PublicPathTests(SimpleTestCase):
+    """With the fast paths off (notifier.compat.asgiref), every call goes where
+    ``sync_to_async(thread_sensitive=True)`` sends it, never to the workers."""
+
+    databases = {"default"}
+
+    def test_a_plain_loop_runs_the_work_on_asgirefs_thread_not_a_worker(self):
+        threads = DatabaseThreads("test-db", 2)
+        self.addCleanup(threads.close)
+
+        async def calls():
+            return [await threads.run(lambda: threading.current_thread().name)
+                    for _ in range(3)]
+
+        names = run_loop_in_thread(calls)
+        self.assertEqual(len(names), 3)
+        self.assertFalse([name for name in names if name.startswith("test-db")], names)
+        self.assertIsNone(threads._workers)  # never started
+
+
+@override_settings(DEPENDENCY_FAST_PATHS=False)
+class PublicPathSyncCallerTests(SyncCallerTests):
+    pass

@@ -16,6 +16,9 @@ import psycopg
 import websockets
 from django.test import SimpleTestCase
 
+from notifier.compat import asgiref as asgiref_internals
+from notifier.compat import django as django_internals
+from tests.support.fast_paths import fast_path
 from tests.support.replicas import (
     POSTGRES_ADMIN_URL,
     postgres_unavailable,
@@ -28,6 +31,7 @@ API = "/v3/directline"
 TIMEOUT = 15
 
 
+@fast_path(asgiref_internals, django_internals)
 class KeptConnectionsTests(SimpleTestCase):
     @classmethod
     def setUpClass(cls):

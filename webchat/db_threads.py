@@ -20,31 +20,30 @@ not apply to these threads (Django's request signals never run on them).
 When sync code waits further up the stack (``async_to_sync``: Django's test client, a
 management command, a WSGI worker), the work runs on that thread instead, exactly where
 ``sync_to_async(thread_sensitive=True)`` would run it: that thread may hold the connection
-and the transaction the work must see (a ``TestCase`` runs every test in one).
+and the transaction the work must see (a ``TestCase`` runs every test in one). Telling so
+reads asgiref's internals (:mod:`notifier.compat.asgiref`): on an asgiref it was not
+written for, or with ``DEPENDENCY_FAST_PATHS = False``, every call takes that public path.
 """
 
-import asyncio
 import contextlib
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
-from asgiref.sync import AsyncToSync, sync_to_async
+from asgiref.sync import sync_to_async
 from django.db import connections
+
+from notifier.compat import asgiref as asgiref_internals
+from notifier.compat import django as django_internals
 
 
 def sync_caller_waiting() -> bool:
-    """Whether sync code waits for this event loop through ``async_to_sync``: in this
-    context, or as the thread that made the loop (asgiref's own two tests for sending
-    thread-sensitive work to such a thread; the second covers tasks started in a fresh
-    context, as Channels' test communicators start applications)."""
-    if getattr(AsyncToSync.executors, "current", None) is not None:
-        return True
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return loop in AsyncToSync.loop_thread_executors
+    """Whether sync code waits for this event loop through ``async_to_sync`` (see
+    :func:`notifier.compat.asgiref.sync_caller_waiting`); always True on the public path,
+    which sends every call where ``sync_to_async(thread_sensitive=True)`` would. The
+    workers also need Django's connection internals (:func:`_close_broken_connections`)."""
+    return (not (asgiref_internals.fast() and django_internals.fast())
+            or asgiref_internals.sync_caller_waiting())
 
 
 #: Seconds a worker's connection may sit unused before it is checked again.

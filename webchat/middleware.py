@@ -12,7 +12,11 @@ request, ~1.2 ms of CPU of a Direct Line POST here (docs/benchmarks.md). In this
   (``/v3/directline`` and below, ``webchat.paths``) pass straight through. Those
   endpoints authenticate with ``Authorization: Bearer``, are CSRF-exempt and never read a
   session, a user or a message, so none of these middleware added anything to their
-  responses (``tests/test_middleware.py`` compares the headers with Django's own stack).
+  responses (``tests/test_api_middleware.py`` compares the headers with Django's own stack).
+
+Both lean on ``MiddlewareMixin``'s internals (:mod:`notifier.compat.django`): on a Django
+they were not written for, or with ``DEPENDENCY_FAST_PATHS = False``, every one of these
+middleware behaves exactly as Django's (decided when the middleware chain is loaded).
 """
 
 from asgiref.sync import sync_to_async
@@ -21,6 +25,8 @@ from django.contrib.messages import middleware as messages
 from django.contrib.sessions import middleware as sessions
 from django.middleware import clickjacking, common, csrf, security
 
+from notifier.compat import django as django_internals
+
 from .paths import is_directline
 
 
@@ -28,7 +34,13 @@ class HooksInline:
     """Runs ``process_request`` and ``process_response`` on the request's own thread or
     loop, without ``sync_to_async``. Only for hooks that never block."""
 
+    def __init__(self, get_response):
+        super().__init__(get_response)
+        self._inline = django_internals.fast()
+
     async def __acall__(self, request):
+        if not self._inline:
+            return await super().__acall__(request)
         response = None
         if hasattr(self, "process_request"):
             response = self.process_request(request)
@@ -41,8 +53,12 @@ class HooksInline:
 class SkipForDirectLine:
     """Passes Direct Line API requests straight to the next layer."""
 
+    def __init__(self, get_response):
+        super().__init__(get_response)
+        self._skip_directline = django_internals.fast()
+
     def __call__(self, request):
-        if is_directline(request):
+        if self._skip_directline and is_directline(request):
             # In an async chain this is the next layer's coroutine, awaited by our caller.
             return self.get_response(request)
         return super().__call__(request)
@@ -78,13 +94,13 @@ class CsrfViewMiddleware(SkipForDirectLine, csrf.CsrfViewMiddleware):
 
     def __init__(self, get_response):
         super().__init__(get_response)
-        if self.async_mode:
+        if self._skip_directline and self.async_mode:
             # Django adapts process_view once, when it loads the middleware: a coroutine
             # function is awaited as it is, and this one hops only when it has to.
             self.process_view = self._process_view_async
 
     def process_view(self, request, callback, callback_args, callback_kwargs):
-        if is_directline(request):
+        if self._skip_directline and is_directline(request):
             return None
         return super().process_view(request, callback, callback_args, callback_kwargs)
 

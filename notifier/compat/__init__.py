@@ -21,6 +21,9 @@ SETTING_NAME = "DEPENDENCY_FAST_PATHS"
 
 _enabled = None
 
+# The modules' own caches of "fast path on?", dropped with ours when the setting changes.
+_on_reset = []
+
 
 def parse_version(text):
     """``"8.1.0"`` -> ``(8, 1, 0)``; pre-release and local suffixes are ignored."""
@@ -68,6 +71,3 @@ def _reset(*, setting, **kwargs):
         for reset in _on_reset:
             reset()
 
-
-# The modules' own caches of "fast path on?", dropped with ours.
-_on_reset = []
