@@ -84,35 +84,33 @@ class Dispatcher:
         """Called by the listener with each batch it reads: handle every reply, in order."""
         channel, control, probe = self._channel, self._control, self._probe
         deliver, nowait = self._deliver, self._deliver_nowait
+        instance_id, signing, incr = self.instance_id, self.signing, self.counters.incr
         for reply in batch:
             if reply[0] != _MESSAGE:
                 continue  # subscription confirmations, PONGs
             source = reply[1]
             if source == channel:
                 payload = reply[2]
-                message = self.accept(payload)
-                if message is not None:
+                incr("received")
+                message, reason, detail = classify(payload, instance_id, signing)
+                if reason is None:
                     event = message.event
                     if nowait is None or not nowait(event):
                         await deliver(event)
                     self._delivered(payload, message)
+                else:
+                    self._dropped(reason, payload, detail)
             elif source == probe:
                 self.probe.received(reply[2])
             elif source == control:
                 self.control(reply[2])
 
-    def accept(self, payload):
-        """Count ``payload`` and run it through :func:`classify`: return the message to
-        deliver, or None when it was dropped (counted, logged, reported)."""
-        self.counters.incr("received")
-        message, reason, detail = classify(payload, self.instance_id, self.signing)
-        if reason is not None:
-            self.counters.incr(reason)
-            logger.debug("backplane listener dropped a %d-byte payload: %s%s", len(payload),
-                         reason, f" ({detail})" if detail else "")
-            oplog.payload_dropped(reason, payload, detail)
-            self.observer.dropped(self.listener, reason, payload, detail)
-        return message
+    def _dropped(self, reason, payload, detail):
+        self.counters.incr(reason)
+        logger.debug("backplane listener dropped a %d-byte payload: %s%s", len(payload), reason,
+                     f" ({detail})" if detail else "")
+        oplog.payload_dropped(reason, payload, detail)
+        self.observer.dropped(self.listener, reason, payload, detail)
 
     def _delivered(self, payload, message):
         self.counters.incr("delivered")

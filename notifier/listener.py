@@ -1,11 +1,8 @@
 """The backplane listener: one subscription, read in batches and handed to its dispatcher.
 
-The listener owns the connection's life: it subscribes to the global, control and probe
-channels through a :class:`~notifier.transport.RedisTransport`, passes every batch to a
-:class:`~notifier.dispatch.Dispatcher`, PINGs a silent connection, leaves a wedged one (its
-probe did not come back), and reconnects with backoff (:mod:`notifier.backoff`). It starts and
-stops its companions, the probe and the resyncer. ``start()`` makes the task, ``aclose()``
-cancels it and waits. docs/backplane.md tells the whole story.
+It owns the connection's life (subscribe through a :class:`~notifier.transport.RedisTransport`,
+PING a silent connection, leave a wedged one, reconnect with backoff) and its companions, the
+probe and the resyncer. ``start()`` makes the task, ``aclose()`` cancels it and waits.
 """
 
 import asyncio
@@ -76,7 +73,6 @@ class Listener:
     :class:`~notifier.resync.Resyncer`, asked after each subscription and on a peer's
     request. ``probe``: a :class:`~notifier.probe.Probe` on this listener's probe channel.
     ``signing``: a :class:`~notifier.signing.Keyring` that messages must be signed with.
-    The listener starts and stops the probe and the resyncer.
     """
 
     def __init__(self, transport, *, deliver, instance_id, deliver_nowait=None,

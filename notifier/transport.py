@@ -89,16 +89,17 @@ class RedisTransport:
 
 
 class Subscription:
-    """One confirmed SUBSCRIBE connection, read in batches (see :mod:`notifier.reader`)."""
+    """One confirmed SUBSCRIBE connection, read in batches (see :mod:`notifier.reader`).
+
+    ``await read(timeout)`` returns the next replies (``[b"message", channel, payload]`` and
+    any other pub/sub reply) in the connection's order, or ``[]`` after ``timeout`` seconds
+    of silence.
+    """
 
     def __init__(self, pubsub, reader):
         self._pubsub = pubsub
-        self._reader = reader
-
-    async def read(self, timeout):
-        """Return the next replies (``[b"message", channel, payload]`` and any other pub/sub
-        reply) in the connection's order, or ``[]`` after ``timeout`` seconds of silence."""
-        return await self._reader.read(timeout)
+        # The reader's own method: no coroutine of ours per read.
+        self.read = reader.read
 
     async def ping(self):
         """Send a PING; its answer arrives through :meth:`read`."""

@@ -12,7 +12,7 @@ request, ~1.2 ms of CPU of a Direct Line POST here (docs/benchmarks.md). In this
   (``/v3/directline`` and below, ``webchat.paths``) pass straight through. Those
   endpoints authenticate with ``Authorization: Bearer``, are CSRF-exempt and never read a
   session, a user or a message, so none of these middleware added anything to their
-  responses (``tests/test_middleware.py`` compares the headers with Django's own stack).
+  responses (``tests/test_api_middleware.py`` compares the headers with Django's own stack).
 
 Both lean on ``MiddlewareMixin``'s internals (:mod:`notifier.compat.django`): on a Django
 they were not written for, or with ``DEPENDENCY_FAST_PATHS = False``, every one of these
