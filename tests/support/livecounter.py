@@ -171,25 +171,37 @@ class LiveCounterSite:
 
     async def open_sockets(self, counter, per_server=2, pids_per_server=None):
         """Open sockets on every server; for a server with several worker processes, open
-        more (up to 16) until ``pids_per_server[kind]`` distinct processes hold one.
-        Returns ``[(server, websocket, pid)]``; each socket has read its first frame."""
+        more, 8 at once (up to 64), until ``pids_per_server[kind]`` distinct processes hold
+        one. Returns ``[(server, websocket, pid)]``; each socket has read its first frame.
+
+        At once, because workers share one listening socket and the kernel tends to hand
+        one-by-one connects to the same idle worker: a burst is what spreads real traffic.
+        """
         pids_per_server = pids_per_server or {}
         sockets = []
         for server in self.servers:
             want = pids_per_server.get(server.kind, 1)
             pids = set()
             opened = 0
-            while opened < per_server or (len(pids) < want and opened < 16):
-                ws = await websockets.connect(
-                    f"ws://127.0.0.1:{server.port}/ws/counters/{counter}", open_timeout=10
-                )
-                first = json.loads(await asyncio.wait_for(ws.recv(), FRAME_TIMEOUT))
-                pids.add(first["pid"])
-                sockets.append((server, ws, first["pid"]))
-                opened += 1
+            while opened < per_server or (len(pids) < want and opened < 64):
+                batch = per_server if opened < per_server else 8
+                for ws, pid in await asyncio.gather(
+                    *(self._open_socket(server, counter) for _ in range(batch))
+                ):
+                    pids.add(pid)
+                    sockets.append((server, ws, pid))
+                opened += batch
             if len(pids) < want:
                 raise AssertionError(f"{server.kind}: {opened} sockets all went to {pids}")
         return sockets
+
+    async def _open_socket(self, server, counter):
+        """One socket on ``server``, after its first frame: ``(websocket, pid)``."""
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{server.port}/ws/counters/{counter}", open_timeout=10
+        )
+        first = json.loads(await asyncio.wait_for(ws.recv(), FRAME_TIMEOUT))
+        return ws, first["pid"]
 
     async def every_bump_reaches_every_socket(self, counter, bumps=5, pids_per_server=None):
         """Open sockets on every server, then bump ``bumps`` times, through each server in
