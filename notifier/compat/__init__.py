@@ -63,6 +63,26 @@ def fast_paths_enabled():
     return value
 
 
+class FastPath:
+    """Whether one dependency's fast paths run: ``supported`` (its installed version and
+    internals, checked at import) and the setting on. Called like a function; read once,
+    again after a settings change."""
+
+    def __init__(self, supported: bool):
+        self.supported = supported
+        self._on = None
+        _on_reset.append(self.reset)
+
+    def __call__(self) -> bool:
+        on = self._on
+        if on is None:
+            on = self._on = self.supported and fast_paths_enabled()
+        return on
+
+    def reset(self):
+        self._on = None
+
+
 @receiver(setting_changed)
 def _reset(*, setting, **kwargs):
     global _enabled

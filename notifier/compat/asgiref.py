@@ -15,7 +15,7 @@ import asyncio
 import asgiref
 from asgiref.sync import AsyncToSync
 
-from . import _on_reset, fast_paths_enabled, parse_version
+from . import FastPath, parse_version
 
 INSTALLED = asgiref.__version__
 VERSION = parse_version(INSTALLED)
@@ -27,24 +27,8 @@ SUPPORTED = (FAST_PATH_VERSIONS[0] <= VERSION < FAST_PATH_VERSIONS[1]
              and hasattr(AsyncToSync, "executors")
              and isinstance(getattr(AsyncToSync, "loop_thread_executors", None), dict))
 
-_fast = None
-
-
-def fast():
-    """Whether the fast path runs: a supported asgiref and the setting on."""
-    global _fast
-    value = _fast
-    if value is None:
-        value = _fast = SUPPORTED and fast_paths_enabled()
-    return value
-
-
-def _reset():
-    global _fast
-    _fast = None
-
-
-_on_reset.append(_reset)
+#: Whether the fast path runs: a supported asgiref and the setting on.
+fast = FastPath(SUPPORTED)
 
 
 def sync_caller_waiting():

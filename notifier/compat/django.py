@@ -20,7 +20,7 @@ import django
 from django.core.handlers.asgi import ASGIHandler
 from django.utils.deprecation import MiddlewareMixin
 
-from . import _on_reset, fast_paths_enabled
+from . import FastPath
 
 VERSION = django.VERSION[:3]
 
@@ -31,21 +31,5 @@ SUPPORTED = (FAST_PATH_VERSIONS[0] <= VERSION < FAST_PATH_VERSIONS[1]
              and callable(getattr(MiddlewareMixin, "__acall__", None))
              and callable(getattr(ASGIHandler, "handle", None)))
 
-_fast = None
-
-
-def fast():
-    """Whether the fast paths run: a supported Django and the setting on."""
-    global _fast
-    value = _fast
-    if value is None:
-        value = _fast = SUPPORTED and fast_paths_enabled()
-    return value
-
-
-def _reset():
-    global _fast
-    _fast = None
-
-
-_on_reset.append(_reset)
+#: Whether the fast paths run: a supported Django and the setting on.
+fast = FastPath(SUPPORTED)

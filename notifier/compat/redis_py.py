@@ -16,7 +16,7 @@ They run on the redis-py versions in :data:`FAST_PATH_VERSIONS` while
 
 import redis
 
-from . import _on_reset, fast_paths_enabled, parse_version
+from . import FastPath, parse_version
 
 #: The installed redis-py, as it names itself and as a tuple (``(8, 1, 0)``).
 INSTALLED = redis.__version__
@@ -38,24 +38,8 @@ except ImportError:  # another layout: the public path only
 SUPPORTED = (FAST_PATH_VERSIONS[0] <= VERSION < FAST_PATH_VERSIONS[1]
              and _AsyncHiredisParser is not None)
 
-_fast = None
-
-
-def fast():
-    """Whether the fast paths run: a supported redis-py and the setting on."""
-    global _fast
-    value = _fast
-    if value is None:
-        value = _fast = SUPPORTED and fast_paths_enabled()
-    return value
-
-
-def _reset():
-    global _fast
-    _fast = None
-
-
-_on_reset.append(_reset)
+#: Whether the fast paths run: a supported redis-py and the setting on.
+fast = FastPath(SUPPORTED)
 
 
 def below_floor():
