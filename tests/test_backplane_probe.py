@@ -228,6 +228,8 @@ class WedgedBackplaneTests(SimpleTestCase):
             frozen_at = time.monotonic()
             message = await asyncio.wait_for(layer.receive(member), 15)
             recovered_after = time.monotonic() - frozen_at
+            # requested_at: when the resync pass began (one catch-up sweep answers a pass).
+            self.assertIsInstance(message.pop("requested_at"), float)
             self.assertEqual(message, {"type": MESSAGE_TYPE, "reason": RECONNECT})
             self.assertIsInstance(listener.last_error or ProbeOverdue(), TimeoutError)
             self.assertEqual(listener.counters["connects"], 2)
