@@ -1,0 +1,203 @@
+"""Redis Sentinel with real processes: a master, a replica and three sentinels on free loopback
+ports (tests/support/sentinel.py). A listener and a publisher on ``redis+sentinel://`` follow
+``SENTINEL FAILOVER`` and then a SIGKILL of the promoted master.
+
+The bounds are measured here (see README "Redis Sentinel"): FOLLOW_FAILOVER from the
+FAILOVER command, FOLLOW_KILL from the SIGKILL, each until a notification published after it
+is delivered.
+"""
+
+import asyncio
+import shutil
+import time
+import unittest
+
+from django.test import SimpleTestCase
+
+from notifier.backends.redis import RedisNotifier
+from notifier.events import NotifyEvent, group_name
+from notifier.layers import LocalChannelLayer
+from notifier.resync import MESSAGE_TYPE as RESYNC
+from notifier.sentinel import SentinelTransport, _AsyncMasterConnection
+from tests.support.redis_server import unique_channel
+from tests.support.sentinel import SentinelDeployment
+
+#: Seconds from SENTINEL FAILOVER until a notification published after it arrives.
+FOLLOW_FAILOVER = 8.0
+#: Seconds from a SIGKILL of the master until one published after it arrives: the sentinels
+#: need down-after-milliseconds (1 s) and an election before there is a master again.
+FOLLOW_KILL = 12.0
+
+requires_sentinel = unittest.skipUnless(shutil.which("redis-server"),
+                                        "redis-server is not installed")
+
+
+class Flow:
+    """Publishes watermarks 1, 2, ... through ``publisher`` every ``period`` s, and records
+    when each arrives at a member of ``layer``'s group (and every resync it gets)."""
+
+    def __init__(self, publisher, layer, period=0.05):
+        self.publisher = publisher
+        self.layer = layer
+        self.period = period
+        self.event = NotifyEvent("t", "c", 0)
+        self.published = {}  # watermark -> monotonic time of apublish
+        self.received = {}  # watermark -> monotonic time of arrival
+        self.duplicates = 0
+        self.resyncs = []
+        self._tasks = []
+
+    async def start(self):
+        self.member = await self.layer.new_channel()
+        await self.layer.group_add(group_name("t", "c"), self.member)
+        self._tasks = [asyncio.create_task(self._publish()), asyncio.create_task(self._receive())]
+
+    async def stop(self):
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    async def _publish(self):
+        watermark = 0
+        while True:
+            watermark += 1
+            self.published[watermark] = time.monotonic()
+            await self.publisher.apublish(NotifyEvent("t", "c", watermark))
+            await asyncio.sleep(self.period)
+
+    async def _receive(self):
+        while True:
+            message = await self.layer.receive(self.member)
+            if message["type"] == RESYNC:
+                self.resyncs.append(time.monotonic())
+                continue
+            watermark = message["watermark"]
+            if watermark in self.received:
+                self.duplicates += 1
+            self.received.setdefault(watermark, time.monotonic())
+
+    async def delivered_after(self, since, timeout):
+        """Wait until a watermark published after ``since`` arrives; return its arrival time
+        minus ``since``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            arrived = [self.received[w] for w, at in list(self.published.items())
+                       if at > since and w in self.received]
+            if arrived:
+                return min(arrived) - since
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"nothing published after the event arrived within {timeout} s")
+
+    def in_order(self):
+        order = sorted(self.received, key=self.received.get)
+        return order == sorted(order)
+
+
+@requires_sentinel
+class SentinelTransportTests(SimpleTestCase):
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.deployment = SentinelDeployment()
+        cls.addClassCleanup(cls.deployment.cleanup)
+        cls.deployment.start()
+
+    async def test_clients_talk_to_the_master_the_sentinels_name(self):
+        transport = SentinelTransport(self.deployment.url)
+        client = transport.client("test")
+        try:
+            self.assertTrue(await client.ping())
+            role = await client.execute_command("ROLE")
+            self.assertEqual(role[0], b"master")
+            connection = await client.connection_pool.get_connection()
+            self.assertEqual(connection.port, self.deployment.master_port())
+            await client.connection_pool.release(connection)
+        finally:
+            await client.aclose()
+        sync_client = transport.client(asynchronous=False)
+        try:
+            self.assertEqual(sync_client.execute_command("ROLE")[0], b"master")
+        finally:
+            sync_client.close()
+
+    async def test_a_connection_to_a_replica_is_refused(self):
+        # What happens when the sentinels still name a master that was demoted.
+        client = SentinelTransport(self.deployment.url).client()
+        try:
+            replica = self.deployment.replica.port
+            connection = _AsyncMasterConnection(connection_pool=client.connection_pool,
+                                                host="127.0.0.1", port=replica)
+            with self.assertRaisesRegex(Exception, rf"127.0.0.1:{replica} is a slave, not the"):
+                await connection.connect_to(("127.0.0.1", replica))
+            self.assertFalse(connection.is_connected)
+        finally:
+            await client.aclose()
+
+    async def test_an_unknown_service_fails_as_a_connection_error(self):
+        url = self.deployment.url.replace(self.deployment.service, "no-such-service")
+        notifier = RedisNotifier(url)
+        with self.assertRaisesRegex(Exception, "No master found for 'no-such-service'"):
+            await asyncio.to_thread(notifier.verify, 2.0)
+
+
+@requires_sentinel
+class SentinelFailoverTests(SimpleTestCase):
+    async def test_listener_and_publisher_follow_a_failover_and_a_killed_master(self):
+        deployment = await asyncio.to_thread(SentinelDeployment.start_for, self)
+        channel = unique_channel()
+        listening_layer = LocalChannelLayer()
+        listening = RedisNotifier(deployment.url, channel=channel, channel_layer=listening_layer)
+        publishing = RedisNotifier(deployment.url, channel=channel,
+                                   channel_layer=LocalChannelLayer())
+        await listening.astart()
+        await publishing.astart()
+        listener = listening.listener()
+        listener.start()
+        flow = Flow(publishing, listening_layer)
+        try:
+            await listener.wait_connected(5)
+            await flow.start()
+            await flow.delivered_after(time.monotonic(), 5)
+
+            # 1. SENTINEL FAILOVER: the old master keeps answering, as a replica.
+            started = time.monotonic()
+            old = await asyncio.to_thread(deployment.failover)
+            new = await asyncio.to_thread(deployment.wait_master, old)
+            switched = time.monotonic() - started
+            followed = await flow.delivered_after(started, FOLLOW_FAILOVER)
+            print(f"\nsentinel failover: sentinels switched in {switched:.2f} s, "
+                  f"deliveries resumed {followed:.2f} s after SENTINEL FAILOVER")
+            await asyncio.to_thread(deployment._wait_replica_synced, old, 20)
+
+            # 2. SIGKILL the promoted master: the sentinels promote the old one again.
+            resyncs_before = len(flow.resyncs)
+            killed = time.monotonic()
+            await asyncio.to_thread(deployment.kill_master)
+            again = await asyncio.to_thread(deployment.wait_master, new)
+            promoted = time.monotonic() - killed
+            followed_kill = await flow.delivered_after(killed, FOLLOW_KILL)
+            print(f"sentinel kill: promoted after {promoted:.2f} s, deliveries resumed "
+                  f"{followed_kill:.2f} s after the SIGKILL")
+            self.assertEqual(again, old)
+
+            # Steady again: what is published now arrives, once and in order.
+            mark = time.monotonic()
+            await asyncio.sleep(1.0)
+            await flow.delivered_after(mark, 5)
+            late = [w for w, at in flow.published.items() if mark < at < mark + 0.8]
+            await asyncio.sleep(1.0)
+            self.assertTrue(late)
+            self.assertEqual([w for w in late if w not in flow.received], [])
+            self.assertEqual(flow.duplicates, 0)
+            self.assertTrue(flow.in_order())
+            # Every resubscription asked the local consumers to re-read: that closes the gap.
+            self.assertGreater(len(flow.resyncs), resyncs_before)
+            # Honest readiness afterwards: the probe's round trips go through the new master.
+            returned = listener.probe.counters["returned"]
+            await asyncio.sleep(1.5)
+            self.assertGreater(listener.probe.counters["returned"], returned)
+        finally:
+            await flow.stop()
+            await listener.aclose()
+            await listening.aclose()
+            await publishing.aclose()
