@@ -233,8 +233,11 @@ class SentinelTransport(RedisTransport):
         else:
             module, redis_class, retry_class = sync_sentinel, redis.Redis, Retry
             pool_class, connection_class = _SyncMasterPool, _SyncMasterConnection
-        # Each client has its own sentinel connections, closed with it (see the pools).
+        # Each client has its own sentinel connections, closed with it (see the pools). One
+        # try per sentinel: discovery goes on to the next one (redis-py's default retries a
+        # refused sentinel for seconds).
         sentinel = module.Sentinel(list(config.hosts), sentinel_kwargs={
+            "retry": retry_class(NoBackoff(), 0),
             "socket_connect_timeout": connect_timeout,
             "socket_timeout": connect_timeout,
             "username": config.sentinel_username,

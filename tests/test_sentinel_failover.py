@@ -22,11 +22,12 @@ from notifier.sentinel import SentinelTransport, _AsyncMasterConnection
 from tests.support.redis_server import unique_channel
 from tests.support.sentinel import SentinelDeployment
 
-#: Seconds from SENTINEL FAILOVER until a notification published after it arrives.
-FOLLOW_FAILOVER = 8.0
+#: Seconds from SENTINEL FAILOVER until the listener resubscribed at the new master and a
+#: notification published after that arrived (so the publisher moved too).
+FOLLOW_FAILOVER = 5.0
 #: Seconds from a SIGKILL of the master until one published after it arrives: the sentinels
 #: need down-after-milliseconds (1 s) and an election before there is a master again.
-FOLLOW_KILL = 12.0
+FOLLOW_KILL = 8.0
 
 requires_sentinel = unittest.skipUnless(shutil.which("redis-server"),
                                         "redis-server is not installed")
@@ -91,6 +92,17 @@ class Flow:
     def in_order(self):
         order = sorted(self.received, key=self.received.get)
         return order == sorted(order)
+
+
+async def resubscribed(listener, connects, since, timeout):
+    """Wait until ``listener`` subscribed again (more than ``connects``); return the time
+    since ``since``."""
+    deadline = time.monotonic() + timeout
+    while listener.counters["connects"] <= connects or not listener.connected:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"the listener did not resubscribe within {timeout} s")
+        await asyncio.sleep(0.01)
+    return time.monotonic() - since
 
 
 @requires_sentinel
@@ -160,25 +172,33 @@ class SentinelFailoverTests(SimpleTestCase):
             await flow.delivered_after(time.monotonic(), 5)
 
             # 1. SENTINEL FAILOVER: the old master keeps answering, as a replica.
+            connects = listener.counters["connects"]
             started = time.monotonic()
             old = await asyncio.to_thread(deployment.failover)
             new = await asyncio.to_thread(deployment.wait_master, old)
             switched = time.monotonic() - started
-            followed = await flow.delivered_after(started, FOLLOW_FAILOVER)
-            print(f"\nsentinel failover: sentinels switched in {switched:.2f} s, "
-                  f"deliveries resumed {followed:.2f} s after SENTINEL FAILOVER")
-            await asyncio.to_thread(deployment._wait_replica_synced, old, 20)
+            moved = await resubscribed(listener, connects, started, FOLLOW_FAILOVER)
+            # Published after the listener moved: arrives only if the publisher moved too.
+            followed = moved + await flow.delivered_after(started + moved, FOLLOW_FAILOVER)
+            print(f"\nsentinel failover: sentinels switched in {switched:.2f} s; the listener "
+                  f"resubscribed {moved:.2f} s and deliveries resumed {followed:.2f} s after "
+                  "SENTINEL FAILOVER")
+            self.assertLess(followed, FOLLOW_FAILOVER)
+            await asyncio.to_thread(deployment.wait_replica_synced, old)
 
             # 2. SIGKILL the promoted master: the sentinels promote the old one again.
             resyncs_before = len(flow.resyncs)
+            connects = listener.counters["connects"]
             killed = time.monotonic()
             await asyncio.to_thread(deployment.kill_master)
             again = await asyncio.to_thread(deployment.wait_master, new)
             promoted = time.monotonic() - killed
-            followed_kill = await flow.delivered_after(killed, FOLLOW_KILL)
-            print(f"sentinel kill: promoted after {promoted:.2f} s, deliveries resumed "
-                  f"{followed_kill:.2f} s after the SIGKILL")
+            moved = await resubscribed(listener, connects, killed, FOLLOW_KILL)
+            followed_kill = moved + await flow.delivered_after(killed + moved, FOLLOW_KILL)
+            print(f"sentinel kill: promoted after {promoted:.2f} s; the listener resubscribed "
+                  f"{moved:.2f} s and deliveries resumed {followed_kill:.2f} s after the SIGKILL")
             self.assertEqual(again, old)
+            self.assertLess(followed_kill, FOLLOW_KILL)
 
             # Steady again: what is published now arrives, once and in order.
             mark = time.monotonic()

@@ -114,7 +114,7 @@ class SentinelDeployment:
             if time.monotonic() > deadline:
                 raise RuntimeError("the sentinels did not discover the replica and each other")
             time.sleep(0.1)
-        self._wait_replica_synced(self.replica.port, timeout)
+        self.wait_replica_synced(self.replica.port, timeout)
         return self
 
     def _sees_everyone(self, sentinel):
@@ -125,7 +125,8 @@ class SentinelDeployment:
             return False
         return state["num-slaves"] >= 1 and state["num-other-sentinels"] >= 2
 
-    def _wait_replica_synced(self, port, timeout):
+    def wait_replica_synced(self, port, timeout=20.0):
+        """Wait until the server on ``port`` is a replica with its link to the master up."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             server = self.servers.get(port)
