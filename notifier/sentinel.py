@@ -275,12 +275,15 @@ class _MasterSubscription(Subscription):
         self._checked_at = time.monotonic()
 
     async def read(self, timeout):
-        # Checked before a read, so that leaving never drops a batch already read.
+        # Checked before a read, so that leaving never drops a batch already read; and a
+        # read waits no longer than the next check (an early [] is only a shorter silence:
+        # the listener times silence by the clock), so a subscription that went quiet
+        # because the publishers moved is left within ``recheck``.
         now = time.monotonic()
         if now - self._checked_at >= self._recheck:
             self._checked_at = now
             await self._check_master()
-        return await self._inner.read(timeout)
+        return await self._inner.read(min(timeout, self._checked_at + self._recheck - now))
 
     async def _check_master(self):
         connection = self._pubsub.connection
