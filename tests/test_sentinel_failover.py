@@ -16,6 +16,7 @@ from django.test import SimpleTestCase
 
 from notifier.backends.redis import RedisNotifier
 from notifier.events import NotifyEvent, group_name
+from notifier.exceptions import BackplaneUnavailable
 from notifier.layers import LocalChannelLayer
 from notifier.resync import MESSAGE_TYPE as RESYNC
 from notifier.sentinel import SentinelTransport, _AsyncMasterConnection
@@ -221,3 +222,53 @@ class SentinelFailoverTests(SimpleTestCase):
             await listener.aclose()
             await listening.aclose()
             await publishing.aclose()
+
+
+@requires_sentinel
+class SentinelAuthTests(SimpleTestCase):
+    """Sentinels with ``requirepass`` and a master with another password: the URL's user
+    part goes to the master, ``sentinel_password`` to the sentinels."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.deployment = SentinelDeployment(password="master-secret-1",
+                                            sentinel_password="sentinel-secret-2")
+        cls.addClassCleanup(cls.deployment.cleanup)
+        cls.deployment.start()
+
+    async def test_a_listener_and_a_publisher_with_both_passwords(self):
+        url = self.deployment.url
+        self.assertIn("sentinel_password=sentinel-secret-2", url)
+        channel = unique_channel()
+        layer = LocalChannelLayer()
+        listening = RedisNotifier(url, channel=channel, channel_layer=layer)
+        publishing = RedisNotifier(url, channel=channel, channel_layer=LocalChannelLayer())
+        await asyncio.to_thread(listening.verify, 2.0)
+        await listening.astart()
+        await publishing.astart()
+        listener = listening.listener()
+        listener.start()
+        flow = Flow(publishing, layer)
+        try:
+            await listener.wait_connected(5)
+            await flow.start()
+            await flow.delivered_after(time.monotonic(), 5)
+        finally:
+            await flow.stop()
+            await listener.aclose()
+            await listening.aclose()
+            await publishing.aclose()
+
+    async def test_a_wrong_password_is_refused_and_masked(self):
+        right = self.deployment.url
+        cases = {
+            "sentinel": right.replace("sentinel-secret-2", "wrong-secret-3"),
+            "master": right.replace("master-secret-1", "wrong-secret-3"),
+        }
+        for which, url in cases.items():
+            with self.subTest(which), self.assertRaises(BackplaneUnavailable) as caught:
+                await asyncio.to_thread(RedisNotifier(url).verify, 2.0)
+            message = str(caught.exception)
+            self.assertNotIn("secret", message.replace("sentinel_password", ""))
+            self.assertIn("***", message)

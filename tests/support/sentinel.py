@@ -28,8 +28,10 @@ from .redis_server import RedisServer, free_port
 class SentinelServer:
     """One ``redis-server --sentinel`` process with its own config file."""
 
-    def __init__(self, directory, service, master_port, quorum=2):
+    def __init__(self, directory, service, master_port, quorum=2, *, password=None,
+                 master_password=None):
         self.port = free_port()
+        self.password = password
         self.config = os.path.join(directory, f"sentinel-{self.port}.conf")
         with open(self.config, "w") as file:
             file.write(
@@ -40,6 +42,10 @@ class SentinelServer:
                 f"sentinel failover-timeout {service} 5000\n"
                 f"sentinel parallel-syncs {service} 1\n"
             )
+            if master_password:
+                file.write(f"sentinel auth-pass {service} {master_password}\n")
+            if password:  # asked of clients, and used with the other sentinels
+                file.write(f"requirepass {password}\n")
         self.process = None
 
     def start(self, timeout=10.0):
@@ -61,7 +67,8 @@ class SentinelServer:
 
     def client(self):
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2,
-                           socket_connect_timeout=2, decode_responses=True)
+                           socket_connect_timeout=2, decode_responses=True,
+                           password=self.password)
 
     def stop(self, timeout=10.0):
         process, self.process = self.process, None
@@ -78,11 +85,13 @@ class SentinelServer:
 class SentinelDeployment:
     """A master, a replica (``--replicaof``) and three sentinels (quorum 2), all private."""
 
-    def __init__(self, service=None):
+    def __init__(self, service=None, *, password=None, sentinel_password=None):
         self.service = service or f"test-{uuid.uuid4().hex[:8]}"
+        self.password = password
+        self.sentinel_password = sentinel_password
         self._dir = tempfile.mkdtemp(prefix="test-sentinel-")
-        self.master = RedisServer()
-        self.replica = _ReplicaServer(self.master.port)
+        self.master = _Node(password=password)
+        self.replica = _Node(replicaof=self.master.port, password=password)
         self.sentinels = []
 
     @classmethod
@@ -99,12 +108,16 @@ class SentinelDeployment:
     @property
     def url(self):
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
-        return f"redis+sentinel://{hosts}/{self.service}/0"
+        auth = f":{self.password}@" if self.password else ""
+        query = f"?sentinel_password={self.sentinel_password}" if self.sentinel_password else ""
+        return f"redis+sentinel://{auth}{hosts}/{self.service}/0{query}"
 
     def start(self, timeout=20.0):
         self.master.start()
         self.replica.start()
-        self.sentinels = [SentinelServer(self._dir, self.service, self.master.port)
+        self.sentinels = [SentinelServer(self._dir, self.service, self.master.port,
+                                         password=self.sentinel_password,
+                                         master_password=self.password)
                           for _ in range(3)]
         for sentinel in self.sentinels:
             sentinel.start()
@@ -198,22 +211,31 @@ class SentinelDeployment:
         shutil.rmtree(self._dir, ignore_errors=True)
 
 
-class _ReplicaServer(RedisServer):
-    """A private ``redis-server`` started as a replica of ``master_port``."""
+class _Node(RedisServer):
+    """A private ``redis-server``, optionally a replica (``--replicaof``) and with a
+    password (``--requirepass``, and ``--masterauth`` for when it is a replica)."""
 
-    def __init__(self, master_port):
+    def __init__(self, replicaof=None, password=None):
         super().__init__()
-        self.master_port = master_port
+        self.replicaof = replicaof
+        self.password = password
+
+    @property
+    def url(self):
+        auth = f":{self.password}@" if self.password else ""
+        return f"redis://{auth}127.0.0.1:{self.port}/0"
 
     def start(self, timeout=10.0):
         if self.process is not None:
             raise RuntimeError(f"redis-server already running as pid {self.pid}")
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self._dir, "--loglevel", "warning",
-             "--replicaof", "127.0.0.1", str(self.master_port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
+        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+                "--appendonly", "no", "--dir", self._dir, "--loglevel", "warning"]
+        if self.replicaof:
+            args += ["--replicaof", "127.0.0.1", str(self.replicaof)]
+        if self.password:
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while True:
             try:
@@ -223,5 +245,6 @@ class _ReplicaServer(RedisServer):
             except (redis.RedisError, OSError):
                 if self.process.poll() is not None or time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"replica on port {self.port} did not start") from None
+                    raise RuntimeError(f"redis-server on port {self.port} did not start") \
+                        from None
                 time.sleep(0.02)
