@@ -13,11 +13,12 @@ redis-py's public ``Sentinel``/``SentinelConnectionPool`` do the discovery. On t
 * a pool asks the sentinels again when a connection is taken and its last answer is older
   than ``recheck`` seconds; when they name another master, its idle connections are closed
   and the in-use ones are dropped on release (redis-py's ``owns_connection``);
-* a subscription asks them as often while it reads, and ends (a connection error: the
-  listener reconnects) once they name another master. A demoted master keeps answering
+* a subscription's watch task asks them as often, and its next read fails (a connection
+  error: the listener reconnects) once they name another master. A demoted master keeps answering
   SUBSCRIBE while PUBLISHes go to the new one (docs/backplane.md).
 """
 
+import asyncio
 import contextlib
 import time
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .tasks import cancel_and_wait
 from .transport import _DEFAULT, RedisTransport, Subscription
 
 SCHEME = "redis+sentinel"
@@ -38,6 +40,9 @@ DEFAULT_PORT = 26379
 
 #: Seconds after which a pool or a subscription asks the sentinels again who the master is.
 RECHECK_INTERVAL = 1.0
+
+#: Seconds a publisher's connection waits for the sentinels' answer to a recheck.
+CHECK_TIMEOUT = 0.5
 
 _QUERY_KEYS = ("sentinel_username", "sentinel_password")
 
@@ -171,10 +176,12 @@ class _AsyncMasterPool(async_sentinel.SentinelConnectionPool):
         now = time.monotonic()
         if self._checked_at is not None and now - self._checked_at >= self.recheck:
             self._checked_at = now
-            # Closes the idle connections when the sentinels name another master. No
-            # answer: the connection below finds out for itself.
-            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError):
-                await self.get_master_address()
+            # Closes the idle connections when the sentinels name another master. No answer
+            # (soon): the connection below finds out for itself, and a publish never waits
+            # on unresponsive sentinels longer than CHECK_TIMEOUT.
+            with contextlib.suppress(redis.ConnectionError, redis.TimeoutError, TimeoutError):
+                async with asyncio.timeout(CHECK_TIMEOUT):
+                    await self.get_master_address()
         elif self._checked_at is None:
             self._checked_at = now  # the first connect asks them anyway
         return await super().get_connection(*args, **kwargs)
@@ -262,40 +269,57 @@ class SentinelTransport(RedisTransport):
 
     @contextlib.asynccontextmanager
     async def subscribe(self, channels, *, timeout, name=None):
-        """As the base's, and the subscription ends once the sentinels name another master."""
+        """As the base's, and the subscription ends once the sentinels name another master
+        (asked every ``recheck`` seconds by a task this context owns)."""
         async with super().subscribe(channels, timeout=timeout, name=name) as subscription:
-            yield _MasterSubscription(subscription, self.recheck)
+            watched = _MasterSubscription(subscription, self.recheck)
+            task = asyncio.get_running_loop().create_task(watched.watch(),
+                                                          name="notifier-sentinel-watch")
+            try:
+                yield watched
+            finally:
+                await cancel_and_wait(task)
 
 
 class _MasterSubscription(Subscription):
+    """A subscription whose reads fail once its watch found that the sentinels name
+    another master. The watch runs beside the reads: sentinels that do not answer never
+    hold up a message."""
+
     def __init__(self, subscription, recheck):  # noqa: D107 - wraps, no super().__init__
         self._inner = subscription
         self._pubsub = subscription._pubsub
         self._recheck = recheck
-        self._checked_at = time.monotonic()
+        self._moved = None  # the error to raise once the sentinels name another master
 
     async def read(self, timeout):
-        # Checked before a read, so that leaving never drops a batch already read; and a
-        # read waits no longer than the next check (an early [] is only a shorter silence:
-        # the listener times silence by the clock), so a subscription that went quiet
-        # because the publishers moved is left within ``recheck``.
-        now = time.monotonic()
-        if now - self._checked_at >= self._recheck:
-            self._checked_at = now
-            await self._check_master()
-        return await self._inner.read(min(timeout, self._checked_at + self._recheck - now))
-
-    async def _check_master(self):
-        connection = self._pubsub.connection
-        pool = self._pubsub.connection_pool
-        if connection is None:
-            return
+        # Raised before a read, so that leaving never drops a batch already read, or
+        # instead of the error of a read whose connection the watch closed.
+        if self._moved is not None:
+            raise self._moved
         try:
-            master = await pool.sentinel_manager.discover_master(pool.service_name)
-        except (redis.ConnectionError, redis.TimeoutError):
-            return  # no sentinel answers: the probe and PING tell whether this one still works
-        here = (connection.host, connection.port)
-        if tuple(master) != here:
-            raise redis.ConnectionError(
-                f"subscribed at {here[0]}:{here[1]}, but the sentinels name "
-                f"{master[0]}:{master[1]} the master of {pool.service_name!r}")
+            return await self._inner.read(min(timeout, self._recheck))
+        except (redis.ConnectionError, OSError):
+            if self._moved is not None:  # the watch closed the connection under this read
+                raise self._moved from None
+            raise
+
+    async def watch(self):
+        """Ask the sentinels every ``recheck`` seconds until they name another master."""
+        pool = self._pubsub.connection_pool
+        while self._moved is None:
+            await asyncio.sleep(self._recheck)
+            connection = self._pubsub.connection
+            if connection is None:
+                continue
+            try:
+                master = await pool.sentinel_manager.discover_master(pool.service_name)
+            except (redis.ConnectionError, redis.TimeoutError):
+                continue  # no sentinel answers: the probe and PING tell if this one works
+            here = (connection.host, connection.port)
+            if tuple(master) != here:
+                self._moved = redis.ConnectionError(
+                    f"subscribed at {here[0]}:{here[1]}, but the sentinels name "
+                    f"{master[0]}:{master[1]} the master of {pool.service_name!r}")
+                # Wakes a read waiting on this connection: leave now, not at its timeout.
+                await connection.disconnect()

@@ -19,7 +19,7 @@ from notifier.events import NotifyEvent, group_name
 from notifier.exceptions import BackplaneUnavailable
 from notifier.layers import LocalChannelLayer
 from notifier.resync import MESSAGE_TYPE as RESYNC
-from notifier.sentinel import SentinelTransport, _AsyncMasterConnection
+from notifier.sentinel import CHECK_TIMEOUT, SentinelTransport, _AsyncMasterConnection
 from tests.support.redis_server import unique_channel
 from tests.support.sentinel import SentinelDeployment
 
@@ -145,6 +145,45 @@ class SentinelTransportTests(SimpleTestCase):
             self.assertFalse(connection.is_connected)
         finally:
             await client.aclose()
+
+    async def test_frozen_sentinels_hold_up_no_message_for_long(self):
+        # Sentinels that accept connections and never answer: the subscription's watch
+        # runs beside its reads, a publisher's recheck gives up after CHECK_TIMEOUT.
+        channel = unique_channel()
+        layer = LocalChannelLayer()
+        listening = RedisNotifier(self.deployment.url, channel=channel, channel_layer=layer)
+        publishing = RedisNotifier(self.deployment.url, channel=channel,
+                                   channel_layer=LocalChannelLayer())
+        await listening.astart()
+        await publishing.astart()
+        listener = listening.listener()
+        listener.start()
+        flow = Flow(publishing, layer)
+        try:
+            await listener.wait_connected(5)
+            await flow.start()
+            await flow.delivered_after(time.monotonic(), 5)
+            frozen = time.monotonic()
+            for sentinel in self.deployment.sentinels:
+                sentinel.pause()
+            try:
+                await asyncio.sleep(3.5)
+            finally:
+                for sentinel in self.deployment.sentinels:
+                    sentinel.resume()
+            during = [w for w, at in flow.published.items() if frozen < at < frozen + 3.0]
+            await asyncio.sleep(0.5)
+            self.assertEqual([w for w in during if w not in flow.received], [])
+            delays = [flow.received[w] - flow.published[w] for w in during]
+            print(f"\nsentinels frozen 3.5 s: {len(during)} notifications, delay at most "
+                  f"{max(delays):.2f} s (CHECK_TIMEOUT {CHECK_TIMEOUT} s)")
+            self.assertLess(max(delays), CHECK_TIMEOUT + 0.5)
+            self.assertEqual(listener.counters["connects"], 1)
+        finally:
+            await flow.stop()
+            await listener.aclose()
+            await listening.aclose()
+            await publishing.aclose()
 
     async def test_an_unknown_service_fails_as_a_connection_error(self):
         url = self.deployment.url.replace(self.deployment.service, "no-such-service")

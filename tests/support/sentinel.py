@@ -15,6 +15,7 @@ its own config file (a sentinel rewrites it).
 
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -65,6 +66,13 @@ class SentinelServer:
                     raise RuntimeError(f"sentinel on port {self.port} did not start") from None
                 time.sleep(0.02)
 
+    def pause(self):
+        """SIGSTOP by pid: connections open, nothing answered (a partitioned sentinel)."""
+        os.kill(self.process.pid, signal.SIGSTOP)
+
+    def resume(self):
+        os.kill(self.process.pid, signal.SIGCONT)
+
     def client(self):
         return redis.Redis(host="127.0.0.1", port=self.port, socket_timeout=2,
                            socket_connect_timeout=2, decode_responses=True,
@@ -74,6 +82,7 @@ class SentinelServer:
         process, self.process = self.process, None
         if process is None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused one would not see SIGTERM
         process.terminate()
         try:
             process.wait(timeout)
