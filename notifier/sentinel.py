@@ -146,9 +146,22 @@ def _not_master(connection, role):
         f"{connection.connection_pool.service_name!r}; asking the sentinels again")
 
 
+# The redis-py pinned here runs on_connect_check_health() after connecting (its on_connect()
+# calls it too); older ones, without that method, run on_connect(). The ROLE check follows
+# whichever runs, once.
+
+
 class _AsyncMasterConnection(async_sentinel.SentinelManagedConnection):
     async def on_connect_check_health(self, check_health=True):
         await super().on_connect_check_health(check_health=check_health)
+        await self._check_role()
+
+    async def on_connect(self):
+        await super().on_connect()
+        if not hasattr(async_sentinel.SentinelManagedConnection, "on_connect_check_health"):
+            await self._check_role()
+
+    async def _check_role(self):
         await self.send_command("ROLE")
         role = _role(await self.read_response())
         if role != "master":
@@ -159,6 +172,14 @@ class _AsyncMasterConnection(async_sentinel.SentinelManagedConnection):
 class _SyncMasterConnection(sync_sentinel.SentinelManagedConnection):
     def on_connect_check_health(self, check_health=True):
         super().on_connect_check_health(check_health=check_health)
+        self._check_role()
+
+    def on_connect(self):
+        super().on_connect()
+        if not hasattr(sync_sentinel.SentinelManagedConnection, "on_connect_check_health"):
+            self._check_role()
+
+    def _check_role(self):
         self.send_command("ROLE")
         role = _role(self.read_response())
         if role != "master":
