@@ -11,7 +11,12 @@ not set (warning ``notifier.W003`` when both are)::
         "INSTANCE_ID": None,  # this process's id on the wire (a UUID); None: fresh per process
         "SIGNING_KEYS": None,  # {key id: secret} (or "k1:secret,k0:old"): signed wire, off if None
         "SIGNING_KEY_ID": None,  # the key id publishers sign with (optional with one key)
+        "SENTINEL": None,  # instead of URL: {"HOSTS": [...], "SERVICE": ..., ...} (see below)
     }
+
+``SENTINEL`` is the ``redis+sentinel://`` URL as keys (:func:`sentinel_url`): ``HOSTS``
+(``["host:port", ...]`` or ``[(host, port), ...]``), ``SERVICE``, optional ``DB``,
+``USERNAME``/``PASSWORD`` (the master's) and ``SENTINEL_USERNAME``/``SENTINEL_PASSWORD``.
 
 Nothing is read at import time. :func:`get_settings` builds a snapshot on first use and drops
 it when a test changes either name, ``CHANNEL_LAYERS`` or ``CACHES``. Each property
@@ -55,9 +60,16 @@ DEFAULTS = {
     "INSTANCE_ID": None,
     "SIGNING_KEYS": None,
     "SIGNING_KEY_ID": None,
+    "SENTINEL": None,
 }
 
-URL_SCHEMES = ("redis", "rediss", "unix")
+URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+
+SENTINEL_KEYS = ("HOSTS", "SERVICE", "DB", "USERNAME", "PASSWORD", "SENTINEL_USERNAME",
+                 "SENTINEL_PASSWORD")
+
+SENTINEL_HINT = ("Use redis+sentinel://[user:password@]host:port[,host:port...]/<service_name>"
+                 "[/<db>] (optionally ?sentinel_username=...&sentinel_password=...).")
 
 
 def mask_url(url):
@@ -78,8 +90,8 @@ def mask_url(url):
         query = parts.query
         if query:
             pairs = parse_qsl(query, keep_blank_values=True)
-            if any(key.lower() == "password" for key, _ in pairs):
-                masked = [(k, "***" if k.lower() == "password" else v) for k, v in pairs]
+            if any(_secret_key(key) for key, _ in pairs):
+                masked = [(k, "***" if _secret_key(k) else v) for k, v in pairs]
                 query = urlencode(masked, safe="*")
         if netloc == parts.netloc and query == parts.query:
             return url  # nothing secret; urlunsplit would also drop unix:///'s empty host
@@ -91,6 +103,11 @@ def mask_url(url):
         return url
 
 
+def _secret_key(key):
+    # password, sentinel_password, ssl_password: every query parameter that names a secret.
+    return key.lower().endswith("password")
+
+
 def validate_url(url):
     """Raise ``ValueError`` naming the problem when redis-py cannot use ``url``."""
     from redis.connection import parse_url  # redis-py's own parser: what it accepts works
@@ -100,6 +117,11 @@ def validate_url(url):
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in URL_SCHEMES:
         raise ValueError(f"the scheme must be one of {', '.join(s + '://' for s in URL_SCHEMES)}")
+    if scheme == "redis+sentinel":
+        from .sentinel import parse_url as parse_sentinel_url
+
+        parse_sentinel_url(url)
+        return
     kwargs = parse_url(url)
     if scheme != "unix" and not kwargs.get("host"):
         raise ValueError("the URL names no host")
@@ -140,6 +162,54 @@ def _redis_url_from_caches(caches):
             if location.split("://")[0] in URL_SCHEMES:
                 return location, f"CACHES[{alias!r}]"
     return None, None
+
+
+SENTINEL_KEYS_HINT = ('E.g. {"HOSTS": ["10.0.0.1:26379", "10.0.0.2:26379"], "SERVICE": '
+                      '"mymaster"}, optionally "DB", "USERNAME", "PASSWORD" (the master\'s), '
+                      '"SENTINEL_USERNAME" and "SENTINEL_PASSWORD".')
+
+
+def _sentinel_error(message, hint):
+    return InvalidNotifierConfiguration(message, hint=hint, check_id="notifier.E008")
+
+
+def sentinel_url(options):
+    """The ``redis+sentinel://`` URL that the ``SENTINEL`` dict stands for; ``ValueError``
+    naming the problem when it is malformed."""
+    from .sentinel import SentinelURL, parse_url
+
+    if not isinstance(options, dict):
+        raise ValueError(f"it must be a dict, not {type(options).__name__}")
+    unknown = sorted(str(key) for key in options if key not in SENTINEL_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}")
+    hosts = options.get("HOSTS")
+    if isinstance(hosts, str):
+        hosts = hosts.split(",")
+    if not isinstance(hosts, (list, tuple)) or not hosts:
+        raise ValueError("HOSTS must be a non-empty list of 'host:port' (or (host, port))")
+    pairs = []
+    for host in hosts:
+        if isinstance(host, (list, tuple)) and len(host) == 2:
+            host = f"[{host[0]}]:{host[1]}" if ":" in str(host[0]) else f"{host[0]}:{host[1]}"
+        if not isinstance(host, str):
+            raise ValueError(f"HOSTS has {host!r}, not 'host:port'")
+        pairs.append(host.strip())
+    service = options.get("SERVICE")
+    if not isinstance(service, str) or not service.strip():
+        raise ValueError(f"SERVICE must be the monitored master's name, not {service!r}")
+    db = options.get("DB", 0)
+    if isinstance(db, bool) or not isinstance(db, int) or db < 0:
+        raise ValueError(f"DB must be a non-negative integer, not {db!r}")
+    strings = {}
+    for key in ("USERNAME", "PASSWORD", "SENTINEL_USERNAME", "SENTINEL_PASSWORD"):
+        value = options.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key} must be a string")
+        strings[key.lower()] = value
+    # Through the URL parser: one validation of the addresses for both forms.
+    parsed = parse_url(f"redis+sentinel://{','.join(pairs)}/x")
+    return SentinelURL(hosts=parsed.hosts, service=service, db=db, **strings).to_url()
 
 
 class NotifierSettings:
@@ -234,6 +304,17 @@ class NotifierSettings:
     def url_and_source(self):
         """``(url, where it came from)``, or ``(None, None)`` when nothing names a Redis URL."""
         url = self.options["URL"]
+        sentinel = self.options["SENTINEL"]
+        if sentinel is not None:
+            where = f"{self.name}['SENTINEL']"
+            if url not in (None, ""):
+                raise _sentinel_error(f"{self.name} sets both URL and SENTINEL.",
+                                      f"Remove one of them: {where} stands for a "
+                                      "redis+sentinel:// URL.")
+            try:
+                return sentinel_url(sentinel), where
+            except ValueError as exc:
+                raise _sentinel_error(f"Invalid {where}: {exc}.", SENTINEL_KEYS_HINT) from None
         if url not in (None, ""):
             return url, f"{self.name}['URL']"
         url, source = _redis_url_from_channel_layers(self._channel_layers)
@@ -258,10 +339,14 @@ class NotifierSettings:
         try:
             validate_url(url)
         except ValueError as exc:
+            if url.partition("://")[0].lower() == "redis+sentinel":
+                raise _sentinel_error(
+                    f"Invalid Redis Sentinel URL {mask_url(url)} (from {source}): {exc}.",
+                    SENTINEL_HINT) from None
             raise InvalidNotifierConfiguration(
                 f"Invalid Redis URL {mask_url(url)} (from {source}): {exc}.",
-                hint='Use redis://[[user]:password@]host[:port][/db], rediss://... or '
-                "unix:///path/to/socket.",
+                hint='Use redis://[[user]:password@]host[:port][/db], rediss://..., '
+                "unix:///path/to/socket or redis+sentinel://host:port[,host:port...]/<service>.",
                 check_id="notifier.E003",
             ) from None
         return url

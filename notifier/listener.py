@@ -25,7 +25,7 @@ from .probe import ProbeOverdue
 from .resync import CONNECT, RECONNECT, control_channel
 from .stats import Histogram, LoopCounters
 from .tasks import cancel_and_wait
-from .transport import RedisTransport
+from .transport import transport_for_url
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ class Listener:
                  ping_interval=15.0, restart_delay=RESTART_DELAY, resyncer=None, probe=None,
                  signing=None):
         if isinstance(transport, str):
-            transport = RedisTransport(transport, connect_timeout=connect_timeout)
+            transport = transport_for_url(transport, connect_timeout=connect_timeout)
         self.transport = transport
         self.channel = channel
         self.control_channel = control_channel(channel)

@@ -20,8 +20,19 @@ from .tasks import raise_if_cancelled
 _DEFAULT = object()
 
 
+def transport_for_url(url, **options):
+    """The transport for ``url``: a :class:`~notifier.sentinel.SentinelTransport` for
+    ``redis+sentinel://``, else a :class:`RedisTransport`; ``options`` go to either."""
+    if isinstance(url, str) and url.partition("://")[0].lower() == "redis+sentinel":
+        from .sentinel import SentinelTransport
+
+        return SentinelTransport(url, **options)
+    return RedisTransport(url, **options)
+
+
 class RedisTransport:
-    """Connections to the Redis at ``url`` (redis://, rediss:// or unix://).
+    """Connections to the Redis at ``url`` (redis://, rediss:// or unix://; for
+    redis+sentinel:// see :func:`transport_for_url`).
 
     ``connect_timeout`` and ``socket_timeout``: seconds, the defaults of :meth:`client`.
     """

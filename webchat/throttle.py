@@ -33,6 +33,8 @@ from redis.retry import Retry
 
 from notifier.conf import get_settings as notifier_settings
 from notifier.conf import mask_url
+from notifier.sentinel import is_sentinel_url
+from notifier.transport import transport_for_url
 
 from .conf import settings
 from .metrics import REGISTRY
@@ -136,12 +138,18 @@ def _build() -> BaseLimiter:
     url = shared_url()
     if url is None:
         return MemoryLimiter()
-    client = redis.Redis.from_url(
-        url,
-        socket_timeout=settings.limits_redis_timeout,
-        socket_connect_timeout=settings.limits_redis_timeout,
-        retry=Retry(NoBackoff(), 1),  # once: a pooled connection Redis dropped
-    )
+    if is_sentinel_url(url):
+        # The notifier's transport finds the current master (notifier.sentinel).
+        timeout = settings.limits_redis_timeout
+        client = transport_for_url(url).client(asynchronous=False, retries=1,
+                                               connect_timeout=timeout, socket_timeout=timeout)
+    else:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=settings.limits_redis_timeout,
+            socket_connect_timeout=settings.limits_redis_timeout,
+            retry=Retry(NoBackoff(), 1),  # once: a pooled connection Redis dropped
+        )
     shared = RedisLimiter(client, settings.limits_key_prefix)
     return FallbackLimiter(shared, MemoryLimiter(), url, settings.limits_redis_retry)
 

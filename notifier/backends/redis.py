@@ -29,7 +29,7 @@ from ..conf import DEFAULT_CHANNEL, mask_url
 from ..control import encode_resync_request
 from ..exceptions import BackplaneUnavailable, InvalidNotifierConfiguration
 from ..outbound import AsyncSender, ThreadSender
-from ..transport import RedisTransport
+from ..transport import transport_for_url
 from .base import BaseNotifier
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,8 @@ logger = logging.getLogger(__name__)
 class RedisNotifier(BaseNotifier):
     """Mirrors every publish to Redis pub/sub (wire v1) and listens for other replicas'.
 
-    ``url``: a redis://, rediss:// or unix:// URL. ``channel``: the global channel.
+    ``url``: a redis://, rediss://, unix:// or redis+sentinel:// URL. ``channel``: the global
+    channel.
     ``capacity``: notifications waiting to be sent; when full the oldest is dropped and
     counted. ``connect_timeout``/``socket_timeout``: seconds, for the sender and the listener.
     ``publish_timestamps``: add ``"ts"`` (ms) to each payload, for the lag histogram.
@@ -79,8 +80,8 @@ class RedisNotifier(BaseNotifier):
         self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout
         #: Every connection to Redis comes from here (see :mod:`notifier.transport`).
-        self.transport = transport or RedisTransport(url, connect_timeout=connect_timeout,
-                                                     socket_timeout=socket_timeout)
+        self.transport = transport or transport_for_url(url, connect_timeout=connect_timeout,
+                                                        socket_timeout=socket_timeout)
         self._async_sender = None
         self._thread_sender = None
         self._thread_sender_lock = threading.Lock()
@@ -256,8 +257,7 @@ class RedisNotifier(BaseNotifier):
             return
         error = outcome.get("error")
         reason = f"{type(error).__name__}: {error}" if error else f"no answer within {timeout:g} s"
-        password = _password(self.url)
-        if password:
+        for password in _passwords(self.url):
             reason = reason.replace(password, "***")
         raise BackplaneUnavailable(
             f"The Redis backplane does not answer at {mask_url(self.url)} ({reason}). Start "
@@ -266,8 +266,14 @@ class RedisNotifier(BaseNotifier):
         )
 
 
-def _password(url):
+def _passwords(url):
     try:
-        return redis.connection.parse_url(url).get("password")
+        if url.partition("://")[0].lower() == "redis+sentinel":
+            from ..sentinel import parse_url
+
+            parsed = parse_url(url)
+            return [p for p in (parsed.password, parsed.sentinel_password) if p]
+        password = redis.connection.parse_url(url).get("password")
+        return [password] if password else []
     except Exception:
-        return None
+        return []
