@@ -23,6 +23,7 @@ from tests.support.streams import (
     token_for,
 )
 from webchat import catch_up as catch_up_module
+from webchat import queries
 from webchat.catch_up import CHUNK, catch_up, watermarks
 from webchat.metrics import render
 
@@ -136,7 +137,7 @@ class CatchUpTests(TestCase):
             self.assertEqual(await catch_up.sweep(), 0)
         self.assertEqual(len(captured.sql), 1)
         # Where the list cannot be one parameter: one statement per CHUNK ids.
-        with Queries() as captured, mock.patch.object(catch_up_module, "_has_json_each",
+        with Queries() as captured, mock.patch.object(queries, "_has_json_each",
                                                       return_value=False):
             self.assertEqual(await catch_up.sweep(), 0)
         self.assertEqual(len(captured.sql), 2)

@@ -8,7 +8,7 @@ A notification is only a hint, and two kinds of hint can go missing:
   whatever was published meanwhile.
 
 Both are caught up by a *sweep*: the conversations that have stream sockets in this process,
-their watermarks read in one query per :data:`CHUNK` conversations, and, for each
+their watermarks read in one query (:func:`webchat.queries.watermarks`), and, for each
 conversation where a socket's cursor is behind, the ``webchat.watermark`` group send the
 backplane's own local delivery makes (``notifier``'s ``local_send``). The consumer's
 "notified, then read from the cursor" path does the rest, so a sweep can neither repeat nor
@@ -28,71 +28,23 @@ long as there is one, and a server's shutdown (which ends every socket) ends it.
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
-
-from django.db import DEFAULT_DB_ALIAS, connections
 
 from notifier.events import NotifyEvent
 from notifier.runtime import get_notifier
 from notifier.stats import Counters
 
 from .conf import settings
-from .models import Conversation
+from .queries import WATERMARK_CHUNK as CHUNK  # noqa: F401 (the chunk size, for tests)
+from .queries import watermarks
 from .stream_reads import stream_db
 
 logger = logging.getLogger(__name__)
 
-#: Conversations per query where the ids cannot go as one parameter: SQLite's oldest
-#: builds allow 999 parameters per statement.
-CHUNK = 900
 #: Seconds a sweep asked for by a resync waits for the other sockets of the pass to ask too
 #: (resync messages without a stamp).
 COLLECT = 0.01
-
-_SELECT = "SELECT {id}, {tenant}, {watermark} FROM {table} WHERE {id} "
-# The whole list as one parameter, so one statement whatever the number of sockets: a JSON
-# array on SQLite (json_each is built in since 3.38), an array on PostgreSQL.
-_ONE_PARAMETER = {"sqlite": "IN (SELECT value FROM json_each(%s))", "postgresql": "= ANY(%s)"}
-
-
-def _select(connection, where):
-    quote = connection.ops.quote_name
-    meta = Conversation._meta
-    return _SELECT.format(
-        id=quote(meta.pk.column), tenant=quote(meta.get_field("tenant").column),
-        watermark=quote(meta.get_field("watermark").column), table=quote(meta.db_table),
-    ) + where
-
-
-def watermarks(conversation_ids):
-    """Called on the stream database thread: ``{id: (tenant id, watermark)}`` of the
-    conversations that exist, in one query (one per :data:`CHUNK` ids on databases other
-    than SQLite and PostgreSQL)."""
-    ids = list(conversation_ids)
-    if not ids:
-        return {}
-    connection = connections[DEFAULT_DB_ALIAS]
-    one = _ONE_PARAMETER.get(connection.vendor)
-    if one is not None and (connection.vendor != "sqlite" or _has_json_each(connection)):
-        batches = [(_select(connection, one), [json.dumps(ids) if "json" in one else ids])]
-    else:
-        batches = [
-            (_select(connection, f"IN ({', '.join(['%s'] * len(chunk))})"), chunk)
-            for chunk in (ids[start:start + CHUNK] for start in range(0, len(ids), CHUNK))
-        ]
-    found = {}
-    with connection.cursor() as cursor:
-        for sql, params in batches:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-            found.update((cid, (str(tenant), watermark)) for cid, tenant, watermark in rows)
-    return found
-
-
-def _has_json_each(connection):
-    return connection.Database.sqlite_version_info >= (3, 38)
 
 
 class CatchUp:

@@ -14,6 +14,7 @@ Templates name tables as ``{Model}`` and columns as ``{Model.field}``, or as
 ``{Model:field}`` qualified with the table (for joins).
 """
 
+import json
 import re
 
 from django.db import DEFAULT_DB_ALIAS, connections
@@ -201,3 +202,43 @@ def activities_page(conversation_id, watermark, *, limit, max_bytes, upto=None, 
         (sequence, decode(data, None, connection), size)
         for sequence, data, size in run(ACTIVITIES_PAGE, params, using)
     ]
+
+
+_WATERMARKS = (
+    "SELECT {Conversation.id}, {Conversation.tenant}, {Conversation.watermark}"
+    " FROM {Conversation} WHERE {Conversation.id} "
+)
+# The whole list as one parameter, so one statement whatever the number of ids: a JSON array
+# on SQLite (json_each is built in since 3.38), an array on PostgreSQL.
+_ID_LIST = {"sqlite": "IN (SELECT value FROM json_each(%s))", "postgresql": "= ANY(%s)"}
+#: Ids per statement elsewhere: SQLite's oldest builds allow 999 parameters per statement.
+WATERMARK_CHUNK = 900
+
+
+def watermarks(conversation_ids, using=None):
+    """``{id: (tenant id, watermark)}`` of the conversations that exist among
+    ``conversation_ids``: one statement (one per :data:`WATERMARK_CHUNK` ids on databases
+    other than SQLite 3.38+ and PostgreSQL). The stream catch-up's sweep."""
+    ids = list(conversation_ids)
+    if not ids:
+        return {}
+    connection = connections[using or DEFAULT_DB_ALIAS]
+    one = _ID_LIST.get(connection.vendor)
+    if connection.vendor == "sqlite" and not _has_json_each(connection):
+        one = None
+    if one is not None:
+        batches = [(one, [json.dumps(ids) if connection.vendor == "sqlite" else ids])]
+    else:
+        batches = [
+            (f"IN ({', '.join(['%s'] * len(chunk))})", chunk)
+            for chunk in (ids[i:i + WATERMARK_CHUNK] for i in range(0, len(ids), WATERMARK_CHUNK))
+        ]
+    found = {}
+    for where, params in batches:
+        for cid, tenant, watermark in run(_WATERMARKS + where, params, using):
+            found[cid] = (str(tenant), watermark)
+    return found
+
+
+def _has_json_each(connection):
+    return connection.Database.sqlite_version_info >= (3, 38)

@@ -14,7 +14,6 @@ Servers are stopped by pid in the test's cleanup.
 
 import asyncio
 import json
-import signal
 import subprocess
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import websockets
 
 from .package import PROJECT, project_env
+from .processes import stop_process
 from .replicas import listening_socket
 
 APP = "livecounter.asgi:application"
@@ -72,13 +72,7 @@ class Server:
 
     def stop(self, timeout=15):
         """SIGTERM by pid, SIGKILL after ``timeout`` s."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        stop_process(self.process, timeout)
 
 
 class LiveCounterSite:

@@ -29,6 +29,8 @@ from pathlib import Path
 from deploy.nginx import FrontConfig, app_limits
 from deploy.tls import make_certificates, spki_sha256
 
+from .processes import stop_process
+
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 STARTUP_TIMEOUT = 20  # seconds
 BIND_ATTEMPTS = 5  # another process may take a port between picking it and nginx binding it
@@ -169,12 +171,7 @@ class Front:
         SIGKILL of the master and its workers after 10 s; by pid. Removes the prefix."""
         if self.process is not None and self.process.poll() is None:
             workers = self.pids()[1:]
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(10)
+            if stop_process(self.process, 10):
                 for pid in workers:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)

@@ -122,6 +122,21 @@ class ManagedProcess:
         return "\n".join(["--- stdout", *self.stdout, "--- stderr", *self.stderr])
 
 
+def stop_process(process, timeout=15.0) -> bool:
+    """SIGTERM ``process`` (a ``Popen``) by pid, SIGKILL after ``timeout`` seconds; return
+    whether it had to be killed."""
+    if process.poll() is not None:
+        return False
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout)
+        return False
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+        return True
+
+
 def run_manage(*args, env=None, timeout=60.0):
     """Run ``python manage.py <args>`` to completion; return ``(code, output, seconds)``."""
     started = time.monotonic()

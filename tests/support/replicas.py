@@ -28,7 +28,6 @@ What it does:
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -40,6 +39,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .processes import stop_process
 from .redis_server import SHARED_URL as REDIS_URL
 from .redis_server import redis_answers
 
@@ -110,13 +110,7 @@ class Replica:
 
     def stop(self, timeout=10):
         """SIGTERM, then SIGKILL after ``timeout`` seconds; by pid, this process only."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout)
+        stop_process(self.process, timeout)
 
 
 @dataclass
