@@ -48,6 +48,11 @@ _TLS_HINTS = (
      "plain one)"),
     (("PEM lib", "BAD_DECRYPT", "bad decrypt", "KEY_VALUES_MISMATCH"),
      "cannot load the client key: check TLS KEYFILE and KEY_PASSWORD"),
+    # A synchronous client often reads the server's close, not its alert.
+    (("EOF occurred in violation of protocol", "UNEXPECTED_EOF"),
+     "the server closed the connection in the TLS handshake: it probably requires a client "
+     "certificate (tls-auth-clients) or refused this client's certificate: set TLS CERTFILE "
+     "and KEYFILE, signed by a CA in the server's tls-ca-cert-file"),
 )
 _TLS_DEFAULT_HINT = "check TLS CA_CERTS, CERTFILE/KEYFILE and the host name"
 
@@ -98,7 +103,7 @@ def explain(error, url, *, command=None, channels=()):
             hint=f"check the password (and user) in the URL, and that the ACL user is on "
             f"and has that password (ACL GETUSER {user})"), error)
     tls_error = _ssl_error(error)
-    if tls_error is not None or "[SSL" in text:
+    if tls_error is not None or "[SSL" in text or "(_ssl.c:" in text:
         detail = str(tls_error) if tls_error is not None else text
         hint = next((hint for needles, hint in _TLS_HINTS
                      if any(needle in detail or needle in text for needle in needles)),

@@ -13,6 +13,8 @@ channels only (see README, "ACL user").
 import time
 import uuid
 
+from redis.sentinel import MasterNotFoundError
+
 from .failures import explain
 from .probe import probe_channel
 from .resync import control_channel
@@ -57,6 +59,8 @@ def prove(transport, channel, timeout):
         _wait_for(pubsub, "message", probe, timeout, data=payload)
     except Exception as exc:
         explained = explain(exc, url, command=step[0], channels=step[1])
+        if explained is exc and isinstance(exc, MasterNotFoundError):
+            explained = _sentinels_refusal(client, url) or exc
         if explained is exc:
             raise
         raise explained from exc
@@ -64,6 +68,20 @@ def prove(transport, channel, timeout):
         if pubsub is not None:
             pubsub.close()
         client.close()
+
+
+def _sentinels_refusal(client, url):
+    # redis-py's "No master found" keeps only the type of each sentinel's error: ask them
+    # again, one PING each, for a refusal (password, TLS) to name.
+    sentinels = getattr(client.connection_pool, "sentinel_manager", None)
+    for sentinel in getattr(sentinels, "sentinels", ()):
+        try:
+            sentinel.ping()
+        except Exception as exc:
+            explained = explain(exc, url)
+            if explained is not exc:
+                return explained
+    return None
 
 
 def _wait_for(pubsub, kind, channel, timeout, data=None):

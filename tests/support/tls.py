@@ -14,13 +14,14 @@ mismatch); a second CA signs ``rogue.pem``, a client certificate the server does
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import unittest
 from dataclasses import dataclass
 
 import redis
 
-from .redis_server import RedisServer
+from .redis_server import RedisServer, free_port
 
 KEY_PASSWORD = "client-key-passphrase"
 
@@ -144,8 +145,70 @@ class TLSRedisServer(RedisServer):
             except (redis.RedisError, OSError):
                 if self.process.poll() is not None:
                     self.process = None
-                    raise RuntimeError(f"TLS redis-server on port {self.port} exited at start")
+                    raise RuntimeError(f"TLS redis-server on port {self.port} exited") from None
                 if time.monotonic() > deadline:
                     self.stop()
-                    raise RuntimeError(f"TLS redis-server on port {self.port} did not answer")
+                    raise RuntimeError(f"TLS redis-server on port {self.port} is silent") from None
                 time.sleep(0.05)
+
+
+class TLSSentinel:
+    """One ``redis-server --sentinel`` speaking only TLS, to its clients and to the master
+    (``tls-replication``), monitoring a :class:`TLSRedisServer` as ``service`` (quorum 1)."""
+
+    def __init__(self, pki, master, service):
+        self.pki = pki
+        self.service = service
+        self.port = free_port()
+        self._dir = tempfile.mkdtemp(prefix="test-tls-sentinel-")
+        self.config = os.path.join(self._dir, "sentinel.conf")
+        tls = server_tls_args(pki)
+        with open(self.config, "w") as file:
+            file.write(
+                f"port 0\ntls-port {self.port}\nbind 127.0.0.1\ndir {self._dir}\n"
+                + "".join(f"{tls[i][2:]} {tls[i + 1]}\n" for i in range(0, len(tls), 2))
+                + "tls-replication yes\nsentinel resolve-hostnames no\n"
+                f"sentinel monitor {service} 127.0.0.1 {master.port} 1\n"
+            )
+        self.process = None
+
+    @classmethod
+    def start_for(cls, test_case, pki, master, service):
+        sentinel = cls(pki, master, service)
+        test_case.addCleanup(sentinel.cleanup)
+        sentinel.start()
+        return sentinel
+
+    def client(self):
+        return redis.Redis(host="127.0.0.1", port=self.port, ssl=True, ssl_ca_certs=self.pki.ca,
+                           ssl_certfile=self.pki.path("client.pem"),
+                           ssl_keyfile=self.pki.path("client.key"), ssl_password=KEY_PASSWORD,
+                           socket_timeout=1, socket_connect_timeout=1)
+
+    def start(self, timeout=10.0):
+        self.process = subprocess.Popen(
+            ["redis-server", self.config, "--sentinel", "--loglevel", "warning"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self.client() as client:
+                    if client.sentinel_get_master_addr_by_name(self.service):
+                        return self
+            except (redis.RedisError, OSError):
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.cleanup()
+                raise RuntimeError(f"TLS sentinel on port {self.port} did not start")
+            time.sleep(0.05)
+
+    def cleanup(self):
+        process, self.process = self.process, None
+        if process is not None:
+            process.terminate()
+            try:
+                process.wait(10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self._dir, ignore_errors=True)
