@@ -160,6 +160,19 @@ class TLSServerTests(PKITestCase):
                 self.assertNotIn(KEY_PASSWORD, message)
                 self.assertNotIn("wrong", message.replace("wrong passphrase", ""))
 
+    def test_the_shared_rate_limits_reuse_the_notifiers_tls_settings(self):
+        from webchat import throttle
+        from webchat.ratelimit import Rate
+
+        with backplane(self.server.url, self.server.tls_setting()), \
+                override_settings(WEBCHAT_LIMITS={"BACKEND": "redis"}):
+            limiter = throttle._build()
+            try:
+                decision = limiter.shared.hit([(f"tls-test:{uuid.uuid4()}", Rate(5, 60))])
+            finally:
+                limiter.close()
+        self.assertTrue(decision.allowed)
+
     def test_check_hostname_false_accepts_a_certificate_for_another_name(self):
         url = f"rediss://localhost:{self.server.port}/0"
         with backplane(url, self.server.tls_setting(CHECK_HOSTNAME=False)):
