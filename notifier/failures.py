@@ -84,17 +84,18 @@ def _ssl_error(error):
     return None
 
 
-def explain(error, url, *, command=None, channels=()):
+def explain(error, url, *, command=None, channels=(), user=None, where=None):
     """Return ``error`` as a :class:`BackplaneRefused` subclass when it is an
     authentication, TLS or permission failure, else ``error`` itself.
 
     ``url``: the Redis URL (masked in the message). ``command``/``channels``: what was
-    being done, named when Redis's ``NOPERM`` says "one of the channels".
+    being done, named when Redis's ``NOPERM`` says "one of the channels". ``user`` and
+    ``where`` replace the URL's user and the masked URL (a sentinel's own).
     """
     if isinstance(error, BackplaneRefused):
         return error
-    where = mask_url(url)
-    user = username(url)
+    where = where or mask_url(url)
+    user = user or username(url)
     text = str(error)
     if isinstance(error, AuthenticationError) or any(t in text for t in _AUTH_TEXT):
         return _chained(BackplaneAuthenticationFailed(

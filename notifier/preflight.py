@@ -15,6 +15,7 @@ import uuid
 
 from redis.sentinel import MasterNotFoundError
 
+from .conf import mask_url
 from .failures import explain
 from .probe import probe_channel
 from .resync import control_channel
@@ -73,12 +74,17 @@ def prove(transport, channel, timeout):
 def _sentinels_refusal(client, url):
     # redis-py's "No master found" keeps only the type of each sentinel's error: ask them
     # again, one PING each, for a refusal (password, TLS) to name.
+    from .sentinel import parse_url
+
     sentinels = getattr(client.connection_pool, "sentinel_manager", None)
+    user = parse_url(url).sentinel_username or "default"
     for sentinel in getattr(sentinels, "sentinels", ()):
         try:
             sentinel.ping()
         except Exception as exc:
-            explained = explain(exc, url)
+            kwargs = sentinel.connection_pool.connection_kwargs
+            where = f"the sentinel {kwargs.get('host')}:{kwargs.get('port')} of {mask_url(url)}"
+            explained = explain(exc, url, user=user, where=where)
             if explained is not exc:
                 return explained
     return None

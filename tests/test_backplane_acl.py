@@ -219,3 +219,21 @@ class RevokedAtRuntimeTests(ACLTestCase):
         self.assertIn("lacks permission for the SUBSCRIBE command", errors[0].getMessage())
         self.assertIsNone(errors[0].exc_info)
         self.assertNotIn("restarting", text)
+
+    async def test_a_wrong_password_is_named_and_retried_with_backoff(self):
+        await asyncio.to_thread(self.setuser, *recipe_for(self.channel))
+        wrong = self.url.replace(PASSWORD, "not-the-password")
+        with self.settings(wrong):
+            notifier, _ = notifier_pair(get_settings())
+        listener = notifier.listener(resync=False)
+        with self.assertLogs("notifier.listener", logging.INFO) as logs:
+            listener.start()
+            await asyncio.sleep(2.0)
+            await listener.aclose()
+        self.assertIsInstance(listener.last_error, BackplaneAuthenticationFailed)
+        self.assertEqual(listener.counters["errors"], 0)
+        self.assertLessEqual(listener.counters["reconnect_failures"], 5)
+        [error] = [r for r in logs.records if r.levelno >= logging.ERROR]
+        self.assertIn("authentication failed for user 'webchat' at redis://webchat:***@",
+                      error.getMessage())
+        self.assertNotIn("cannot reach", "\n".join(r.getMessage() for r in logs.records))

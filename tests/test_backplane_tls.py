@@ -216,4 +216,5 @@ class TLSSentinelTests(PKITestCase):
             messages = await asyncio.to_thread(check_connection)
         self.assertEqual(ids(messages), ["notifier.E012"])
         self.assertIn("requires a client certificate", messages[0].msg)
-        self.assertIn(f"rediss+sentinel://127.0.0.1:{sentinel.port}/", messages[0].msg)
+        self.assertIn(f"at the sentinel 127.0.0.1:{sentinel.port} of rediss+sentinel://",
+                      messages[0].msg)
