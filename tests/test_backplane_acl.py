@@ -20,7 +20,7 @@ from notifier.exceptions import BackplaneAuthenticationFailed, BackplanePermissi
 from notifier.runtime import get_runtime
 from tests.support.backplane import TIMEOUT, assert_crosses, notifier_pair
 from tests.support.processes import PYTHON, ROOT, child_env
-from tests.support.redis_server import RedisServer, requires_redis_server
+from tests.support.redis_server import RedisServer, free_port, requires_redis_server
 from tests.test_ops_endpoints import MONITOR, MONITOR_TOKEN, call, inner_app
 from webchat.ops import OpsEndpoints
 
@@ -147,9 +147,12 @@ class StrictStartupTests(ACLTestCase):
         self.setuser(*recipe_for(self.channel, without=["+publish"]))
         env = child_env(WEBCHAT_NOTIFIER_BACKEND="redis", REDIS_URL=self.url,
                         WEBCHAT_NOTIFIER_CHANNEL=self.channel)
-        for command in (["check"], ["run_backplane_listener", "--check"]):
+        daphne = ["-m", "daphne", "-b", "127.0.0.1", "-p", str(free_port()),
+                  "webchat.asgi:application"]
+        for command in (["manage.py", "check"], ["manage.py", "run_backplane_listener",
+                                                 "--check"], daphne):
             with self.subTest(command=command):
-                done = subprocess.run([PYTHON, "manage.py", *command], cwd=ROOT, env=env,
+                done = subprocess.run([PYTHON, *command], cwd=ROOT, env=env,
                                       capture_output=True, text=True, timeout=60)
                 output = done.stdout + done.stderr
                 self.assertNotEqual(done.returncode, 0, output)
