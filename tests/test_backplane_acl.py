@@ -11,6 +11,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
+import redis
 from django.test import SimpleTestCase, override_settings
 
 from notifier.asgi import BackplaneMiddleware
@@ -240,3 +241,29 @@ class RevokedAtRuntimeTests(ACLTestCase):
         self.assertIn("authentication failed for user 'webchat' at redis://webchat:***@",
                       error.getMessage())
         self.assertNotIn("cannot reach", "\n".join(r.getMessage() for r in logs.records))
+
+
+@requires_redis_server
+class SentinelACLTests(SimpleTestCase):
+    """redis+sentinel:// with the recipe's user on the master: the README's ``+role``."""
+
+    def test_the_recipe_plus_role_passes_and_without_role_is_named(self):
+        from tests.support.sentinel import SentinelDeployment
+
+        deployment = SentinelDeployment.start_for(self)
+        channel = f"test:acl:{uuid.uuid4()}"
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in deployment.sentinels)
+        url = f"redis+sentinel://webchat:{PASSWORD}@{hosts}/{deployment.service}/0"
+        settings = override_settings(WEBCHAT_NOTIFIER=None, BACKPLANE={
+            "BACKEND": "redis", "URL": url, "CHANNEL": channel})
+        with redis.Redis(port=deployment.master_port()) as master:
+            master.execute_command("ACL", "SETUSER", "webchat", *recipe_for(channel))
+            with settings:
+                [error] = check_connection()
+            self.assertEqual(error.id, "notifier.E013")
+            self.assertIn("user 'webchat' lacks permission for the ROLE command", error.msg)
+            self.assertIn("grant it: ACL SETUSER webchat +role", error.msg)
+            self.assertNotIn(PASSWORD, error.msg)
+            master.execute_command("ACL", "SETUSER", "webchat", "+role")
+            with settings:
+                self.assertEqual(check_connection(), [])
