@@ -242,6 +242,31 @@ class RevokedAtRuntimeTests(ACLTestCase):
                       error.getMessage())
         self.assertNotIn("cannot reach", "\n".join(r.getMessage() for r in logs.records))
 
+    async def test_a_revoked_channel_is_named_and_recovers(self):
+        channel = self.channel
+        await asyncio.to_thread(self.setuser, *recipe_for(channel))
+        with self.settings():
+            notifier, _ = notifier_pair(get_settings())
+        listener = notifier.listener(resync=False)
+        listener.start()
+        try:
+            await listener.wait_connected(TIMEOUT)
+            # Redis itself disconnects a subscriber from channels its user lost.
+            await asyncio.to_thread(self.setuser, "resetchannels", f"&{channel}",
+                                    f"&{channel}:probe:*")
+            async with asyncio.timeout(TIMEOUT):
+                while not isinstance(listener.last_error, BackplanePermissionDenied):
+                    await asyncio.sleep(0.02)
+            message = str(listener.last_error)
+            self.assertIn("lacks permission for SUBSCRIBE on one of the channels "
+                          f"'{channel}', '{channel}:resync'", message)
+            self.assertIn(f"&{channel}:resync", message)
+            await asyncio.to_thread(self.setuser, f"&{channel}:resync")
+            await listener.wait_connected(8.0)  # the backoff's longest step is 5 s (+20 %)
+            self.assertEqual(listener.counters["errors"], 0)
+        finally:
+            await listener.aclose()
+
 
 @requires_redis_server
 class SentinelACLTests(SimpleTestCase):
