@@ -12,11 +12,13 @@ not set (warning ``notifier.W003`` when both are)::
         "SIGNING_KEYS": None,  # {key id: secret} (or "k1:secret,k0:old"): signed wire, off if None
         "SIGNING_KEY_ID": None,  # the key id publishers sign with (optional with one key)
         "SENTINEL": None,  # instead of URL: {"HOSTS": [...], "SERVICE": ..., ...} (see below)
+        "TLS": None,  # {"CA_CERTS": ..., "CERTFILE": ..., "KEYFILE": ..., ...}: notifier.tls
     }
 
 ``SENTINEL`` is the ``redis+sentinel://`` URL as keys (:func:`sentinel_url`): ``HOSTS``
 (``["host:port", ...]`` or ``[(host, port), ...]``), ``SERVICE``, optional ``DB``,
-``USERNAME``/``PASSWORD`` (the master's) and ``SENTINEL_USERNAME``/``SENTINEL_PASSWORD``.
+``USERNAME``/``PASSWORD`` (the master's) and ``SENTINEL_USERNAME``/``SENTINEL_PASSWORD``;
+with ``TLS`` set it stands for ``rediss+sentinel://`` (TLS to the sentinels and the master).
 
 Nothing is read at import time. :func:`get_settings` builds a snapshot on first use and drops
 it when a test changes either name, ``CHANNEL_LAYERS`` or ``CACHES``. Each property
@@ -61,9 +63,10 @@ DEFAULTS = {
     "SIGNING_KEYS": None,
     "SIGNING_KEY_ID": None,
     "SENTINEL": None,
+    "TLS": None,
 }
 
-URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 
 SENTINEL_KEYS = ("HOSTS", "SERVICE", "DB", "USERNAME", "PASSWORD", "SENTINEL_USERNAME",
                  "SENTINEL_PASSWORD")
@@ -117,7 +120,7 @@ def validate_url(url):
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in URL_SCHEMES:
         raise ValueError(f"the scheme must be one of {', '.join(s + '://' for s in URL_SCHEMES)}")
-    if scheme == "redis+sentinel":
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
         from .sentinel import parse_url as parse_sentinel_url
 
         parse_sentinel_url(url)
@@ -173,9 +176,9 @@ def _sentinel_error(message, hint):
     return InvalidNotifierConfiguration(message, hint=hint, check_id="notifier.E008")
 
 
-def sentinel_url(options):
-    """The ``redis+sentinel://`` URL that the ``SENTINEL`` dict stands for; ``ValueError``
-    naming the problem when it is malformed."""
+def sentinel_url(options, *, tls=False):
+    """The ``redis+sentinel://`` URL (``rediss+sentinel://`` with ``tls``) that the
+    ``SENTINEL`` dict stands for; ``ValueError`` naming the problem when it is malformed."""
     from .sentinel import SentinelURL, parse_url
 
     if not isinstance(options, dict):
@@ -209,7 +212,8 @@ def sentinel_url(options):
         strings[key.lower()] = value
     # Through the URL parser: one validation of the addresses for both forms.
     parsed = parse_url(f"redis+sentinel://{','.join(pairs)}/x")
-    return SentinelURL(hosts=parsed.hosts, service=service, db=db, **strings).to_url()
+    return SentinelURL(hosts=parsed.hosts, service=service, db=db, tls=tls,
+                       **strings).to_url()
 
 
 class NotifierSettings:
@@ -312,7 +316,7 @@ class NotifierSettings:
                                       f"Remove one of them: {where} stands for a "
                                       "redis+sentinel:// URL.")
             try:
-                return sentinel_url(sentinel), where
+                return sentinel_url(sentinel, tls=self.options["TLS"] is not None), where
             except ValueError as exc:
                 raise _sentinel_error(f"Invalid {where}: {exc}.", SENTINEL_KEYS_HINT) from None
         if url not in (None, ""):
@@ -339,7 +343,7 @@ class NotifierSettings:
         try:
             validate_url(url)
         except ValueError as exc:
-            if url.partition("://")[0].lower() == "redis+sentinel":
+            if url.partition("://")[0].lower() in ("redis+sentinel", "rediss+sentinel"):
                 raise _sentinel_error(
                     f"Invalid Redis Sentinel URL {mask_url(url)} (from {source}): {exc}.",
                     SENTINEL_HINT) from None
@@ -350,6 +354,27 @@ class NotifierSettings:
                 check_id="notifier.E003",
             ) from None
         return url
+
+    @cached_property
+    def tls(self):
+        """The :class:`~notifier.tls.TLSConfig` of ``TLS`` (None when unset): E050 when
+        malformed, E052 when the URL is not ``rediss://``/``rediss+sentinel://``."""
+        from . import tls
+
+        try:
+            config = tls.parse(self.options["TLS"])
+        except ValueError as exc:
+            raise InvalidNotifierConfiguration(f"Invalid {self.name}['TLS']: {exc}.",
+                                               hint=tls.HINT, check_id="notifier.E050") from None
+        url, source = self.url_and_source
+        if config is not None and url is not None and not tls.is_tls_url(url):
+            raise InvalidNotifierConfiguration(
+                f"{self.name}['TLS'] is set but the URL {mask_url(url)} (from {source}) is "
+                "not TLS: its connections would ignore it.",
+                hint="Use rediss://... (or rediss+sentinel://...), or remove TLS.",
+                check_id="notifier.E052",
+            )
+        return config
 
     @cached_property
     def channel(self):

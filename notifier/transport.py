@@ -16,14 +16,16 @@ from . import pipeline
 from .conf import mask_url
 from .reader import BatchReader
 from .tasks import raise_if_cancelled
+from .tls import is_tls_url
 
 _DEFAULT = object()
 
 
 def transport_for_url(url, **options):
     """The transport for ``url``: a :class:`~notifier.sentinel.SentinelTransport` for
-    ``redis+sentinel://``, else a :class:`RedisTransport`; ``options`` go to either."""
-    if isinstance(url, str) and url.partition("://")[0].lower() == "redis+sentinel":
+    ``redis(s)+sentinel://``, else a :class:`RedisTransport`; ``options`` go to either."""
+    if isinstance(url, str) and url.partition("://")[0].lower() in ("redis+sentinel",
+                                                                     "rediss+sentinel"):
         from .sentinel import SentinelTransport
 
         return SentinelTransport(url, **options)
@@ -35,12 +37,20 @@ class RedisTransport:
     redis+sentinel:// see :func:`transport_for_url`).
 
     ``connect_timeout`` and ``socket_timeout``: seconds, the defaults of :meth:`client`.
+    ``tls``: a :class:`~notifier.tls.TLSConfig` for a TLS URL's connections.
     """
 
-    def __init__(self, url, *, connect_timeout=2.0, socket_timeout=2.0):
+    def __init__(self, url, *, connect_timeout=2.0, socket_timeout=2.0, tls=None):
         self.url = url
         self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout
+        self.tls = tls
+
+    def tls_kwargs(self):
+        """redis-py's ``ssl_*`` arguments from :attr:`tls` (none unless the URL is TLS)."""
+        if self.tls is None or not is_tls_url(self.url):
+            return {}
+        return self.tls.redis_kwargs()
 
     def __repr__(self):
         return f"<{type(self).__name__} {mask_url(self.url)}>"
@@ -63,6 +73,7 @@ class RedisTransport:
             socket_keepalive=True,
             retry=retry_class(NoBackoff(), retries),
             client_name=name,
+            **self.tls_kwargs(),
             **options,
         )
 
