@@ -105,8 +105,14 @@ class Listener:
         self.state = IDLE
         #: Consecutive failed attempts (0 while connected).
         self.attempt = 0
-        #: The error that ended the last connection, if any.
+        #: The error that ended the last connection, if any (None again once subscribed).
         self.last_error = None
+        #: The error that ended the last connection or attempt, kept after resubscribing:
+        #: tells readiness a silent connection we left (ProbeOverdue) from one Redis closed.
+        self.last_loss = None
+        #: ``time.monotonic()`` since when the listener has not been subscribed (None while
+        #: it is): readiness counts how long from there.
+        self.down_since = None
         # Written on the listener's loop only: increments take no lock (see LoopCounters).
         self.counters = LoopCounters(*COUNTERS, "connects", "disconnects", "errors",
                                      "reconnect_failures")
@@ -171,6 +177,8 @@ class Listener:
         (by :meth:`aclose` when started with :meth:`start`)."""
         logger.info("backplane listener starting: channel %r at %s, instance %s",
                     self.channel, mask_url(self.url), self.instance_id)
+        if self.down_since is None:
+            self.down_since = time.monotonic()
         if self.probe is not None:
             self.probe.start()
         try:
@@ -261,7 +269,7 @@ class Listener:
                     raise ProbeOverdue(f"subscriber connection wedged: {overdue}")
             if pinged_at is not None:
                 if now - pinged_at >= self.ping_interval:
-                    raise TimeoutError(f"no answer to PING within {self.ping_interval} s")
+                    raise ProbeOverdue(f"no answer to PING within {self.ping_interval} s")
             elif now - heard_at >= self.ping_interval:
                 await subscription.ping()
                 pinged_at = now
@@ -277,6 +285,7 @@ class Listener:
             # consumer re-reads from its cursor (jittered; see notifier.resync).
             self.resyncer.request(CONNECT if self.counters["connects"] == 1 else RECONNECT)
         self.state = CONNECTED
+        self.down_since = None
         self.attempt = 0
         self.last_error = None
         self.backoff.reset()
@@ -290,9 +299,11 @@ class Listener:
     def _gone(self, error):
         if self.state == CONNECTED:
             self.counters.incr("disconnects")
+        if self.state == CONNECTED or self.down_since is None:
+            self.down_since = time.monotonic()
         self.state = RECONNECTING
         self.attempt += 1
-        self.last_error = error
+        self.last_error = self.last_loss = error
 
     def _connection_lost(self, error):
         was_connected = self.state == CONNECTED
