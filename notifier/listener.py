@@ -217,7 +217,8 @@ class Listener:
         except TimeoutError:
             return
         self._woken = True
-        logger.info("backplane listener: Redis answers again, reconnecting now")
+        oplog.limited(logger, "answers_again", logging.INFO,
+                      "backplane listener: Redis answers again, reconnecting now")
 
     async def check(self):
         """Connect and subscribe once, then disconnect; raise on failure (``--check``).
@@ -291,8 +292,9 @@ class Listener:
         self.backoff.reset()
         self._connected.set()
         if after:
-            logger.info("backplane listener resubscribed to %r after %d attempt(s)",
-                        self.channel, after)
+            oplog.limited(logger, "resubscribed", logging.INFO,
+                          "backplane listener resubscribed to %r after %d attempt(s)",
+                          self.channel, after)
             oplog.reconnected(mask_url(self.url), after)
         self.observer.connected(self, after)
 
@@ -318,10 +320,13 @@ class Listener:
                              delay * 1000, self.attempt,
                              f", {suppressed} more refusal(s) not logged" if suppressed else "")
         else:
-            log = logger.warning if was_connected or self.attempt == 1 else logger.info
-            log("backplane listener %s %s: %s; reconnecting in %d ms (attempt %d)",
-                "lost" if was_connected else "cannot reach", mask_url(self.url), error,
-                delay * 1000, self.attempt)
+            # Limited: Redis dropping its subscribers again and again (a flood over its
+            # pub/sub output buffer limit) must not flood the log.
+            level = logging.WARNING if was_connected or self.attempt == 1 else logging.INFO
+            oplog.limited(logger, ("lost", was_connected), level,
+                          "backplane listener %s %s: %s; reconnecting in %d ms (attempt %d)",
+                          "lost" if was_connected else "cannot reach", mask_url(self.url),
+                          error, delay * 1000, self.attempt)
         if not was_connected:
             self.counters.incr("reconnect_failures")
         oplog.connection_lost(mask_url(self.url), error, was_connected=was_connected,
