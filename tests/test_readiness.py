@@ -20,6 +20,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from notifier import oplog
 from notifier.backends.redis import RedisNotifier
 from notifier.control import encode_resync_request
+from notifier.dispatch import MALFORMED, MAX_PAYLOAD, classify
 from notifier.health import DEGRADED, UNREADY, Hysteresis, backplane_status, problems
 from notifier.outbound import AsyncSender
 from notifier.probe import ProbeOverdue
@@ -185,6 +186,19 @@ class ClassificationTests(SimpleTestCase):
         self.assertEqual((problem.level, problem.since), (UNREADY, float("-inf")))
 
 
+class OversizedTests(SimpleTestCase):
+    def test_a_payload_over_the_limit_is_malformed_undecoded(self):
+        sender = uuid.uuid4()
+        valid = json.dumps({"tenant_id": "t", "conversation_id": "c", "new_watermark": 1,
+                            "version": 1, "instance_id": str(sender)}).encode()
+        padded = b" " * (MAX_PAYLOAD - len(valid)) + valid  # JSON allows the whitespace
+        self.assertIsNotNone(classify(padded, uuid.uuid4())[0])
+        message, reason, detail = classify(b" " + padded, uuid.uuid4())
+        self.assertEqual((message, reason), (None, MALFORMED))
+        self.assertEqual(str(detail), f"{MAX_PAYLOAD + 1} bytes, over the {MAX_PAYLOAD}-byte "
+                                      "limit")
+
+
 class SettingsTests(SimpleTestCase):
     def ids(self, **options):
         with override_settings(BACKPLANE={"BACKEND": "memory", **options},
@@ -241,7 +255,7 @@ class LogFloodTests(SimpleTestCase):
         layer = runtime.notifier.channel_layer
         member = await layer.new_channel()
         await layer.group_add("webchat.wm.flooded", member)  # a resync pass has a group
-        flood = 1500
+        flood, oversized = 1500, 3
         peer = uuid.uuid4()
         try:
             await listener.wait_connected(TIMEOUT)
@@ -253,14 +267,13 @@ class LogFloodTests(SimpleTestCase):
                 for n in range(flood):
                     pipe.publish(listener.channel, b"not json %d" % n)
                     pipe.publish(listener.channel, unknown_version(n))
-                    if n % 10 == 0:  # oversized (few: Redis's pub/sub buffer limit)
-                        pipe.publish(listener.channel, b"x" * (70 * 1024))
+                    if n < oversized:  # few: Redis's pub/sub output buffer limit
+                        pipe.publish(listener.channel, b" " * MAX_PAYLOAD + unknown_version(n))
                     pipe.publish(listener.control_channel, b"garbage %d" % n)
                     pipe.publish(control_channel(listener.channel),
                                  encode_resync_request(peer, "lost"))
                 pipe.execute()
 
-            oversized = flood // 10
             started = time.monotonic()
             with (mock.patch.object(oplog, "_limiter", oplog.RateLimiter()),
                   mock.patch.object(oplog, "_lines", oplog.RateLimiter()),

@@ -5,9 +5,10 @@ No signature is needed to hurt: Redis drops every subscriber whose output buffer
 ``client-output-buffer-limit pubsub`` (32 MiB hard by default), so each message closes every
 replica's subscriber connection. The reported flood sent 34 MiB messages; here the limit is
 scaled down to 4 MiB and the messages to 5 MiB (the same mechanism: each one is over the
-limit), so that a shared 2-core machine can keep the flood up. That is trouble every replica shares: ``/readyz`` must never
-answer 503 (it says ``degraded`` once it lasts), local delivery goes on, the catch-up sweep
-still brings what the other replica wrote, and everything is in order once the flood stops.
+limit), so that a shared 2-core machine can keep the flood up. That is trouble every replica
+shares: ``/readyz`` must never answer 503 (it says ``degraded`` once it lasts), local
+delivery goes on, the catch-up sweep still brings what the other replica wrote, and
+everything is in order once the flood stops.
 """
 
 import asyncio
@@ -131,7 +132,7 @@ class FloodTests(ChaosMixin, SimpleTestCase):
             flood_ended - flood_started, counts, disconnects, local_lag, caught_up)
         self.assertGreater(len(published), 5)
         self.assertTrue(all(d > 0 for d in disconnects), disconnects)  # the flood was felt
-        for replica, seen in samples.items():
+        for seen in samples.values():
             self.assertGreater(len(seen), 20)
             self.assertNotIn(503, [status for status, _ in seen], counts)
         self.assertLess(local_lag, LOCAL_DELIVERY)
