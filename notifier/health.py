@@ -28,11 +28,15 @@ import time
 import weakref
 from dataclasses import dataclass
 
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 from . import oplog
 from .backends.base import BaseNotifier
 from .conf import get_settings
-from .probe import ProbeOverdue
 from .runtime import get_runtime
+
+#: How a silent subscriber connection ends (ProbeOverdue is a TimeoutError).
+SILENCE = (TimeoutError, RedisTimeoutError)
 
 #: Seconds ``wait_until_ready`` may wait for a listener's first round trip.
 STARTUP_WAIT = 2.0
@@ -158,8 +162,10 @@ def problems(listener, notifier, now=None):
     else:
         reason = None
     if reason is not None:
-        # Left silent while Redis answers our PUBLISHes: our subscriber, not Redis.
-        wedged = answering and isinstance(listener.last_loss, ProbeOverdue)
+        # Silence on the subscriber connection (a probe that did not come back, no answer to
+        # PING or SUBSCRIBE) while Redis answers our PUBLISHes: our subscriber, not Redis.
+        # Redis closing or refusing connections is what every replica sees.
+        wedged = answering and isinstance(listener.last_loss, SILENCE)
         if wedged:
             reason += ("; Redis answers this process's PUBLISHes but its subscriber "
                        "connection went silent")
@@ -212,7 +218,8 @@ def backplane_status(runtime=None):
         return {**status, "ok": False, "state": UNREADY, "reason": reason}
     if troubled:
         reason = found[0].reason if found else _recovering(gate.troubled, gate.last_degraded)
-        oplog.backplane_degraded(reason)
+        if not starting(runtime):
+            oplog.backplane_degraded(reason)
         return {**status, "ok": True, "state": DEGRADED, "degraded": reason}
     if found:
         # Not (yet) for long enough to count: shown to the monitor, not acted on.

@@ -22,13 +22,17 @@ from notifier.backends.redis import RedisNotifier
 from notifier.control import encode_resync_request
 from notifier.dispatch import MALFORMED, MAX_PAYLOAD, classify
 from notifier.health import DEGRADED, UNREADY, Hysteresis, backplane_status, problems
+from notifier.layers import LocalChannelLayer
+from notifier.listener import Listener
 from notifier.outbound import AsyncSender
-from notifier.probe import ProbeOverdue
+from notifier.probe import Probe, ProbeOverdue, probe_channel
 from notifier.resync import control_channel
+from notifier.runtime import Runtime
 from notifier.stats import LoopCounters
 from notifier.transport import transport_for_url
 from tests.support.redis_server import RedisServer, requires_redis_server, unique_channel
 from tests.support.streams import communicator, make_conversation, stream_path, token_for
+from tests.support.tcp_proxy import TcpProxy
 from tests.test_backplane_probe import close_runtime, started_runtime
 from tests.test_notifier_redis import eventually
 from webchat import catch_up as catch_up_module
@@ -171,6 +175,15 @@ class ClassificationTests(SimpleTestCase):
         self.assertEqual(problem.level, UNREADY)
         self.assertIn("subscriber connection went silent", problem.reason)
 
+    def test_a_subscribe_that_times_out_while_redis_answers_is_local(self):
+        self.listener.state, self.listener.attempt = "reconnecting", 2
+        self.listener.down_since = time.monotonic() - 6
+        self.listener.last_error = self.listener.last_loss = TimeoutError("SUBSCRIBE")
+        self.answering()
+        self.assertEqual(self.levels(), [UNREADY])
+        self.answering(False)  # Redis silent for our PUBLISHes too: everyone's trouble
+        self.assertEqual(self.levels(), [DEGRADED])
+
     def test_failing_publishes_while_redis_answers_the_probe_are_local(self):
         self.connected()
         self.answering()
@@ -238,6 +251,60 @@ class BlipTests(SimpleTestCase):
             self.assertEqual(set(states), {"ok"})
         finally:
             await close_runtime(runtime)
+
+
+@requires_redis_server
+class LocalWedgeTests(SimpleTestCase):
+    async def test_a_subscriber_that_goes_silent_while_redis_answers_us_turns_readiness_red(
+        self,
+    ):
+        # Our PUBLISHes (probe, sender) go straight to Redis; the subscriber's connection goes
+        # through a proxy that freezes every connection once it is 30 ms old: the listener
+        # subscribes, hears nothing, leaves, again and again, while Redis answers us. Peers
+        # would hear the channel: this replica is worse off, so it is red.
+        server = await asyncio.to_thread(RedisServer.start_for, self)
+        proxy = await TcpProxy.start(server.port)
+        notifier = RedisNotifier(server.url, channel=unique_channel(),
+                                 channel_layer=LocalChannelLayer())
+        await notifier.astart()
+        runtime = Runtime(notifier)
+        runtime.listener = listener = Listener(
+            transport_for_url(f"redis://127.0.0.1:{proxy.port}/0", connect_timeout=2.0),
+            channel=notifier.channel, instance_id=notifier.instance_id,
+            deliver=notifier.local_send,
+            probe=Probe(notifier.transport, probe_channel(notifier.channel,
+                                                          notifier.instance_id)))
+        listener.start()
+        freezing = asyncio.Event()
+
+        async def freezer():
+            await freezing.wait()
+            while freezing.is_set():
+                proxy.freeze(older_than=0.03)
+                await asyncio.sleep(0.01)
+
+        task = asyncio.create_task(freezer())
+        try:
+            await eventually(lambda: backplane_status(runtime)["state"] == "ok", TIMEOUT)
+            freezing.set()
+            frozen_at = time.monotonic()
+            await eventually(lambda: not backplane_status(runtime)["ok"], 15)
+            red_after = time.monotonic() - frozen_at
+            status = backplane_status(runtime)
+            self.assertEqual(status["state"], "unready", status)
+            self.assertIn("subscriber connection went silent", status["reason"])
+            self.assertGreaterEqual(listener.counters["disconnects"], 1)
+            freezing.clear()
+            await eventually(lambda: backplane_status(runtime)["state"] == "ok", 15)
+            logging.getLogger(__name__).info(
+                "measured: silent subscriber with Redis answering: red %.2f s after the "
+                "freezing began", red_after)
+        finally:
+            freezing.clear()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            await close_runtime(runtime)
+            await proxy.aclose()
 
 
 def unknown_version(n):
