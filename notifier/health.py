@@ -14,7 +14,8 @@ and metrics"):
   gains nothing.
 * *local*, ``unready``: this replica is worse off than its peers: Redis answers its PUBLISHes
   but its subscriber goes silent (wedged), its sender's PUBLISHes fail while Redis answers
-  its probe, or another process uses its instance id.
+  its probe, Redis refuses it (credentials, TLS, ACL: a deployment's mistake, never to be
+  served through), or another process uses its instance id.
 
 ``BACKPLANE["READINESS"] = "strict"`` makes every problem local. Either way a problem must
 last ``UNREADY_AFTER`` seconds before it shows (one reconnect is no outage), and a red or
@@ -33,6 +34,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from . import oplog
 from .backends.base import BaseNotifier
 from .conf import get_settings
+from .exceptions import BackplaneRefused
 from .runtime import get_runtime
 
 #: How a silent subscriber connection ends (ProbeOverdue is a TimeoutError).
@@ -164,12 +166,16 @@ def problems(listener, notifier, now=None):
     if reason is not None:
         # Silence on the subscriber connection (a probe that did not come back, no answer to
         # PING or SUBSCRIBE) while Redis answers our PUBLISHes: our subscriber, not Redis.
-        # Redis closing or refusing connections is what every replica sees.
-        wedged = answering and isinstance(listener.last_loss, SILENCE)
+        # Redis closing connections, or not answering at all, is what every replica sees.
+        # A refusal (credentials, TLS, ACL) is this deployment's to fix: never "degraded".
+        loss = listener.last_loss
+        wedged = answering and isinstance(loss, SILENCE)
+        refused = isinstance(loss, BackplaneRefused) or isinstance(
+            getattr(probe, "last_error", None), BackplaneRefused)
         if wedged:
             reason += ("; Redis answers this process's PUBLISHes but its subscriber "
                        "connection went silent")
-        found.append(Problem(UNREADY if wedged else DEGRADED, reason, since))
+        found.append(Problem(UNREADY if wedged or refused else DEGRADED, reason, since))
     failing = notifier.publish_failing()
     if failing is not None:
         since, error = failing
@@ -177,7 +183,8 @@ def problems(listener, notifier, now=None):
                   f"(last: {type(error).__name__}: {error})")
         if answering:
             reason += " while Redis answers the probe"
-        found.append(Problem(UNREADY if answering else DEGRADED, reason, since))
+        local = answering or isinstance(error, BackplaneRefused)
+        found.append(Problem(UNREADY if local else DEGRADED, reason, since))
     return found
 
 

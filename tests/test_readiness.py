@@ -21,6 +21,7 @@ from notifier import oplog
 from notifier.backends.redis import RedisNotifier
 from notifier.control import encode_resync_request
 from notifier.dispatch import MALFORMED, MAX_PAYLOAD, classify
+from notifier.exceptions import BackplanePermissionDenied
 from notifier.health import DEGRADED, UNREADY, Hysteresis, backplane_status, problems
 from notifier.layers import LocalChannelLayer
 from notifier.listener import Listener
@@ -183,6 +184,15 @@ class ClassificationTests(SimpleTestCase):
         self.assertEqual(self.levels(), [UNREADY])
         self.answering(False)  # Redis silent for our PUBLISHes too: everyone's trouble
         self.assertEqual(self.levels(), [DEGRADED])
+
+    def test_a_refusal_is_local_even_when_every_replica_shares_it(self):
+        self.listener.state, self.listener.attempt = "reconnecting", 4
+        self.listener.down_since = time.monotonic() - 6
+        refused = BackplanePermissionDenied("user 'webchat' lacks permission for the "
+                                            "SUBSCRIBE command")
+        self.listener.last_error = self.listener.last_loss = refused
+        self.answering(False)
+        self.assertEqual(self.levels(), [UNREADY])
 
     def test_failing_publishes_while_redis_answers_the_probe_are_local(self):
         self.connected()
