@@ -188,8 +188,9 @@ class ClassificationTests(SimpleTestCase):
     def test_a_refusal_is_local_even_when_every_replica_shares_it(self):
         self.listener.state, self.listener.attempt = "reconnecting", 4
         self.listener.down_since = time.monotonic() - 6
-        refused = BackplanePermissionDenied("user 'webchat' lacks permission for the "
-                                            "SUBSCRIBE command")
+        refused = BackplanePermissionDenied(
+            "user 'webchat' lacks permission for the SUBSCRIBE command",
+            hint="grant it: ACL SETUSER webchat +subscribe")
         self.listener.last_error = self.listener.last_loss = refused
         self.answering(False)
         self.assertEqual(self.levels(), [UNREADY])
