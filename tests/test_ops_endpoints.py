@@ -117,6 +117,7 @@ class RedisReadyzTests(SimpleTestCase):
                 with self.assertLogs(oplog.LOGGER_NAME, "WARNING") as logs:
                     status, _, body = await call(app, "/readyz", headers=MONITOR)
                     _, _, public = await call(app, "/readyz")
+                    _, _, scraped = await call(app, "/metrics", headers=MONITOR)
             finally:
                 await get_runtime().aclose()
         self.assertEqual(status, 200, body)
@@ -126,6 +127,11 @@ class RedisReadyzTests(SimpleTestCase):
                          r"^backplane: backplane listener reconnecting \(attempt [0-9]+\): ")
         self.assertEqual(answer["checks"]["backplane"]["state"], "degraded")
         self.assertTrue(any("redis_degraded" in line for line in logs.output), logs.output)
+        gauges = {sample.name: sample.value
+                  for family in text_string_to_metric_families(scraped.decode())
+                  for sample in family.samples}
+        self.assertEqual((gauges["webchat_backplane_degraded"], gauges["webchat_backplane_up"]),
+                         (1, 1))
         # A stranger learns the one word, not why.
         self.assertEqual(json.loads(public)["status"], "degraded")
         self.assertNotIn(b"reconnecting", public)
