@@ -16,6 +16,8 @@
   not loadable (wrong ``KEY_PASSWORD``); ``E052`` ``TLS`` with a URL that is not TLS.
 * ``notifier.W010`` a Redis URL with a password that Django's active exception reporter
   filter would show in error reports (:mod:`notifier.reporting`).
+* ``notifier.E060`` READINESS is not "degraded-ok" or "strict"; ``E061`` UNREADY_AFTER or
+  READY_AFTER is not a number of seconds from 0 to 300.
 * ``notifier.E020`` the installed redis-py is older than the notifier's floor (the message
   names both); ``E021`` ``DEPENDENCY_FAST_PATHS`` is not a bool.
 * ``notifier.W001`` the Redis backend with a cross-process channel layer in a server process:
@@ -46,7 +48,8 @@ CONNECTION_TIMEOUT = 2.0
 CROSS_PROCESS_LAYERS = ("channels_redis.", "channels_rabbitmq.", "channels_postgres.")
 
 # Validated in this order: a later property may depend on an earlier one (url on backend).
-_PROPERTIES = ("backend_class", "url", "tls", "channel", "capacity", "instance_id", "signing")
+_PROPERTIES = ("backend_class", "url", "tls", "channel", "capacity", "instance_id", "signing",
+               "readiness", "readiness_delays")
 
 
 # True while the bridge command runs its checks (see bridge_process).
@@ -91,7 +94,7 @@ def check_settings(app_configs=None, **kwargs):
             f"{name} has unknown key(s) {', '.join(map(repr, unknown))}; they are "
             "ignored.",
             hint="The keys are BACKEND, URL, SENTINEL, TLS, CHANNEL, CAPACITY, INSTANCE_ID, "
-            "SIGNING_KEYS and SIGNING_KEY_ID.",
+            "SIGNING_KEYS, SIGNING_KEY_ID, READINESS, UNREADY_AFTER and READY_AFTER.",
             obj=name,
             id="notifier.W002",
         ))

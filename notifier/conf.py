@@ -13,6 +13,9 @@ not set (warning ``notifier.W003`` when both are)::
         "SIGNING_KEY_ID": None,  # the key id publishers sign with (optional with one key)
         "SENTINEL": None,  # instead of URL: {"HOSTS": [...], "SERVICE": ..., ...} (see below)
         "TLS": None,  # {"CA_CERTS": ..., "CERTFILE": ..., "KEYFILE": ..., ...}: notifier.tls
+        "READINESS": "degraded-ok",  # or "strict": any backplane trouble makes /readyz 503
+        "UNREADY_AFTER": 5.0,  # seconds a problem must last before readiness turns red
+        "READY_AFTER": 2.0,  # seconds of health before it is green again
     }
 
 ``SENTINEL`` is the ``redis+sentinel://`` URL as keys (:func:`sentinel_url`): ``HOSTS``
@@ -64,7 +67,13 @@ DEFAULTS = {
     "SIGNING_KEY_ID": None,
     "SENTINEL": None,
     "TLS": None,
+    "READINESS": "degraded-ok",
+    "UNREADY_AFTER": 5.0,
+    "READY_AFTER": 2.0,
 }
+
+#: ``READINESS`` values (notifier.health): serve degraded through a shared outage, or not.
+READINESS_MODES = ("degraded-ok", "strict")
 
 URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
 
@@ -433,6 +442,39 @@ class NotifierSettings:
             raise InvalidNotifierConfiguration(
                 f"{self.name}: {exc}", hint=exc.hint, check_id=exc.check_id
             ) from None
+
+
+    @cached_property
+    def readiness(self):
+        """``"degraded-ok"`` or ``"strict"`` (E060 otherwise; see :mod:`notifier.health`)."""
+        value = self.options["READINESS"]
+        if value not in READINESS_MODES:
+            raise InvalidNotifierConfiguration(
+                f"{self.name}['READINESS'] must be one of {', '.join(map(repr, READINESS_MODES))}"
+                f", not {value!r}.",
+                hint='"degraded-ok" (the default) keeps every replica ready, reporting '
+                '"degraded", through a Redis outage they all see; "strict" makes any backplane '
+                "trouble a 503.",
+                check_id="notifier.E060",
+            )
+        return value
+
+    @cached_property
+    def readiness_delays(self):
+        """``(UNREADY_AFTER, READY_AFTER)`` in seconds (E061 unless numbers in 0..300)."""
+        delays = []
+        for key in ("UNREADY_AFTER", "READY_AFTER"):
+            value = self.options[key]
+            if isinstance(value, bool) or not isinstance(value, int | float) \
+                    or not 0 <= value <= 300:
+                raise InvalidNotifierConfiguration(
+                    f"{self.name}[{key!r}] must be a number of seconds from 0 to 300, not "
+                    f"{value!r}.",
+                    hint=f"Remove it to use {DEFAULTS[key]:g} s.",
+                    check_id="notifier.E061",
+                )
+            delays.append(float(value))
+        return tuple(delays)
 
 
 _process_id_lock = threading.Lock()

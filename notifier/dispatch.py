@@ -25,6 +25,14 @@ DROP_REASONS = (MALFORMED, SELF_ECHO, UNKNOWN_VERSION, BAD_SIGNATURE)
 #: The only wire version a listener delivers.
 SUPPORTED_VERSION = wire.VERSION
 
+#: The largest payload the listener decodes (bytes). Ours are a few hundred bytes; a bigger
+#: one is dropped as ``malformed`` undecoded, so a flood of huge messages costs no JSON
+#: parsing. The reference has no limit: this is the one place we drop what it would deliver,
+#: set high enough that the wire corner cases (1 MiB ids, tests/support/wire_fuzz.py) still
+#: agree. (Redis drops a subscriber whose output buffer outgrows ``client-output-buffer-limit
+#: pubsub``: README "Health, readiness and metrics".)
+MAX_PAYLOAD = 4 * 1024 * 1024
+
 #: The counters a :class:`Dispatcher` increments.
 COUNTERS = ("received", "delivered", *DROP_REASONS, "peer_resyncs", "control_bad_signature")
 
@@ -39,8 +47,12 @@ def classify(payload, instance_id, signing=None):
     decode error), then ``bad_signature`` (with ``signing``, a
     :class:`~notifier.signing.Keyring`: unsigned or forged, even when it claims our id;
     ``detail`` says why), then ``self_echo`` (published by ``instance_id``, in any UUID
-    spelling, whatever its version), then ``unknown_version`` (not 1).
+    spelling, whatever its version), then ``unknown_version`` (not 1). A payload over
+    :data:`MAX_PAYLOAD` bytes is ``malformed`` before anything else.
     """
+    if len(payload) > MAX_PAYLOAD:
+        return None, MALFORMED, wire.MalformedPayload(
+            f"{len(payload)} bytes, over the {MAX_PAYLOAD}-byte limit")
     try:
         message = wire.decode(payload)
     except wire.MalformedPayload as exc:
@@ -107,8 +119,9 @@ class Dispatcher:
 
     def _dropped(self, reason, payload, detail):
         self.counters.incr(reason)
-        logger.debug("backplane listener dropped a %d-byte payload: %s%s", len(payload), reason,
-                     f" ({detail})" if detail else "")
+        oplog.limited(logger, ("dropped", reason), logging.DEBUG,
+                      "backplane listener dropped a %d-byte payload: %s%s", len(payload),
+                      reason, f" ({detail})" if detail else "")
         oplog.payload_dropped(reason, payload, detail)
         self.observer.dropped(self.listener, reason, payload, detail)
 
@@ -124,15 +137,17 @@ class Dispatcher:
         is our own request, forged, or not a request)."""
         if self.signing is not None and self.signing.verify_control(payload) is not None:
             self.counters.incr("control_bad_signature")
-            logger.debug("ignoring a resync request of %d bytes: bad signature", len(payload))
+            oplog.emit(oplog.BAD_SIGNATURE, channel="control", bytes=len(payload))
             return
         try:
             origin = decode_resync_request(payload)
         except ValueError:
-            logger.debug("ignoring a malformed resync request of %d bytes", len(payload))
+            oplog.limited(logger, "control_malformed", logging.DEBUG,
+                          "ignoring a malformed resync request of %d bytes", len(payload))
             return
         if origin == self.instance_id or self.resyncer is None:
             return
         self.counters.incr("peer_resyncs")
-        logger.info("backplane peer %s lost notifications: resyncing local consumers", origin)
+        oplog.limited(logger, "peer_resync", logging.INFO,
+                      "backplane peer %s lost notifications: resyncing local consumers", origin)
         self.resyncer.request(PEER)

@@ -105,8 +105,14 @@ class Listener:
         self.state = IDLE
         #: Consecutive failed attempts (0 while connected).
         self.attempt = 0
-        #: The error that ended the last connection, if any.
+        #: The error that ended the last connection, if any (None again once subscribed).
         self.last_error = None
+        #: The error that ended the last connection or attempt, kept after resubscribing:
+        #: tells readiness a silent connection we left (ProbeOverdue) from one Redis closed.
+        self.last_loss = None
+        #: ``time.monotonic()`` since when the listener has not been subscribed (None while
+        #: it is): readiness counts how long from there.
+        self.down_since = None
         # Written on the listener's loop only: increments take no lock (see LoopCounters).
         self.counters = LoopCounters(*COUNTERS, "connects", "disconnects", "errors",
                                      "reconnect_failures")
@@ -171,6 +177,8 @@ class Listener:
         (by :meth:`aclose` when started with :meth:`start`)."""
         logger.info("backplane listener starting: channel %r at %s, instance %s",
                     self.channel, mask_url(self.url), self.instance_id)
+        if self.down_since is None:
+            self.down_since = time.monotonic()
         if self.probe is not None:
             self.probe.start()
         try:
@@ -209,7 +217,8 @@ class Listener:
         except TimeoutError:
             return
         self._woken = True
-        logger.info("backplane listener: Redis answers again, reconnecting now")
+        oplog.limited(logger, "answers_again", logging.INFO,
+                      "backplane listener: Redis answers again, reconnecting now")
 
     async def check(self):
         """Connect and subscribe once, then disconnect; raise on failure (``--check``).
@@ -261,7 +270,7 @@ class Listener:
                     raise ProbeOverdue(f"subscriber connection wedged: {overdue}")
             if pinged_at is not None:
                 if now - pinged_at >= self.ping_interval:
-                    raise TimeoutError(f"no answer to PING within {self.ping_interval} s")
+                    raise ProbeOverdue(f"no answer to PING within {self.ping_interval} s")
             elif now - heard_at >= self.ping_interval:
                 await subscription.ping()
                 pinged_at = now
@@ -277,22 +286,26 @@ class Listener:
             # consumer re-reads from its cursor (jittered; see notifier.resync).
             self.resyncer.request(CONNECT if self.counters["connects"] == 1 else RECONNECT)
         self.state = CONNECTED
+        self.down_since = None
         self.attempt = 0
         self.last_error = None
         self.backoff.reset()
         self._connected.set()
         if after:
-            logger.info("backplane listener resubscribed to %r after %d attempt(s)",
-                        self.channel, after)
+            oplog.limited(logger, "resubscribed", logging.INFO,
+                          "backplane listener resubscribed to %r after %d attempt(s)",
+                          self.channel, after)
             oplog.reconnected(mask_url(self.url), after)
         self.observer.connected(self, after)
 
     def _gone(self, error):
         if self.state == CONNECTED:
             self.counters.incr("disconnects")
+        if self.state == CONNECTED or self.down_since is None:
+            self.down_since = time.monotonic()
         self.state = RECONNECTING
         self.attempt += 1
-        self.last_error = error
+        self.last_error = self.last_loss = error
 
     def _connection_lost(self, error):
         was_connected = self.state == CONNECTED
@@ -307,10 +320,13 @@ class Listener:
                              delay * 1000, self.attempt,
                              f", {suppressed} more refusal(s) not logged" if suppressed else "")
         else:
-            log = logger.warning if was_connected or self.attempt == 1 else logger.info
-            log("backplane listener %s %s: %s; reconnecting in %d ms (attempt %d)",
-                "lost" if was_connected else "cannot reach", mask_url(self.url), error,
-                delay * 1000, self.attempt)
+            # Limited: Redis dropping its subscribers again and again (a flood over its
+            # pub/sub output buffer limit) must not flood the log.
+            level = logging.WARNING if was_connected or self.attempt == 1 else logging.INFO
+            oplog.limited(logger, ("lost", was_connected), level,
+                          "backplane listener %s %s: %s; reconnecting in %d ms (attempt %d)",
+                          "lost" if was_connected else "cannot reach", mask_url(self.url),
+                          error, delay * 1000, self.attempt)
         if not was_connected:
             self.counters.incr("reconnect_failures")
         oplog.connection_lost(mask_url(self.url), error, was_connected=was_connected,

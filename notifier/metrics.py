@@ -38,6 +38,7 @@ Names (counters end in ``_total``)::
     webchat_backplane_duplicate_instance        1 while another process uses our instance id
     webchat_backplane_lag_seconds               histogram: PUBLISH to delivery (stamped ones)
     webchat_backplane_up                        1 when /readyz's backplane check passes
+    webchat_backplane_degraded                  1 while it passes degraded (shared trouble)
 """
 
 import time
@@ -50,7 +51,7 @@ from prometheus_client.core import (
 from prometheus_client.utils import floatToGoString
 
 from .dispatch import DROP_REASONS
-from .health import backplane_status
+from .health import DEGRADED, backplane_status
 from .listener import CLOSED, CONNECTED, CONNECTING, IDLE, RECONNECTING
 from .resync import REASONS as RESYNC_REASONS
 from .runtime import get_runtime
@@ -108,6 +109,10 @@ class NotifierCollector:
         yield GaugeMetricFamily("webchat_backplane_up",
                                 "1 when the backplane check of /readyz passes.",
                                 value=1 if status["ok"] else 0)
+        yield GaugeMetricFamily("webchat_backplane_degraded",
+                                "1 while /readyz passes degraded: Redis trouble every replica "
+                                "shares (the backplane check is not ok in strict mode).",
+                                value=1 if status.get("state") == DEGRADED else 0)
         if listener is None:
             return
         yield from self._listener(listener)

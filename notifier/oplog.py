@@ -13,11 +13,16 @@ redis_publish_dropped  WARNING  a PUBLISH round trip failed (its notifications w
                                 re-sent: ``retrying``) or notifications were given up
                                 (``given_up``)
 redis_decode_err       WARNING  a payload on the global channel is not wire v1
+redis_bad_signature    WARNING  a payload or resync request is unsigned or forged (signed
+                                wire only)
 redis_unknown_version  WARNING  a wire message of a version this listener does not deliver
 redis_disconnected     WARNING  the subscriber connection was lost
 redis_reconnect_fail   WARNING  a connection attempt failed (counted:
                                 ``webchat_backplane_reconnect_failures_total``)
 redis_reconnect_ok     INFO     subscribed again after a loss or failed attempts
+redis_degraded         WARNING  readiness reports the backplane degraded: Redis trouble
+                                every replica shares (README "Health, readiness and
+                                metrics"); logged while it lasts, as readiness is checked
 ====================== ======== ==========================================================
 """
 
@@ -39,6 +44,8 @@ UNKNOWN_VERSION = "redis_unknown_version"
 DISCONNECTED = "redis_disconnected"
 RECONNECT_OK = "redis_reconnect_ok"
 RECONNECT_FAIL = "redis_reconnect_fail"
+DEGRADED = "redis_degraded"
+BAD_SIGNATURE = "redis_bad_signature"
 
 
 class RateLimiter:
@@ -66,6 +73,8 @@ class RateLimiter:
 
 
 _limiter = RateLimiter()
+# For the other per-message log lines (limited): a flood must not flood the log.
+_lines = RateLimiter()
 
 
 def _text(value):
@@ -88,6 +97,21 @@ def emit(event, level=logging.WARNING, **fields):
     logger.log(level, "%s %s", event, text, extra={"event": event, "fields": fields})
 
 
+def limited(log, key, level, message, *args, exc_info=False):
+    """``log.log(level, message, *args)`` at most once per :data:`INTERVAL` for ``key``
+    (the next line says how many were left out). For log lines a message from the channel
+    causes: however many arrive, the log stays bounded."""
+    if not log.isEnabledFor(level):
+        return
+    allowed, suppressed = _lines.allow(key)
+    if not allowed:
+        return
+    if suppressed:
+        message += " (%d more like it not logged)"
+        args = (*args, suppressed)
+    log.log(level, message, *args, exc_info=exc_info)
+
+
 def error_text(error):
     """``"TypeError: message"`` for a log field."""
     return f"{type(error).__name__}: {error}"
@@ -102,11 +126,14 @@ def publish_dropped(url, *, retrying=0, given_up=0, error=None):
 
 
 def payload_dropped(reason, payload, error=None):
-    """The listener dropped ``payload``: only decode errors and unknown versions are logged."""
+    """The listener dropped ``payload``: decode errors, unknown versions and bad signatures
+    are logged (a self-echo is routine)."""
     if reason == "malformed":
         emit(DECODE_ERR, bytes=len(payload), error=error)
     elif reason == "unknown_version":
         emit(UNKNOWN_VERSION, bytes=len(payload))
+    elif reason == "bad_signature":
+        emit(BAD_SIGNATURE, bytes=len(payload), error=error)
 
 
 def connection_lost(url, error, *, was_connected, attempt, delay):
@@ -118,3 +145,8 @@ def connection_lost(url, error, *, was_connected, attempt, delay):
 def reconnected(url, after_attempts):
     """The listener subscribed again after ``after_attempts`` failed attempts."""
     emit(RECONNECT_OK, logging.INFO, url=url, after_attempts=after_attempts)
+
+
+def backplane_degraded(reason):
+    """Readiness found the backplane degraded (``reason`` names no secret: URLs are masked)."""
+    emit(DEGRADED, reason=reason)

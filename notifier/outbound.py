@@ -133,7 +133,7 @@ class AsyncSender:
         backoff = Backoff(RETRY_SCHEDULE_MS)
         try:
             while True:
-                if not self._queue.items and not self._queue.retry:
+                if not self._queue.pending():
                     self._wakeup.clear()
                     await self._wakeup.wait()
                 batch = self._queue.take()
@@ -226,9 +226,9 @@ class ThreadSender:
         try:
             while True:
                 with self._cond:
-                    while not len(self._queue) and not self._closing:
+                    while not self._queue.pending() and not self._closing:
                         self._cond.wait()
-                    if not len(self._queue):
+                    if not self._queue.pending():
                         return
                     batch = self._queue.take()
                     self._inflight = len(batch)

@@ -95,6 +95,8 @@ class Probe:
         self._sequence = 0
         self._unsubscribed_answer = None  # the time Redis said nobody listens
         self._task = None
+        #: When the task started (readiness counts a probe that never returned from here).
+        self.started_at = None
 
     def __repr__(self):
         return f"<Probe {self.channel!r} at {mask_url(self.transport.url)}>"
@@ -104,6 +106,7 @@ class Probe:
     def start(self):
         """Called by the listener's ``run()``: start the probe task on the running loop."""
         self.answered = asyncio.Event()
+        self.started_at = self.clock()
         self._task = asyncio.get_running_loop().create_task(self.run(), name="notifier-probe")
         return self._task
 
@@ -192,6 +195,10 @@ class Probe:
         return (f"another process uses this process's instance id {instance}: a copied "
                 "INSTANCE_ID setting, a worker forked with its parent's id, or a cloned "
                 "machine; each drops the other's notifications as self_echo")
+
+    def answering(self):
+        """Whether Redis accepted this probe's last PUBLISH (it answers this process)."""
+        return self.last_error is None and self.counters["sent"] > 0
 
     def healthy(self):
         """Whether a round trip completed within the last ``stale`` seconds."""

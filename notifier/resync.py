@@ -11,6 +11,7 @@ import random
 
 from channels.layers import get_channel_layer
 
+from . import oplog
 from .events import GROUP_PREFIX
 from .stats import Counters
 from .tasks import cancel_and_wait
@@ -128,8 +129,10 @@ class Resyncer:
         plan, spread = self.schedule(groups)
         self.last = {"reason": reason, "groups": len(groups), "spread_s": spread, "done": False}
         if groups:
-            logger.info("backplane resync (%s): %d group(s) over %.0f ms", reason, len(groups),
-                        spread * 1000)
+            # Peers may ask many times a second (a flood of requests): the log stays bounded.
+            oplog.limited(logger, ("resync", reason), logging.INFO,
+                          "backplane resync (%s): %d group(s) over %.0f ms", reason,
+                          len(groups), spread * 1000)
         loop = asyncio.get_running_loop()
         start = loop.time()
         # The stamp lets consumers answer a whole pass with one batched check (webchat).
@@ -142,7 +145,8 @@ class Resyncer:
                 await layer.group_send(group, dict(message))
             except Exception:
                 self.counters.incr("failed_sends")
-                logger.warning("resync group_send to %s failed", group, exc_info=True)
+                oplog.limited(logger, "resync_send", logging.WARNING,
+                              "resync group_send to %s failed", group, exc_info=True)
             self.counters.incr("groups")
         self.last["done"] = True
 

@@ -27,6 +27,12 @@ class SendQueue:
     def __len__(self):
         return len(self.items) + len(self.retry)
 
+    def pending(self):
+        """Whether :meth:`take` has anything to send: notifications, or a resync request
+        owed to the peers (alone after a failed round trip that held only it)."""
+        return bool(self.items or self.retry
+                    or (self.lost and self.resync_request is not None))
+
     def push(self, item):
         dropped = len(self.items) >= self.capacity
         if dropped:

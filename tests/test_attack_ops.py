@@ -36,7 +36,8 @@ class PublicReadyzTests(TestCase):
         self.assertEqual(json.loads(body), {
             "status": "unavailable",
             "problems": ["database: unavailable"],
-            "checks": {"database": {"ok": False}, "backplane": {"ok": True}},
+            "checks": {"database": {"ok": False}, "backplane": {"ok": True},
+                       "catch_up": {"ok": True}},
         })
         for secret in ("db.internal", "10.0.0.7", "webchat", "OperationalError"):
             self.assertNotIn(secret.encode(), body)

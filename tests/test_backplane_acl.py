@@ -209,8 +209,9 @@ class RevokedAtRuntimeTests(ACLTestCase):
                                      6)
 
                 await asyncio.to_thread(self.setuser, "+subscribe")
-                # The backoff's longest step is 5 s (+20 %), then one probe round trip.
-                status, body = await self.wait_readyz(app, 200, 8.0)
+                # The backoff's longest step is 5 s (+20 %), then one probe round trip and
+                # READY_AFTER (2 s) of health.
+                status, body = await self.wait_readyz(app, 200, 10.0)
                 self.assertEqual(status, 200, body)
                 self.assertEqual(listener.state, "connected")
             finally:

@@ -1,8 +1,9 @@
 """Chaos, bounded in time: two real daphne replicas on a private ``redis-server`` (started and
 stopped by pid), real WebSocket clients on both.
 
-* Redis frozen (``SIGSTOP``): ``/readyz`` turns 503 within 5 s on both replicas, 200 again
-  once it runs.
+* Redis frozen (``SIGSTOP``): an outage both replicas share, so ``/readyz`` stays 200 and
+  says ``degraded`` within 6 s on both, ``ready`` again once it runs (with
+  ``BACKPLANE["READINESS"] = "strict"`` it would be 503: tests.test_backplane_probe).
 * Redis killed (``SIGKILL``) while activities are posted through both replicas, then
   restarted empty (nothing posted after): every client ends with every activity exactly
   once, in order, and all of them have everything posted during the outage within 2 s of
@@ -32,7 +33,9 @@ API = "/v3/directline"
 TIMEOUT = 20  # generous: the machine is shared
 #: The issue's bounds.
 CATCH_UP = 2.0
-READINESS_FLIP = 5.0
+#: UNREADY_AFTER (5 s) after the last probe round trip, which came at most 1 s before the
+#: freeze; plus the polling and a loaded machine.
+READINESS_FLIP = 6.0
 #: Seconds between posts while the chaos runs.
 POST_INTERVAL = 0.05
 
@@ -71,12 +74,13 @@ class ChaosMixin:
                 for family in text_string_to_metric_families(await asyncio.to_thread(scrape))
                 for sample in family.samples}
 
-    async def wait_ready(self, replica, expected, timeout=TIMEOUT):
-        """Poll /readyz until it answers ``expected`` (200 or 503); return the body."""
+    async def wait_ready(self, replica, expected, timeout=TIMEOUT, word=None):
+        """Poll /readyz until it answers ``expected`` (200 or 503) and, if given, the status
+        ``word`` ("ready", "degraded"); return the body."""
         deadline = time.monotonic() + timeout
         while True:
             status, body = await self.ready(replica)
-            if status == expected:
+            if status == expected and word in (None, body.get("status")):
                 return body
             if time.monotonic() > deadline:
                 self.fail(f"/readyz of replica {replica} still {status} {body}")
@@ -144,23 +148,24 @@ class RedisChaosTests(ChaosMixin, SimpleTestCase):
             for replica in (0, 1):
                 await self.wait_ready(replica, 200)
 
-            # 1. Frozen: the sockets stay open, nothing answers. Readiness turns red.
+            # 1. Frozen: the sockets stay open, nothing answers. Both replicas see it: they
+            # stay ready, degraded.
             os.kill(self.redis.pid, signal.SIGSTOP)
             frozen_at = time.monotonic()
             try:
-                bodies = [await self.wait_ready(r, 503, READINESS_FLIP + 5) for r in (0, 1)]
+                bodies = [await self.wait_ready(r, 200, READINESS_FLIP + 5, word="degraded")
+                          for r in (0, 1)]
                 flipped_after = time.monotonic() - frozen_at
             finally:
                 os.kill(self.redis.pid, signal.SIGCONT)
-            logger.info("measured: /readyz 503 on both replicas %.2f s after SIGSTOP",
+            logger.info("measured: /readyz degraded on both replicas %.2f s after SIGSTOP",
                         flipped_after)
             self.assertLess(flipped_after, READINESS_FLIP, bodies)
             for body in bodies:
-                self.assertEqual(body["status"], "unavailable")
-                self.assertRegex(body["problems"][0], r"^backplane: ")
+                self.assertRegex(body["degraded"][0], r"^backplane: ")
                 self.assertTrue(body["checks"]["database"]["ok"])
             for replica in (0, 1):
-                await self.wait_ready(replica, 200)
+                await self.wait_ready(replica, 200, word="ready")
 
             # 2. Killed while both replicas write, then restarted empty.
             writer = asyncio.create_task(poster())
@@ -169,8 +174,8 @@ class RedisChaosTests(ChaosMixin, SimpleTestCase):
             killed_at = time.monotonic()
             await asyncio.sleep(1.5)
             for replica in (0, 1):
-                body = await self.wait_ready(replica, 503)
-                self.assertRegex(body["problems"][0], r"^backplane: backplane listener ")
+                body = await self.wait_ready(replica, 200, word="degraded")
+                self.assertRegex(body["degraded"][0], r"^backplane: backplane listener ")
             # Nothing is written once Redis is back: no later activity can carry the clients
             # forward, only the recovery (resync, re-sent notifications) can.
             stop.set()

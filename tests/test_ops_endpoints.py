@@ -10,6 +10,7 @@ from django.db.utils import OperationalError
 from django.test import SimpleTestCase, TestCase, override_settings
 from prometheus_client.parser import text_string_to_metric_families
 
+from notifier import oplog
 from notifier.asgi import BackplaneMiddleware
 from notifier.runtime import get_runtime
 from tests.support.redis_server import (
@@ -107,8 +108,38 @@ class ReadyzTests(TestCase):
 class RedisReadyzTests(SimpleTestCase):
     databases = {"default"}
 
-    async def test_unavailable_while_the_listener_cannot_reach_redis(self):
-        with override_settings(**redis_notifier(closed_port_url())):
+    async def test_degraded_while_redis_cannot_be_reached(self):
+        # Every replica sees the same outage: each keeps serving its sockets, degraded.
+        with override_settings(**redis_notifier(closed_port_url())), \
+                mock.patch.object(oplog, "_limiter", oplog.RateLimiter()):
+            app = BackplaneMiddleware(OpsEndpoints(inner_app))
+            try:
+                with self.assertLogs(oplog.LOGGER_NAME, "WARNING") as logs:
+                    status, _, body = await call(app, "/readyz", headers=MONITOR)
+                    _, _, public = await call(app, "/readyz")
+                    _, _, scraped = await call(app, "/metrics", headers=MONITOR)
+            finally:
+                await get_runtime().aclose()
+        self.assertEqual(status, 200, body)
+        answer = json.loads(body)
+        self.assertEqual(answer["status"], "degraded")
+        self.assertRegex(answer["degraded"][0],
+                         r"^backplane: backplane listener reconnecting \(attempt [0-9]+\): ")
+        self.assertEqual(answer["checks"]["backplane"]["state"], "degraded")
+        self.assertTrue(any("redis_degraded" in line for line in logs.output), logs.output)
+        gauges = {sample.name: sample.value
+                  for family in text_string_to_metric_families(scraped.decode())
+                  for sample in family.samples}
+        self.assertEqual((gauges["webchat_backplane_degraded"], gauges["webchat_backplane_up"]),
+                         (1, 1))
+        # A stranger learns the one word, not why.
+        self.assertEqual(json.loads(public)["status"], "degraded")
+        self.assertNotIn(b"reconnecting", public)
+
+    async def test_unavailable_while_the_listener_cannot_reach_redis_when_strict(self):
+        settings = redis_notifier(closed_port_url())
+        settings["WEBCHAT_NOTIFIER"]["READINESS"] = "strict"
+        with override_settings(**settings):
             app = BackplaneMiddleware(OpsEndpoints(inner_app))
             try:
                 with self.assertLogs("webchat.ops", "WARNING"):

@@ -42,6 +42,9 @@ from .stream_reads import stream_db
 
 logger = logging.getLogger(__name__)
 
+#: Seconds sweeps may fail in a row before readiness is red (see CatchUp.status).
+FAILING_AFTER = 5.0
+
 #: Seconds a sweep asked for by a resync waits for the other sockets of the pass to ask too
 #: (resync messages without a stamp).
 COLLECT = 0.01
@@ -65,6 +68,10 @@ class CatchUp:
         self.counters = Counters("sweeps", "requests", "covered", "woken", "failed")
         #: The last sweep: conversations, woken, seconds (wall clock, query included).
         self.last = None
+        #: Sweeps failed in a row, since when (``time.monotonic()``), and the last error.
+        self.failures = 0
+        self.failing_since = None
+        self.last_error = None
 
     @property
     def interval(self):
@@ -96,6 +103,8 @@ class CatchUp:
             del self._sockets[key]
         if self._sockets:
             return None
+        # Nobody left to serve stale: a failing sweep no longer matters.
+        self.failures, self.failing_since, self.last_error = 0, None, None
         task, self._task = self._task, None
         return task
 
@@ -125,13 +134,20 @@ class CatchUp:
             due = self._covered + self.interval
             try:
                 await self.sweep()
-            except Exception:
-                # The database is away: the next sweep, one interval later, covers every
-                # socket again (the resyncs this one was to answer included); the sockets
-                # keep their cursors, and the stream's own reads report the failure.
+            except Exception as exc:
+                # The next sweep, one interval later, covers every socket again (the resyncs
+                # this one was to answer included); the sockets keep their cursors. Failing
+                # on, this replica is worse off than its peers: readiness says so (status()).
                 self.counters.incr("failed")
-                logger.warning("stream catch-up sweep failed; retrying in %.1f s",
-                               self.interval, exc_info=logger.isEnabledFor(logging.DEBUG))
+                self.failures += 1
+                self.last_error = exc
+                if self.failing_since is None:
+                    self.failing_since = time.monotonic()
+                # The traceback once per run of failures: a bug shows where it is.
+                logger.warning("stream catch-up sweep failed (%d in a row); retrying in %.1f s",
+                               self.failures, self.interval, exc_info=self.failures == 1)
+            else:
+                self.failures, self.failing_since, self.last_error = 0, None, None
 
     async def sweep(self):
         """Read the watermarks of every conversation with local sockets; wake the sockets
@@ -154,6 +170,18 @@ class CatchUp:
         self.last = {"conversations": len(registered), "woken": woken,
                      "seconds": time.perf_counter() - started}
         return woken
+
+    def status(self, failing_after=FAILING_AFTER):
+        """For ``/readyz``: ``{"ok": False, "reason": ...}`` once sweeps have failed for
+        ``failing_after`` seconds and at least twice in a row (one failure is a blip the
+        next sweep repairs), else ``{"ok": True, ...}``."""
+        since, error = self.failing_since, self.last_error
+        if since is not None and self.failures >= 2 and time.monotonic() - since >= failing_after:
+            return {"ok": False, "failures": self.failures,
+                    "reason": f"every catch-up sweep has failed for "
+                              f"{time.monotonic() - since:.1f} s ({self.failures} in a row; "
+                              f"last: {type(error).__name__}: {error})"}
+        return {"ok": True, "sockets": len(self), "failures": self.failures}
 
     def stats(self):
         return {**self.counters.snapshot(), "sockets": len(self), "last": self.last}

@@ -9,11 +9,12 @@ HTTP metrics. ``webchat/asgi.py`` wraps the router with :class:`OpsEndpoints` in
 
 * ``GET /healthz``: 200 ``{"status": "ok"}`` while the process serves HTTP at all.
 * ``GET /readyz``: 200 ``{"status": "ready", "checks": {...}}`` when this replica can serve:
-  the database answers ``SELECT 1`` (within 2 s) and, with the Redis backend, the listener is
-  subscribed and a probe made a round trip through Redis within the last 3 s
-  (:func:`notifier.health.backplane_status`). Else 503 ``{"status": "unavailable",
-  "problems": ["database: unavailable", "backplane: unavailable"], "checks": {...}}``. A
-  fresh process waits up to 2 s for its listener's first round trip before answering.
+  the database answers ``SELECT 1`` (within 2 s), the backplane is well
+  (:func:`notifier.health.backplane_status`) and the stream's catch-up sweeps do not keep
+  failing (:meth:`webchat.catch_up.CatchUp.status`). 200 ``{"status": "degraded",
+  "degraded": [...], ...}`` through backplane trouble every replica shares (a Redis outage).
+  Else 503 ``{"status": "unavailable", "problems": ["database: unavailable", ...],
+  "checks": {...}}``. A fresh process waits up to 2 s for its listener's first round trip.
   The reasons (driver errors name hosts and roles, the backplane's its channel and Redis
   errors) are logged at WARNING and shown only to callers ``WEBCHAT_METRICS`` lets read
   ``/metrics``; anyone else gets ``{"ok": bool}`` per check and generic problems.
@@ -34,10 +35,12 @@ import time
 from channels.db import database_sync_to_async
 from django.db import connections
 
-from notifier.health import wait_until_ready
+from notifier.conf import get_settings
+from notifier.health import DEGRADED, wait_until_ready
 from notifier.runtime import get_runtime
 
 from . import metrics
+from .catch_up import catch_up
 from .metrics_access import authorize
 
 logger = logging.getLogger(__name__)
@@ -71,20 +74,25 @@ async def database_status(timeout=DATABASE_TIMEOUT):
 
 
 async def readiness():
-    """``(ready, body)`` for ``/readyz``."""
+    """``(ready, body)`` for ``/readyz``: ready, ready but degraded, or unavailable."""
     database, backplane = await asyncio.gather(
         database_status(), wait_until_ready(get_runtime())
     )
-    checks = {"database": database, "backplane": backplane}
+    sweep = catch_up.status(get_settings().readiness_delays[0])
+    checks = {"database": database, "backplane": backplane, "catch_up": sweep}
     problems = [f"{name}: {check['reason']}" for name, check in checks.items()
                 if not check["ok"]]
     if problems:
         return False, {"status": "unavailable", "problems": problems, "checks": checks}
+    if backplane.get("state") == DEGRADED:
+        return True, {"status": "degraded", "degraded": [f"backplane: {backplane['degraded']}"],
+                      "checks": checks}
     return True, {"status": "ready", "checks": checks}
 
 
 def public_readiness(body):
-    """``body`` without the reasons and details: what anyone may see of ``/readyz``."""
+    """``body`` without the reasons and details: what anyone may see of ``/readyz`` (the
+    status may say ``degraded``, never why)."""
     checks = {name: {"ok": check["ok"]} for name, check in body["checks"].items()}
     public = {"status": body["status"], "checks": checks}
     if "problems" in body:

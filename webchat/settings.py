@@ -217,6 +217,13 @@ if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEYS"):
     WEBCHAT_NOTIFIER["SIGNING_KEYS"] = os.environ["WEBCHAT_NOTIFIER_SIGNING_KEYS"]
 if os.environ.get("WEBCHAT_NOTIFIER_SIGNING_KEY_ID"):
     WEBCHAT_NOTIFIER["SIGNING_KEY_ID"] = os.environ["WEBCHAT_NOTIFIER_SIGNING_KEY_ID"]
+# Readiness (notifier/health.py, README "Health, readiness and metrics"): "degraded-ok" or
+# "strict", and its hysteresis in seconds. Checked by notifier.E060-E061.
+if os.environ.get("WEBCHAT_NOTIFIER_READINESS"):
+    WEBCHAT_NOTIFIER["READINESS"] = os.environ["WEBCHAT_NOTIFIER_READINESS"]
+for _key in ("UNREADY_AFTER", "READY_AFTER"):
+    if os.environ.get(f"WEBCHAT_NOTIFIER_{_key}"):
+        WEBCHAT_NOTIFIER[_key] = float(os.environ[f"WEBCHAT_NOTIFIER_{_key}"])
 
 # The stream's per-replica limits (webchat/conf.py): the idle timeout (seconds without a
 # frame either way; default 300) can be tuned per deployment.

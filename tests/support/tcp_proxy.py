@@ -40,10 +40,13 @@ class TcpProxy:
     def connections(self):
         return sum(1 for link in self._links if not link["closed"])
 
-    def freeze(self):
-        """Stop forwarding on every connection open now (they stay open)."""
+    def freeze(self, older_than=0.0):
+        """Stop forwarding on every connection open now (they stay open); with
+        ``older_than``, only on those open for at least that many seconds."""
+        now = asyncio.get_running_loop().time()
         for link in self._links:
-            link["frozen"].clear()
+            if now - link["opened"] >= older_than:
+                link["frozen"].clear()
 
     def cut(self):
         """Close every connection; until :meth:`restore`, close new ones at once."""
@@ -69,7 +72,8 @@ class TcpProxy:
         running = asyncio.Event()
         running.set()
         link = {"frozen": running, "closed": False,
-                "writers": (client_writer, upstream_writer)}
+                "writers": (client_writer, upstream_writer),
+                "opened": asyncio.get_running_loop().time()}
         link["tasks"] = [
             asyncio.create_task(self._pipe(client_reader, upstream_writer, running, link)),
             asyncio.create_task(self._pipe(upstream_reader, client_writer, running, link)),
