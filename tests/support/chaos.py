@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 
 from websockets.exceptions import ConnectionClosed
 
+from tests.test_two_replicas import StreamClient
+
 from .replicas import ROOT, start_cluster
 
 API = "/v3/directline"
@@ -139,9 +141,8 @@ class Result:
 class Chaos:
     """Runs one :class:`Failure` against two replicas under traffic (module docstring)."""
 
-    def __init__(self, testcase, failure, cluster_env=None):
+    def __init__(self, testcase, failure):
         self.testcase, self.failure = testcase, failure
-        self.cluster_env = {"WEBCHAT_BOT": "", **(cluster_env or {})}
         self.dead = set()  # replicas a failure killed
         self.posted = {}  # conversation id -> [activity ids answered 200], in order
         self.posted_at = {}
@@ -156,8 +157,6 @@ class Chaos:
                                        timeout=TIMEOUT, **auth)
 
     async def stream(self, replica, conversation, watermark=None):
-        from tests.test_two_replicas import StreamClient
-
         query = "" if watermark is None else f"?watermark={watermark}"
         status, body = await self.call(
             replica, "GET", f"{API}/conversations/{conversation['conversationId']}{query}",
@@ -174,7 +173,8 @@ class Chaos:
 
     async def run(self) -> Result:
         kwargs = {"replicas": 2, **self.failure.deploy(self.testcase)}
-        kwargs["extra_env"] = {**self.cluster_env, **kwargs.get("extra_env", {})}
+        # The echo bot off: the posts are the only activities.
+        kwargs["extra_env"] = {"WEBCHAT_BOT": "", **kwargs.get("extra_env", {})}
         self.cluster = await asyncio.to_thread(start_cluster, self.testcase, **kwargs)
         self.secret = await asyncio.to_thread(self.cluster.create_tenant)
         # Conversation i is posted to through replica i and streamed on both: the other
