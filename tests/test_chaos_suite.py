@@ -69,12 +69,7 @@ class SentinelFailoverThenKill(Failure):
 
     def deploy(self, testcase):
         requires("redis-server")
-        self.deployment = SentinelDeployment()
-        testcase.addCleanup(self.deployment.cleanup)
-        try:
-            self.deployment.start()
-        except RuntimeError as exc:
-            raise SkipTest(f"no Sentinel deployment: {exc}") from None
+        self.deployment = SentinelDeployment.start_for(testcase)
         return {"redis_url": self.deployment.url}
 
     async def strike(self, chaos):

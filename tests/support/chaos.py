@@ -276,9 +276,11 @@ class Chaos:
                 if reader.done():
                     reader.result()  # a frame that broke the rules, or an unexpected close
             if time.monotonic() > deadline:
-                behind = [(s.conversation["conversationId"], s.replica, len(s.ids()))
-                          for s in self.sockets]
-                test.fail(f"not caught up within {TIMEOUT} s: {behind}")
+                behind = [(s.conversation["conversationId"], s.replica, len(s.ids()),
+                           len(transcripts[s.conversation["conversationId"]]))
+                          for s in self.sockets if not complete(s)]
+                test.fail(f"not caught up within {TIMEOUT} s (conversation, replica, "
+                          f"received, stored): {behind}")
             await asyncio.sleep(0.01)
         await asyncio.sleep(0.3)  # room for a duplicate to show
         lags, delays = [0.0], [0.0]
