@@ -11,15 +11,13 @@ activities ever reaches Redis.
 
 import asyncio
 import logging
-import signal
-import subprocess
-import sys
 from unittest import SkipTest
 
 from django.test import SimpleTestCase
 
 from tests import test_two_replicas
-from tests.support.replicas import ROOT, redis_unavailable, start_cluster
+from tests.support.chaos import commit_then_die
+from tests.support.replicas import redis_unavailable, start_cluster
 
 logger = logging.getLogger(__name__)
 
@@ -34,19 +32,6 @@ WRITTEN = 3
 # Conversations are written one after the other, SPACING seconds apart, so that their
 # commits fall at different points of replica B's sweep cycle (the lag depends on it).
 SPACING = 0.37
-_KILLED_WRITER = """
-import os, signal, time
-from webchat.models import Conversation
-from webchat.transcript import append_activity
-for cid in {ids!r}:
-    time.sleep({spacing})
-    conversation = Conversation.objects.get(pk=cid)
-    for n in range({count}):
-        append_activity(conversation, {{"type": "message", "text": f"lost {{n}}",
-                                        "from": {{"id": "bot", "role": "bot"}}}})
-    print(cid, time.monotonic(), flush=True)
-os.kill(os.getpid(), signal.SIGKILL)
-"""
 
 
 class KilledReplicaMixin:
@@ -70,16 +55,8 @@ class KilledReplicaMixin:
 
     def kill_after_commit(self, conversation_ids):
         """Run the killed replica; return the monotonic time of each conversation's last
-        commit (CLOCK_MONOTONIC is one clock for every process of the machine)."""
-        env = {**self.cluster.env, "WEBCHAT_NOTIFIER_BACKEND": "memory"}
-        code = _KILLED_WRITER.format(ids=conversation_ids, count=WRITTEN, spacing=SPACING)
-        done = subprocess.run([sys.executable, "manage.py", "shell", "-c", code], cwd=ROOT,
-                              env=env, capture_output=True, text=True, timeout=120)
-        self.assertEqual(done.returncode, -signal.SIGKILL, done.stderr[-2000:])
-        lines = [line.split() for line in done.stdout.splitlines()]
-        return {words[0]: float(words[1]) for words in lines
-                if len(words) == 2 and words[0] in conversation_ids}
-
+        commit."""
+        return commit_then_die(self.cluster, conversation_ids, WRITTEN, SPACING)
 
 
 class KilledBetweenCommitAndPublishTests(KilledReplicaMixin, SimpleTestCase):

@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from unittest import SkipTest, mock
+from unittest import SkipTest
 
 import websockets
 from django.db import OperationalError, connection
@@ -39,11 +39,9 @@ class DatabaseRestartTests(SimpleTestCase):
         if reason:
             raise SkipTest(reason)
         self.server = PostgresServer.start(self)
-        patch = mock.patch.object(replicas, "POSTGRES_ADMIN_URL", self.server.url)
-        patch.start()
-        self.addCleanup(patch.stop)
         # Cleanups run last-in first-out: the cluster (and its database) goes before the server.
-        self.cluster = replicas.start_cluster(self, replicas=1, database="postgres")
+        self.cluster = replicas.start_cluster(self, replicas=1, database="postgres",
+                                              postgres_admin_url=self.server.url)
         self.secret = self.cluster.create_tenant()
 
     def call(self, method, path, body=None, **auth):

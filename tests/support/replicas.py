@@ -66,10 +66,10 @@ def postgres_unavailable() -> str | None:
     return None
 
 
-def _postgres(sql: str):
+def _postgres(sql: str, admin_url: str):
     import psycopg
 
-    with psycopg.connect(POSTGRES_ADMIN_URL, autocommit=True, connect_timeout=5) as conn:
+    with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
         conn.execute(sql)
 
 
@@ -122,6 +122,8 @@ class Cluster:
     extra_env: dict = field(default_factory=dict)
     replicas: list = field(default_factory=list)
     with_front: bool | dict = False
+    #: The PostgreSQL server the database is created on (a private one: postgres_server.py).
+    postgres_admin_url: str = ""
 
     def __post_init__(self):
         if self.database not in {"sqlite", "postgres"}:
@@ -132,7 +134,8 @@ class Cluster:
         self.postgres_name = None
         if self.database == "postgres":
             self.postgres_name = f"webchat_test_{uuid.uuid4().hex[:12]}"
-            base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+            self.postgres_admin_url = self.postgres_admin_url or POSTGRES_ADMIN_URL
+            base = self.postgres_admin_url.rsplit("/", 1)[0]
             self.database_url = f"{base}/{self.postgres_name}"
         else:
             self.database_url = f"sqlite:///{self.directory / 'db.sqlite3'}"
@@ -157,7 +160,7 @@ class Cluster:
         """Create and migrate the database, start ``count`` replicas, wait for each."""
         try:
             if self.postgres_name:
-                _postgres(f'CREATE DATABASE "{self.postgres_name}"')
+                _postgres(f'CREATE DATABASE "{self.postgres_name}"', self.postgres_admin_url)
             self.manage("migrate", "--noinput")
             for _ in range(count):
                 self._spawn()
@@ -228,7 +231,8 @@ class Cluster:
             replica.stop()
         if self.postgres_name:
             try:
-                _postgres(f'DROP DATABASE IF EXISTS "{self.postgres_name}" WITH (FORCE)')
+                _postgres(f'DROP DATABASE IF EXISTS "{self.postgres_name}" WITH (FORCE)',
+                          self.postgres_admin_url)
             finally:
                 self.postgres_name = None
         shutil.rmtree(self.directory, ignore_errors=True)
