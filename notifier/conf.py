@@ -176,6 +176,7 @@ def _sentinel_error(message, hint):
 def sentinel_url(options):
     """The ``redis+sentinel://`` URL that the ``SENTINEL`` dict stands for; ``ValueError``
     naming the problem when it is malformed."""
+    from .hosts import hosts_setting
     from .sentinel import SentinelURL, parse_url
 
     if not isinstance(options, dict):
@@ -183,18 +184,7 @@ def sentinel_url(options):
     unknown = sorted(str(key) for key in options if key not in SENTINEL_KEYS)
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}")
-    hosts = options.get("HOSTS")
-    if isinstance(hosts, str):
-        hosts = hosts.split(",")
-    if not isinstance(hosts, (list, tuple)) or not hosts:
-        raise ValueError("HOSTS must be a non-empty list of 'host:port' (or (host, port))")
-    pairs = []
-    for host in hosts:
-        if isinstance(host, (list, tuple)) and len(host) == 2:
-            host = f"[{host[0]}]:{host[1]}" if ":" in str(host[0]) else f"{host[0]}:{host[1]}"
-        if not isinstance(host, str):
-            raise ValueError(f"HOSTS has {host!r}, not 'host:port'")
-        pairs.append(host.strip())
+    hosts = hosts_setting(options.get("HOSTS"), "HOSTS")
     service = options.get("SERVICE")
     if not isinstance(service, str) or not service.strip():
         raise ValueError(f"SERVICE must be the monitored master's name, not {service!r}")
@@ -208,7 +198,7 @@ def sentinel_url(options):
             raise ValueError(f"{key} must be a string")
         strings[key.lower()] = value
     # Through the URL parser: one validation of the addresses for both forms.
-    parsed = parse_url(f"redis+sentinel://{','.join(pairs)}/x")
+    parsed = parse_url(f"redis+sentinel://{hosts}/x")
     return SentinelURL(hosts=parsed.hosts, service=service, db=db, **strings).to_url()
 
 
