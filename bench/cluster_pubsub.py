@@ -77,6 +77,7 @@ class Subscriber(threading.Thread):
         self.timing = False
         self.done = threading.Event()
         self.target = None
+        self.closed = False
 
     def run(self):
         tail = b""
@@ -84,6 +85,7 @@ class Subscriber(threading.Thread):
             while True:
                 data = self.sock.recv(1 << 20)
                 if not data:
+                    self.closed = True
                     return
                 now = time.time_ns()
                 chunk = tail + data
@@ -196,7 +198,8 @@ def run_mode(deployment, mode, args, master, bus_ports):
         for subscriber in subscribers:
             if not subscriber.done.wait(120):
                 raise RuntimeError(f"{mode}: a subscriber got {subscriber.count} of "
-                                   f"{args.messages}")
+                                   f"{args.messages} (connection closed by Redis: "
+                                   f"{subscriber.closed})")
         seconds = time.perf_counter() - started
         bytes_after = bus_bytes(bus_ports)
         cpu = {port: info_cpu(port) - cpu_before[port] for port in deployment.ports}
@@ -249,9 +252,12 @@ def main():
     parser.add_argument("--paced", type=int, default=1000, help="messages timed one by one")
     parser.add_argument("--rate", type=float, default=500.0, help="paced messages per second")
     parser.add_argument("--rounds", type=int, default=3, help="rounds of both modes")
+    parser.add_argument("--node-timeout", type=int, default=15000,
+                        help="cluster-node-timeout in ms (Redis's default: 15000)")
     args = parser.parse_args()
     load_start = os.getloadavg()
-    deployment = ClusterDeployment(masters=args.masters, replicas=args.replicas).start()
+    deployment = ClusterDeployment(masters=args.masters, replicas=args.replicas,
+                                   node_timeout_ms=args.node_timeout).start()
     try:
         master = channel_master(deployment)
         bus_ports = {node.bus_port for node in deployment.nodes}
@@ -265,7 +271,8 @@ def main():
     load_end = os.getloadavg()
     print(f"{args.masters} masters x {1 + args.replicas} nodes, {args.subscribers} "
           f"subscribers, {args.messages} messages of {args.payload} B per round (pipelined by "
-          f"{BATCH}), {args.paced} paced at {args.rate:g}/s, {args.rounds} interleaved rounds; "
+          f"{BATCH}), {args.paced} paced at {args.rate:g}/s, {args.rounds} interleaved rounds, "
+          f"cluster-node-timeout {args.node_timeout} ms; "
           f"load average {load_start[0]:.2f} at the start, {load_end[0]:.2f} at the end")
     for mode, rounds in results.items():
         print(f"\n{mode} ({'SPUBLISH/SSUBSCRIBE' if mode == 'sharded' else 'PUBLISH/SUBSCRIBE'})")
@@ -279,10 +286,9 @@ def main():
                   f"{r['bus_bytes'] / args.messages:,.0f} bytes per message; paced delay "
                   f"p50 {r['p50']:.3f} ms, p99 {r['p99']:.3f} ms, max {r['max']:.3f} ms "
                   f"({r['delays']} deliveries)")
+        cpu = statistics.median(sum(r["cpu"].values()) for r in rounds) / args.messages
         print(f"  median throughput {statistics.median(r['throughput'] for r in rounds):,.0f}"
-              f" msg/s, median node CPU per 10k messages "
-              f"{statistics.median(sum(r['cpu'].values()) for r in rounds) / args.messages * 1e7:.1f}"
-              " ms")
+              f" msg/s, median node CPU per 10k messages {cpu * 1e7:.1f} ms")
 
 
 if __name__ == "__main__":

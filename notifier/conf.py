@@ -12,11 +12,14 @@ not set (warning ``notifier.W003`` when both are)::
         "SIGNING_KEYS": None,  # {key id: secret} (or "k1:secret,k0:old"): signed wire, off if None
         "SIGNING_KEY_ID": None,  # the key id publishers sign with (optional with one key)
         "SENTINEL": None,  # instead of URL: {"HOSTS": [...], "SERVICE": ..., ...} (see below)
+        "CLUSTER": None,  # instead of URL: {"NODES": ["host:port", ...], ...} (see below)
     }
 
 ``SENTINEL`` is the ``redis+sentinel://`` URL as keys (:func:`sentinel_url`): ``HOSTS``
 (``["host:port", ...]`` or ``[(host, port), ...]``), ``SERVICE``, optional ``DB``,
 ``USERNAME``/``PASSWORD`` (the master's) and ``SENTINEL_USERNAME``/``SENTINEL_PASSWORD``.
+``CLUSTER`` is the ``redis+cluster://`` URL as keys (:func:`cluster_url`): ``NODES``, optional
+``USERNAME``/``PASSWORD``, ``TLS`` (``rediss+cluster://``) and ``DB`` (only 0).
 
 Nothing is read at import time. :func:`get_settings` builds a snapshot on first use and drops
 it when a test changes either name, ``CHANNEL_LAYERS`` or ``CACHES``. Each property
@@ -61,12 +64,19 @@ DEFAULTS = {
     "SIGNING_KEYS": None,
     "SIGNING_KEY_ID": None,
     "SENTINEL": None,
+    "CLUSTER": None,
 }
 
-URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel")
+URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 SENTINEL_KEYS = ("HOSTS", "SERVICE", "DB", "USERNAME", "PASSWORD", "SENTINEL_USERNAME",
                  "SENTINEL_PASSWORD")
+
+CLUSTER_KEYS = ("NODES", "USERNAME", "PASSWORD", "TLS", "DB")
+
+CLUSTER_HINT = ("Use redis+cluster://[user:password@]host:port[,host:port...] (rediss+cluster:// "
+                "for TLS), naming a few nodes of the cluster; a cluster has only database 0.")
 
 SENTINEL_HINT = ("Use redis+sentinel://[user:password@]host:port[,host:port...]/<service_name>"
                  "[/<db>] (optionally ?sentinel_username=...&sentinel_password=...).")
@@ -121,6 +131,11 @@ def validate_url(url):
         from .sentinel import parse_url as parse_sentinel_url
 
         parse_sentinel_url(url)
+        return
+    if scheme in CLUSTER_SCHEMES:
+        from .cluster import parse_url as parse_cluster_url
+
+        parse_cluster_url(url)
         return
     kwargs = parse_url(url)
     if scheme != "unix" and not kwargs.get("host"):
@@ -200,6 +215,44 @@ def sentinel_url(options):
     # Through the URL parser: one validation of the addresses for both forms.
     parsed = parse_url(f"redis+sentinel://{hosts}/x")
     return SentinelURL(hosts=parsed.hosts, service=service, db=db, **strings).to_url()
+
+
+CLUSTER_KEYS_HINT = ('E.g. {"NODES": ["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"]}, '
+                     'optionally "USERNAME", "PASSWORD", "TLS" (True: rediss+cluster://) and '
+                     '"DB" (only 0).')
+
+
+def _cluster_error(message, hint):
+    return InvalidNotifierConfiguration(message, hint=hint, check_id="notifier.E009")
+
+
+def cluster_url(options):
+    """The ``redis+cluster://`` URL that the ``CLUSTER`` dict stands for; ``ValueError``
+    naming the problem when it is malformed."""
+    from .cluster import ClusterURL, parse_url
+    from .hosts import hosts_setting
+
+    if not isinstance(options, dict):
+        raise ValueError(f"it must be a dict, not {type(options).__name__}")
+    unknown = sorted(str(key) for key in options if key not in CLUSTER_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}")
+    nodes = hosts_setting(options.get("NODES"), "NODES")
+    db = options.get("DB", 0)
+    if db != 0 or isinstance(db, bool):
+        raise ValueError(f"DB must be 0 (a Redis Cluster has only database 0), not {db!r}")
+    tls = options.get("TLS", False)
+    if not isinstance(tls, bool):
+        raise ValueError(f"TLS must be True or False, not {tls!r}")
+    strings = {}
+    for key in ("USERNAME", "PASSWORD"):
+        value = options.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key} must be a string")
+        strings[key.lower()] = value
+    # Through the URL parser: one validation of the addresses for both forms.
+    parsed = parse_url(f"redis+cluster://{nodes}")
+    return ClusterURL(hosts=parsed.hosts, tls=tls, **strings).to_url()
 
 
 class NotifierSettings:
@@ -295,6 +348,18 @@ class NotifierSettings:
         """``(url, where it came from)``, or ``(None, None)`` when nothing names a Redis URL."""
         url = self.options["URL"]
         sentinel = self.options["SENTINEL"]
+        cluster = self.options["CLUSTER"]
+        if cluster is not None:
+            where = f"{self.name}['CLUSTER']"
+            if url not in (None, "") or sentinel is not None:
+                other = "URL" if url not in (None, "") else "SENTINEL"
+                raise _cluster_error(f"{self.name} sets both {other} and CLUSTER.",
+                                     f"Remove one of them: {where} stands for a "
+                                     "redis+cluster:// URL.")
+            try:
+                return cluster_url(cluster), where
+            except ValueError as exc:
+                raise _cluster_error(f"Invalid {where}: {exc}.", CLUSTER_KEYS_HINT) from None
         if sentinel is not None:
             where = f"{self.name}['SENTINEL']"
             if url not in (None, ""):
@@ -333,10 +398,15 @@ class NotifierSettings:
                 raise _sentinel_error(
                     f"Invalid Redis Sentinel URL {mask_url(url)} (from {source}): {exc}.",
                     SENTINEL_HINT) from None
+            if url.partition("://")[0].lower() in CLUSTER_SCHEMES:
+                raise _cluster_error(
+                    f"Invalid Redis Cluster URL {mask_url(url)} (from {source}): {exc}.",
+                    CLUSTER_HINT) from None
             raise InvalidNotifierConfiguration(
                 f"Invalid Redis URL {mask_url(url)} (from {source}): {exc}.",
                 hint='Use redis://[[user]:password@]host[:port][/db], rediss://..., '
-                "unix:///path/to/socket or redis+sentinel://host:port[,host:port...]/<service>.",
+                "unix:///path/to/socket, redis+sentinel://host:port[,host:port...]/<service> "
+                "or redis+cluster://host:port[,host:port...].",
                 check_id="notifier.E003",
             ) from None
         return url

@@ -8,8 +8,8 @@ loopback ports, each ``redis-server --cluster-enabled yes`` in its own directory
     cluster.wait_failover(port)      # until a replica took over the dead master's slots
 
 Formed with ``redis-cli --cluster create ... --cluster-yes``. ``cluster-node-timeout`` is
-1000 ms, so a dead master is replaced a second or two after it died. Each node's bus port
-(``cluster-port``) is a free port of its own, not port + 10000.
+1000 ms unless told otherwise, so a dead master is replaced a second or two after it died.
+Each node's bus port (``cluster-port``) is a free port of its own, not port + 10000.
 """
 
 import os
@@ -27,10 +27,11 @@ NODE_TIMEOUT_MS = 1000
 class ClusterNode(RedisServer):
     """One cluster-enabled ``redis-server`` with its own directory and nodes.conf."""
 
-    def __init__(self, password=None):
+    def __init__(self, password=None, node_timeout_ms=NODE_TIMEOUT_MS):
         super().__init__()
         self.bus_port = free_port()
         self.password = password
+        self.node_timeout_ms = node_timeout_ms
 
     @property
     def url(self):
@@ -43,7 +44,7 @@ class ClusterNode(RedisServer):
         args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
                 "--cluster-enabled", "yes", "--cluster-port", str(self.bus_port),
                 "--cluster-config-file", os.path.join(self._dir, "nodes.conf"),
-                "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
+                "--cluster-node-timeout", str(self.node_timeout_ms),
                 "--save", "", "--appendonly", "no", "--dir", self._dir,
                 "--loglevel", "warning"]
         if self.password:
@@ -76,9 +77,10 @@ class ClusterNode(RedisServer):
 class ClusterDeployment:
     """``masters`` masters with ``replicas`` replicas each, formed by ``redis-cli``."""
 
-    def __init__(self, masters=3, replicas=0, *, password=None):
+    def __init__(self, masters=3, replicas=0, *, password=None, node_timeout_ms=NODE_TIMEOUT_MS):
         self.password = password
-        self.nodes = [ClusterNode(password=password) for _ in range(masters * (1 + replicas))]
+        self.nodes = [ClusterNode(password=password, node_timeout_ms=node_timeout_ms)
+                      for _ in range(masters * (1 + replicas))]
         self.masters_count = masters
         self.replicas = replicas
 
