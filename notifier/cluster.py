@@ -29,6 +29,7 @@ import redis.asyncio.connection as async_connection
 import redis.connection as sync_connection
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
+from redis.commands.core import Script
 from redis.retry import Retry
 
 from .backoff import Backoff
@@ -386,3 +387,62 @@ class ClusterTransport(RedisTransport):
             **{**kwargs, **options},
         )
         return redis_class.from_pool(pool)
+
+    def keyed_client(self, timeout):
+        """A :class:`KeyedClient` for commands on keys (the shared rate limits): redis-py's
+        ``RedisCluster`` sends each to the master of its key's slot and follows MOVED."""
+        config = self.config
+
+        def build():
+            from redis.cluster import ClusterNode, RedisCluster
+
+            options = sync_connection.parse_url(config.node_url(*config.hosts[0]))
+            for key in ("connection_class", "host", "port", "db"):
+                options.pop(key, None)
+            return RedisCluster(
+                startup_nodes=[ClusterNode(host, port) for host, port in config.hosts],
+                ssl=config.tls, socket_timeout=timeout, socket_connect_timeout=timeout,
+                **options)
+
+        return KeyedClient(build)
+
+
+class KeyedClient:
+    """A ``RedisCluster`` made on first use, for ``register_script`` and ``close``: making
+    one connects, and a process must start while no node answers (the caller's first
+    command fails instead, as a connection error)."""
+
+    def __init__(self, factory):
+        self._factory = factory
+        self._client = None
+        self._lock = threading.Lock()
+
+    def _get(self):
+        with self._lock:
+            if self._client is None:
+                from redis.exceptions import RedisClusterException
+
+                try:
+                    self._client = self._factory()
+                except RedisClusterException as exc:
+                    raise redis.ConnectionError(f"Redis Cluster: {exc}") from exc
+            return self._client
+
+    def get_encoder(self):
+        # What Script hashes a str script with; RedisCluster's default encoding.
+        return sync_connection.Encoder("utf-8", "strict", False)
+
+    def register_script(self, script):
+        return Script(self, script)
+
+    def evalsha(self, *args):
+        return self._get().evalsha(*args)
+
+    def script_load(self, script):
+        return self._get().script_load(script)
+
+    def close(self):
+        with self._lock:
+            client, self._client = self._client, None
+        if client is not None:
+            client.close()
