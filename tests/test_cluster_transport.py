@@ -11,6 +11,7 @@ import asyncio
 import time
 import unittest
 
+import redis
 from django.test import SimpleTestCase
 
 from notifier.backends.redis import RedisNotifier
@@ -20,6 +21,7 @@ from notifier.layers import LocalChannelLayer
 from tests.support.cluster import ClusterDeployment, cluster_unavailable
 from tests.support.redis_server import RedisServer, closed_port_url, unique_channel
 from tests.test_sentinel_failover import Flow, resubscribed
+from webchat.ratelimit import Rate, RedisLimiter
 
 #: Seconds from a SIGKILL of the node the listener and the publisher use until a
 #: notification published after it arrives (no failover needed: any node will do).
@@ -139,6 +141,24 @@ class ClusterTransportTests(SimpleTestCase):
                                     "no node of the cluster answers") as caught:
             await asyncio.to_thread(notifier.verify, 2.0)
         self.assertNotIn("hunter2", str(caught.exception))
+
+    def test_shared_rate_limits_run_their_script_on_the_cluster(self):
+        # The limiter's keys share one hash tag (webchat.throttle): one script, one slot.
+        limiter = RedisLimiter(ClusterTransport(self.deployment.url).keyed_client(2.0),
+                               f"{{{unique_channel('limits')}}}")
+        try:
+            limits = [("ip:1", Rate(2, 60)), ("tenant:1", Rate(100, 60))]
+            self.assertEqual([limiter.hit(limits).allowed for _ in range(3)],
+                             [True, True, False])
+        finally:
+            limiter.close()
+
+    def test_a_keyed_client_connects_on_first_use(self):
+        port = int(closed_port_url().rsplit(":", 1)[1].split("/")[0])
+        limiter = RedisLimiter(ClusterTransport(f"redis+cluster://127.0.0.1:{port}")
+                               .keyed_client(0.5), "{limits}")
+        with self.assertRaisesRegex(redis.ConnectionError, "Redis Cluster"):
+            limiter.hit([("ip:1", Rate(2, 60))])
 
     async def test_the_sync_client_moves_on_from_a_dead_seed(self):
         port = int(closed_port_url().rsplit(":", 1)[1].split("/")[0])
