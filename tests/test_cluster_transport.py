@@ -15,7 +15,8 @@ import redis
 from django.test import SimpleTestCase
 
 from notifier.backends.redis import RedisNotifier
-from notifier.cluster import ClusterTransport, NodeList, parse_cluster_nodes
+from notifier.cluster import ClusterTransport
+from notifier.cluster_nodes import NodeList, parse_cluster_nodes
 from notifier.exceptions import BackplaneUnavailable
 from notifier.layers import LocalChannelLayer
 from tests.support.cluster import ClusterDeployment, cluster_unavailable
