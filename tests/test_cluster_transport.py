@@ -14,7 +14,7 @@ import time
 import unittest
 
 import redis
-from django.test import SimpleTestCase
+from django.test import SimpleTestCase, override_settings
 
 from notifier.backends.redis import RedisNotifier
 from notifier.cluster import ClusterTransport
@@ -24,6 +24,7 @@ from notifier.layers import LocalChannelLayer
 from tests.support.cluster import ClusterDeployment, cluster_unavailable
 from tests.support.redis_server import RedisServer, closed_port_url, unique_channel
 from tests.test_sentinel_failover import Flow, resubscribed
+from webchat import throttle
 from webchat.ratelimit import Rate, RedisLimiter
 
 #: Seconds from a SIGKILL of the node the listener and the publisher use until a
@@ -164,6 +165,24 @@ class ClusterTransportTests(SimpleTestCase):
             limits = [("ip:1", Rate(2, 60)), ("tenant:1", Rate(100, 60))]
             self.assertEqual([limiter.hit(limits).allowed for _ in range(3)],
                              [True, True, False])
+        finally:
+            limiter.close()
+
+    def test_the_service_shares_its_limits_through_the_cluster(self):
+        prefix = unique_channel("limits")
+        with override_settings(BACKPLANE={"BACKEND": "redis", "URL": self.deployment.url},
+                               WEBCHAT_LIMITS={"BACKEND": "redis", "KEY_PREFIX": prefix}):
+            limiter = throttle._build()
+        try:
+            self.assertIsInstance(limiter, throttle.FallbackLimiter)
+            limits = [("ip:1", Rate(1, 60)), ("tenant:1", Rate(100, 60))]
+            # Refused by the shared limit, not the local fallback's: the key is in the cluster.
+            self.assertEqual([limiter.hit(limits).allowed for _ in range(2)], [True, False])
+            cluster = redis.RedisCluster(host="127.0.0.1", port=self.deployment.ports[0])
+            try:
+                self.assertTrue(cluster.exists(f"{{{prefix}}}:ip:1"))
+            finally:
+                cluster.close()
         finally:
             limiter.close()
 
