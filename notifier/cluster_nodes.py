@@ -180,6 +180,16 @@ class _AsyncNodeFailover:
         if not hasattr(async_connection.AbstractConnection, "on_connect_check_health"):
             await self._refresh_if_due()
 
+    async def read_response(self, *args, **kwargs):
+        # A reply cut off by a timeout or the caller's deadline: the node may have stopped
+        # (SIGSTOP, a dead host), so the next connection tries the others first. Silence
+        # on a subscription is no such cut: redis-py returns None for it.
+        try:
+            return await super().read_response(*args, **kwargs)
+        except (redis.TimeoutError, asyncio.CancelledError):
+            self.cluster_nodes.failed((self.host, self.port))
+            raise
+
     async def _each_node(self, connect):
         nodes, errors = self.cluster_nodes, []
         for address in nodes.candidates():
@@ -240,6 +250,13 @@ class _SyncNodeFailover:
         super().on_connect()
         if not hasattr(sync_connection.AbstractConnection, "on_connect_check_health"):
             self._refresh_if_due()
+
+    def read_response(self, *args, **kwargs):
+        try:
+            return super().read_response(*args, **kwargs)
+        except redis.TimeoutError:
+            self.cluster_nodes.failed((self.host, self.port))
+            raise
 
     def _each_node(self, connect):
         nodes, errors = self.cluster_nodes, []

@@ -31,7 +31,8 @@ from webchat.ratelimit import Rate, RedisLimiter
 #: notification published after it arrives (no failover needed: any node will do).
 FOLLOW_KILL = 2.0
 #: Seconds from a SIGSTOP of that node until one published after it arrives: timeouts
-#: (the probe's, the sender's round trip, each 2 s) tell that the node stopped answering.
+#: (the probe's, the sender's round trip, each 2 s) tell that the node stopped answering,
+#: then a probe through another node must fail to come back (2 s).
 FOLLOW_FREEZE = 10.0
 
 requires_cluster = unittest.skipIf(cluster_unavailable(), cluster_unavailable() or "")
@@ -263,9 +264,8 @@ class ClusterFailoverTests(SimpleTestCase):
 
     async def test_listener_and_publisher_leave_a_frozen_node(self):
         # SIGSTOP: connections stay open and nothing answers. The probe's PUBLISH and the
-        # sender's round trip time out, their reconnects to the node are cut off by their
-        # deadlines (so it is tried last), and the listener leaves once a probe PUBLISHed
-        # elsewhere does not come back.
+        # sender's round trip time out, which marks the node as failed (tried last), and
+        # the listener leaves once a probe PUBLISHed elsewhere does not come back.
         deployment = await asyncio.to_thread(ClusterDeployment.start_for, self, replicas=1)
         channel = unique_channel()
         listening_layer = LocalChannelLayer()
