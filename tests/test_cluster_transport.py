@@ -313,3 +313,29 @@ class ClusterFailoverTests(SimpleTestCase):
 
     async def test_listener_and_publisher_leave_a_killed_master_with_failover(self):
         await self.check_follows_a_killed_node(replicas=1)
+
+
+@requires_cluster
+class ClusterAuthTests(SimpleTestCase):
+    async def test_the_password_is_used_on_every_node_and_never_shown(self):
+        deployment = await asyncio.to_thread(ClusterDeployment.start_for, self,
+                                             password="hunter2")
+        channel = unique_channel()
+        listening = ClusterTransport(deployment.url)
+        publishing = ClusterTransport(deployment.url.replace(
+            f"127.0.0.1:{deployment.ports[0]},", ""))
+        client = publishing.client("test-auth")
+        try:
+            async with listening.subscribe([channel], timeout=2) as subscription:
+                await client.publish(channel, b"hello")
+                self.assertEqual(await subscription.read(2),
+                                 [[b"message", channel.encode(), b"hello"]])
+        finally:
+            await client.aclose()
+        # The node left out of its URL was learned from CLUSTER NODES (asked with AUTH).
+        self.assertIn(("127.0.0.1", deployment.ports[0]), publishing.nodes.candidates())
+        wrong = RedisNotifier(deployment.url.replace("hunter2", "hunter3"))
+        with self.assertRaisesRegex(BackplaneUnavailable, "no node of the cluster answers")\
+                as caught:
+            await asyncio.to_thread(wrong.verify, 2.0)
+        self.assertNotIn("hunter", str(caught.exception))
