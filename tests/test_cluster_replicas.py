@@ -116,6 +116,8 @@ class ClusterReplicasTests(SimpleTestCase):
             await sampler
             await asyncio.gather(*readers)
         moved_to = await asyncio.to_thread(client_ports, LISTENER, self.deployment)
+        for _, port in kills:  # replicas took over: the cluster failed over meanwhile
+            await asyncio.to_thread(self.deployment.wait_failover, port)
 
         delays = {"local": [], "other replica": []}
         for i, sockets in clients.items():
