@@ -36,10 +36,13 @@ LISTENER = "webchat-notifier-listener"
 
 @requires_cluster
 class ClusterReplicasTests(SimpleTestCase):
+    #: Replicas per master: with one, the cluster fails over each killed master.
+    REPLICAS = 1
+
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.deployment = ClusterDeployment(replicas=1)
+        cls.deployment = ClusterDeployment(replicas=cls.REPLICAS)
         cls.addClassCleanup(cls.deployment.cleanup)
         cls.deployment.start()
         cls.cluster = start_cluster(cls, replicas=2, redis_url=cls.deployment.url, extra_env={
@@ -116,8 +119,9 @@ class ClusterReplicasTests(SimpleTestCase):
             await sampler
             await asyncio.gather(*readers)
         moved_to = await asyncio.to_thread(client_ports, LISTENER, self.deployment)
-        for _, port in kills:  # replicas took over: the cluster failed over meanwhile
-            await asyncio.to_thread(self.deployment.wait_failover, port)
+        if self.REPLICAS:  # replicas took over: the cluster failed over meanwhile
+            for _, port in kills:
+                await asyncio.to_thread(self.deployment.wait_failover, port)
 
         delays = {"local": [], "other replica": []}
         for i, sockets in clients.items():
@@ -137,11 +141,13 @@ class ClusterReplicasTests(SimpleTestCase):
         worst = max(d for d, _ in delays["other replica"])
         not_ready = [(round(at - kills[0][0], 2), index, status)
                      for at, index, status in readiness if status != 200]
-        logger.info("two replicas on Cluster, two node SIGKILLs (ports %s, listeners now on "
+        logger.info("two replicas on Cluster (%d replica(s) per master), two node SIGKILLs "
+                    "(ports %s, listeners now on "
                     "%s): %d activities, %d sockets; delay POST -> frame at most %.2f s on the "
                     "posting replica, %.2f s on the other (around each kill: %s); /readyz not "
                     "200 in %d of %d samples (s after the first kill, replica, status): %s",
-                    [p for _, p in kills], moved_to, len(posted_at), len(every_client),
+                    self.REPLICAS, [p for _, p in kills], moved_to, len(posted_at),
+                    len(every_client),
                     max(d for d, _ in delays["local"]), worst,
                     ", ".join(f"{d:.2f} s" for d in around if d is not None), len(not_ready),
                     len(readiness), not_ready)
@@ -155,3 +161,10 @@ class ClusterReplicasTests(SimpleTestCase):
                 await asyncio.sleep(0.2)
                 status = await asyncio.to_thread(self.readyz, index)
             self.assertEqual(status, 200, f"replica {index}")
+
+
+class ClusterWithoutReplicasTests(ClusterReplicasTests):
+    """The same with 3 masters alone: two of them die for good (the cluster reports
+    ``cluster_state:fail``), and PUBLISH/SUBSCRIBE still work on the one left."""
+
+    REPLICAS = 0
