@@ -11,7 +11,13 @@
 * ``notifier.E030`` SIGNING_KEYS malformed (not a dict or "id:secret,..." string, a bad key
   id); ``E031`` a signing secret empty or shorter than 32 bytes; ``E032`` SIGNING_KEY_ID not
   one of SIGNING_KEYS (or missing while there are several keys, or set without keys).
-* ``notifier.E010`` Redis does not answer within 2 s (strict startup).
+* ``notifier.E010`` Redis does not answer within 2 s (strict startup); ``E011`` it refuses
+  the user or password, ``E012`` the TLS handshake fails, ``E013`` the ACL denies a command
+  or channel the backplane needs (:mod:`notifier.failures`, :mod:`notifier.preflight`).
+* ``notifier.E050`` a malformed ``TLS`` dict; ``E051`` a TLS file missing, unreadable or
+  not loadable (wrong ``KEY_PASSWORD``); ``E052`` ``TLS`` with a URL that is not TLS.
+* ``notifier.W010`` a Redis URL with a password that Django's active exception reporter
+  filter would show in error reports (:mod:`notifier.reporting`).
 * ``notifier.E020`` the installed redis-py is older than the notifier's floor (the message
   names both); ``E021`` ``DEPENDENCY_FAST_PATHS`` is not a bool.
 * ``notifier.W001`` the Redis backend with a cross-process channel layer in a server process:
@@ -31,7 +37,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .compat import SETTING_NAME as SETTING_NAME_FAST_PATHS
 from .conf import get_settings
-from .exceptions import BackplaneUnavailable, InvalidNotifierConfiguration
+from .exceptions import BackplaneRefused, BackplaneUnavailable, InvalidNotifierConfiguration
 
 TAG = "notifier"
 
@@ -42,7 +48,7 @@ CONNECTION_TIMEOUT = 2.0
 CROSS_PROCESS_LAYERS = ("channels_redis.", "channels_rabbitmq.", "channels_postgres.")
 
 # Validated in this order: a later property may depend on an earlier one (url on backend).
-_PROPERTIES = ("backend_class", "url", "channel", "capacity", "instance_id", "signing")
+_PROPERTIES = ("backend_class", "url", "tls", "channel", "capacity", "instance_id", "signing")
 
 
 # True while the bridge command runs its checks (see bridge_process).
@@ -86,8 +92,8 @@ def check_settings(app_configs=None, **kwargs):
         messages.append(checks.Warning(
             f"{name} has unknown key(s) {', '.join(map(repr, unknown))}; they are "
             "ignored.",
-            hint="The keys are BACKEND, URL, SENTINEL, CLUSTER, CHANNEL, CAPACITY, INSTANCE_ID, "
-            "SIGNING_KEYS and SIGNING_KEY_ID.",
+            hint="The keys are BACKEND, URL, SENTINEL, CLUSTER, TLS, CHANNEL, CAPACITY, "
+            "INSTANCE_ID, SIGNING_KEYS and SIGNING_KEY_ID.",
             obj=name,
             id="notifier.W002",
         ))
@@ -170,6 +176,8 @@ def check_connection(app_configs=None, **kwargs):
         return []  # check_settings or check_dependencies reports it
     try:
         notifier.verify(CONNECTION_TIMEOUT)
+    except BackplaneRefused as exc:  # answers, but refuses the password, TLS or ACL
+        return [checks.Error(str(exc), obj=notifier_settings.name, id=exc.check_id)]
     except BackplaneUnavailable as exc:
         return [checks.Error(
             str(exc),
@@ -178,3 +186,42 @@ def check_connection(app_configs=None, **kwargs):
             id="notifier.E010",
         )]
     return []
+
+
+def check_tls(app_configs=None, **kwargs):
+    """The TLS files load as a connection will load them (E051): missing, unreadable, not
+    PEM, or a key whose passphrase is wrong fail ``check``, not the first connection."""
+    from .tls import check_files
+
+    notifier_settings = get_settings()
+    try:
+        config = notifier_settings.tls
+    except ImproperlyConfigured:
+        return []  # check_settings reports it
+    if config is None:
+        return []
+    return [checks.Error(
+        f"{notifier_settings.name}['TLS']: {problem}.",
+        hint="Point it at a PEM file this process can read.",
+        obj=notifier_settings.name,
+        id="notifier.E051",
+    ) for problem in check_files(config)]
+
+
+def check_error_reports(app_configs=None, **kwargs):
+    """W010: a Redis URL with a password that Django's error reports (the technical 500
+    page, the mails to ADMINS) would show through the active exception reporter filter."""
+    from .reporting import exposed_settings
+
+    exposed = exposed_settings()
+    if not exposed:
+        return []
+    return [checks.Warning(
+        f"Django's error reports would show the Redis password of {', '.join(exposed)}: the "
+        "exception reporter filter hides settings by name (API, KEY, PASS, SECRET, TOKEN...), "
+        "not passwords inside URLs.",
+        hint='Set DEFAULT_EXCEPTION_REPORTER_FILTER = "notifier.reporting.'
+        'ExceptionReporterFilter" (or make your filter a subclass of it).',
+        obj="DEFAULT_EXCEPTION_REPORTER_FILTER",
+        id="notifier.W010",
+    )]

@@ -2,7 +2,8 @@
 connection goes to one live node of the cluster.
 
 URL: ``redis+cluster://[user:password@]host:port[,host:port...][/0][?<redis-py options>]``
-(``rediss+cluster://`` for TLS; the query, e.g. ``ssl_ca_certs=...``, applies to each node).
+(``rediss+cluster://`` for TLS, with the settings of ``BACKPLANE["TLS"]``:
+:mod:`notifier.tls`; a query, e.g. ``ssl_ca_certs=...``, applies to each node).
 A cluster has only database 0.
 
 Classic pub/sub, not sharded: a PUBLISH on any node reaches the SUBSCRIBErs of every node
@@ -98,8 +99,9 @@ class ClusterTransport(RedisTransport):
 
     counts_every_subscriber = False
 
-    def __init__(self, url, *, connect_timeout=2.0, socket_timeout=2.0):
-        super().__init__(url, connect_timeout=connect_timeout, socket_timeout=socket_timeout)
+    def __init__(self, url, *, connect_timeout=2.0, socket_timeout=2.0, tls=None):
+        super().__init__(url, connect_timeout=connect_timeout, socket_timeout=socket_timeout,
+                         tls=tls)
         self.config = parse_url(url)
         self.nodes = NodeList(self.config.hosts)
 
@@ -124,14 +126,14 @@ class ClusterTransport(RedisTransport):
             socket_keepalive=True,
             retry=retry_class(NoBackoff(), retries),
             client_name=name,
-            **{**kwargs, **options},
+            **{**kwargs, **self.tls_kwargs(), **options},
         )
         return redis_class.from_pool(pool)
 
     def keyed_client(self, timeout):
         """A :class:`KeyedClient` for commands on keys (the shared rate limits): redis-py's
         ``RedisCluster`` sends each to the master of its key's slot and follows MOVED."""
-        config = self.config
+        config, tls = self.config, self.tls_kwargs()
 
         def build():
             from redis.cluster import ClusterNode, RedisCluster
@@ -142,7 +144,7 @@ class ClusterTransport(RedisTransport):
             return RedisCluster(
                 startup_nodes=[ClusterNode(host, port) for host, port in config.hosts],
                 ssl=config.tls, socket_timeout=timeout, socket_connect_timeout=timeout,
-                **options)
+                **{**options, **tls})
 
         return KeyedClient(build)
 

@@ -12,14 +12,17 @@ not set (warning ``notifier.W003`` when both are)::
         "SIGNING_KEYS": None,  # {key id: secret} (or "k1:secret,k0:old"): signed wire, off if None
         "SIGNING_KEY_ID": None,  # the key id publishers sign with (optional with one key)
         "SENTINEL": None,  # instead of URL: {"HOSTS": [...], "SERVICE": ..., ...} (see below)
+        "TLS": None,  # {"CA_CERTS": ..., "CERTFILE": ..., "KEYFILE": ..., ...}: notifier.tls
         "CLUSTER": None,  # instead of URL: {"NODES": ["host:port", ...], ...} (see below)
     }
 
 ``SENTINEL`` is the ``redis+sentinel://`` URL as keys (:func:`sentinel_url`): ``HOSTS``
 (``["host:port", ...]`` or ``[(host, port), ...]``), ``SERVICE``, optional ``DB``,
-``USERNAME``/``PASSWORD`` (the master's) and ``SENTINEL_USERNAME``/``SENTINEL_PASSWORD``.
+``USERNAME``/``PASSWORD`` (the master's) and ``SENTINEL_USERNAME``/``SENTINEL_PASSWORD``;
+with ``TLS`` set it stands for ``rediss+sentinel://`` (TLS to the sentinels and the master).
 ``CLUSTER`` is the ``redis+cluster://`` URL as keys (:func:`cluster_url`): ``NODES``, optional
-``USERNAME``/``PASSWORD``, ``TLS`` (``rediss+cluster://``) and ``DB`` (only 0).
+``USERNAME``/``PASSWORD`` and ``DB`` (only 0); with ``TLS`` set it stands for
+``rediss+cluster://``.
 
 Nothing is read at import time. :func:`get_settings` builds a snapshot on first use and drops
 it when a test changes either name, ``CHANNEL_LAYERS`` or ``CACHES``. Each property
@@ -64,16 +67,18 @@ DEFAULTS = {
     "SIGNING_KEYS": None,
     "SIGNING_KEY_ID": None,
     "SENTINEL": None,
+    "TLS": None,
     "CLUSTER": None,
 }
 
-URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "redis+cluster", "rediss+cluster")
+URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+               "rediss+cluster")
 CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 SENTINEL_KEYS = ("HOSTS", "SERVICE", "DB", "USERNAME", "PASSWORD", "SENTINEL_USERNAME",
                  "SENTINEL_PASSWORD")
 
-CLUSTER_KEYS = ("NODES", "USERNAME", "PASSWORD", "TLS", "DB")
+CLUSTER_KEYS = ("NODES", "USERNAME", "PASSWORD", "DB")
 
 CLUSTER_HINT = ("Use redis+cluster://[user:password@]host:port[,host:port...] (rediss+cluster:// "
                 "for TLS), naming a few nodes of the cluster; a cluster has only database 0.")
@@ -127,7 +132,7 @@ def validate_url(url):
     scheme = url.partition("://")[0].lower() if "://" in url else ""
     if scheme not in URL_SCHEMES:
         raise ValueError(f"the scheme must be one of {', '.join(s + '://' for s in URL_SCHEMES)}")
-    if scheme == "redis+sentinel":
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
         from .sentinel import parse_url as parse_sentinel_url
 
         parse_sentinel_url(url)
@@ -188,9 +193,9 @@ def _sentinel_error(message, hint):
     return InvalidNotifierConfiguration(message, hint=hint, check_id="notifier.E008")
 
 
-def sentinel_url(options):
-    """The ``redis+sentinel://`` URL that the ``SENTINEL`` dict stands for; ``ValueError``
-    naming the problem when it is malformed."""
+def sentinel_url(options, *, tls=False):
+    """The ``redis+sentinel://`` URL (``rediss+sentinel://`` with ``tls``) that the
+    ``SENTINEL`` dict stands for; ``ValueError`` naming the problem when it is malformed."""
     from .hosts import hosts_setting
     from .sentinel import SentinelURL, parse_url
 
@@ -214,21 +219,22 @@ def sentinel_url(options):
         strings[key.lower()] = value
     # Through the URL parser: one validation of the addresses for both forms.
     parsed = parse_url(f"redis+sentinel://{hosts}/x")
-    return SentinelURL(hosts=parsed.hosts, service=service, db=db, **strings).to_url()
+    return SentinelURL(hosts=parsed.hosts, service=service, db=db, tls=tls,
+                       **strings).to_url()
 
 
 CLUSTER_KEYS_HINT = ('E.g. {"NODES": ["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"]}, '
-                     'optionally "USERNAME", "PASSWORD", "TLS" (True: rediss+cluster://) and '
-                     '"DB" (only 0).')
+                     'optionally "USERNAME", "PASSWORD" and "DB" (only 0); with the TLS key '
+                     'beside it, TLS to every node (rediss+cluster://).')
 
 
 def _cluster_error(message, hint):
     return InvalidNotifierConfiguration(message, hint=hint, check_id="notifier.E009")
 
 
-def cluster_url(options):
-    """The ``redis+cluster://`` URL that the ``CLUSTER`` dict stands for; ``ValueError``
-    naming the problem when it is malformed."""
+def cluster_url(options, *, tls=False):
+    """The ``redis+cluster://`` URL (``rediss+cluster://`` with ``tls``) that the ``CLUSTER``
+    dict stands for; ``ValueError`` naming the problem when it is malformed."""
     from .cluster import ClusterURL, parse_url
     from .hosts import hosts_setting
 
@@ -241,9 +247,6 @@ def cluster_url(options):
     db = options.get("DB", 0)
     if db != 0 or isinstance(db, bool):
         raise ValueError(f"DB must be 0 (a Redis Cluster has only database 0), not {db!r}")
-    tls = options.get("TLS", False)
-    if not isinstance(tls, bool):
-        raise ValueError(f"TLS must be True or False, not {tls!r}")
     strings = {}
     for key in ("USERNAME", "PASSWORD"):
         value = options.get(key)
@@ -357,7 +360,7 @@ class NotifierSettings:
                                      f"Remove one of them: {where} stands for a "
                                      "redis+cluster:// URL.")
             try:
-                return cluster_url(cluster), where
+                return cluster_url(cluster, tls=self.options["TLS"] is not None), where
             except ValueError as exc:
                 raise _cluster_error(f"Invalid {where}: {exc}.", CLUSTER_KEYS_HINT) from None
         if sentinel is not None:
@@ -367,7 +370,7 @@ class NotifierSettings:
                                       f"Remove one of them: {where} stands for a "
                                       "redis+sentinel:// URL.")
             try:
-                return sentinel_url(sentinel), where
+                return sentinel_url(sentinel, tls=self.options["TLS"] is not None), where
             except ValueError as exc:
                 raise _sentinel_error(f"Invalid {where}: {exc}.", SENTINEL_KEYS_HINT) from None
         if url not in (None, ""):
@@ -394,7 +397,7 @@ class NotifierSettings:
         try:
             validate_url(url)
         except ValueError as exc:
-            if url.partition("://")[0].lower() == "redis+sentinel":
+            if url.partition("://")[0].lower() in ("redis+sentinel", "rediss+sentinel"):
                 raise _sentinel_error(
                     f"Invalid Redis Sentinel URL {mask_url(url)} (from {source}): {exc}.",
                     SENTINEL_HINT) from None
@@ -410,6 +413,28 @@ class NotifierSettings:
                 check_id="notifier.E003",
             ) from None
         return url
+
+    @cached_property
+    def tls(self):
+        """The :class:`~notifier.tls.TLSConfig` of ``TLS`` (None when unset): E050 when
+        malformed, E052 when the URL is not ``rediss://``/``rediss+sentinel://``."""
+        from . import tls
+
+        try:
+            config = tls.parse(self.options["TLS"])
+        except ValueError as exc:
+            raise InvalidNotifierConfiguration(f"Invalid {self.name}['TLS']: {exc}.",
+                                               hint=tls.HINT, check_id="notifier.E050") from None
+        url, source = self.url_and_source
+        if config is not None and url is not None and not tls.is_tls_url(url):
+            raise InvalidNotifierConfiguration(
+                f"{self.name}['TLS'] is set but the URL {mask_url(url)} (from {source}) is "
+                "not TLS: its connections would ignore it.",
+                hint="Use rediss://... (or rediss+sentinel://..., rediss+cluster://...), or "
+                "remove TLS.",
+                check_id="notifier.E052",
+            )
+        return config
 
     @cached_property
     def channel(self):

@@ -11,6 +11,7 @@ import logging
 import time
 
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoPermissionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from . import oplog
@@ -21,6 +22,8 @@ from .dispatch import (
     DROP_REASONS,  # noqa: F401 - importable from here, as it always was
     Dispatcher,
 )
+from .exceptions import BackplaneRefused
+from .failures import explain
 from .probe import ProbeOverdue
 from .resync import CONNECT, RECONNECT, control_channel
 from .stats import Histogram, LoopCounters
@@ -38,10 +41,15 @@ CLOSED = "closed"
 #: Seconds before the loop starts over after an unexpected exception.
 RESTART_DELAY = 0.5
 
-# Errors that mean "the connection is gone": reconnect with backoff. Any other exception is
-# a bug or a surprise: log it with its traceback and restart after RESTART_DELAY.
+# Errors that mean "the connection is gone": reconnect with backoff. A permission the ACL
+# denies (NOPERM) too: like a wrong password it lasts until an operator changes something,
+# and retrying at the backoff's pace finds out when they did. Any other exception is a bug
+# or a surprise: log it with its traceback and restart after RESTART_DELAY.
 CONNECTION_ERRORS = (RedisConnectionError, RedisTimeoutError, ConnectionError, TimeoutError,
-                     OSError)
+                     OSError, NoPermissionError)
+
+#: Seconds between two ERROR records of a refusal (password, TLS, ACL) that goes on.
+REFUSED_LOG_INTERVAL = 60.0
 
 
 class ListenerObserver:
@@ -110,6 +118,7 @@ class Listener:
         self._connected = asyncio.Event()
         self._woken = False  # once per run of failures: then the backoff decides again
         self._task = None
+        self._refusals = oplog.RateLimiter(REFUSED_LOG_INTERVAL)
 
     def __repr__(self):
         return (f"<Listener {mask_url(self.url)} channel={self.channel!r} state={self.state} "
@@ -287,12 +296,21 @@ class Listener:
 
     def _connection_lost(self, error):
         was_connected = self.state == CONNECTED
+        error = explain(error, self.url, command="SUBSCRIBE", channels=self.channels)
         self._gone(error)
         delay = self.backoff.next_delay()
-        log = logger.warning if was_connected or self.attempt == 1 else logger.info
-        log("backplane listener %s %s: %s; reconnecting in %d ms (attempt %d)",
-            "lost" if was_connected else "cannot reach", mask_url(self.url), error,
-            delay * 1000, self.attempt)
+        if isinstance(error, BackplaneRefused):
+            # Not a network blip: ERROR, but once a minute while it goes on.
+            allowed, suppressed = self._refusals.allow(type(error))
+            if allowed:
+                logger.error("backplane listener: %s; retrying in %d ms (attempt %d%s)", error,
+                             delay * 1000, self.attempt,
+                             f", {suppressed} more refusal(s) not logged" if suppressed else "")
+        else:
+            log = logger.warning if was_connected or self.attempt == 1 else logger.info
+            log("backplane listener %s %s: %s; reconnecting in %d ms (attempt %d)",
+                "lost" if was_connected else "cannot reach", mask_url(self.url), error,
+                delay * 1000, self.attempt)
         if not was_connected:
             self.counters.incr("reconnect_failures")
         oplog.connection_lost(mask_url(self.url), error, was_connected=was_connected,

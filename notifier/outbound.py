@@ -19,6 +19,7 @@ import weakref
 from . import oplog, pipeline
 from .backoff import Backoff
 from .conf import mask_url
+from .failures import explain
 from .resync import control_channel
 from .sendqueue import BATCH_SIZE, SendQueue, count_failed, count_sent
 from .tasks import cancel_and_wait
@@ -38,7 +39,10 @@ SLOW_ROUND_TRIP = 0.05
 
 def _record_failure(sender, batch, error):
     # A failed round trip of either sender (the thread sender's under its lock): counted,
-    # logged (rate-limited), and since when every PUBLISH fails (for readiness).
+    # logged (rate-limited), and since when every PUBLISH fails (for readiness). A refused
+    # password, TLS handshake or ACL permission is named as such (notifier.failures).
+    error = explain(error, sender.transport.url, command="PUBLISH",
+                    channels=(sender.channel, sender.control_channel))
     given_up = count_failed(sender.counters, sender._queue, batch)
     oplog.publish_dropped(sender._masked_url, retrying=len(sender._queue.retry),
                           given_up=given_up, error=error)

@@ -13,6 +13,7 @@ import os
 import time
 
 from .conf import mask_url
+from .failures import explain
 from .stats import Counters, Histogram
 from .tasks import cancel_and_wait, raise_if_cancelled
 
@@ -240,6 +241,7 @@ class Probe:
             raise_if_cancelled()
         except Exception as exc:
             # CancelledError is no Exception: shutdown goes straight through.
+            exc = explain(exc, self.transport.url, command="PUBLISH", channels=(self.channel,))
             self.counters.incr("publish_failures")
             if self.last_error is None or type(exc) is not type(self.last_error):
                 logger.debug("backplane probe PUBLISH to %s failed: %r",

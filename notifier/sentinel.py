@@ -5,6 +5,8 @@ URL: ``redis+sentinel://[user:password@]host:port[,host:port...]/<service>[/<db>
 (``?sentinel_username=&sentinel_password=`` when the sentinels want other credentials
 than the master). The user and password are the master's; without ``sentinel_*`` the
 sentinels get the same ones only if they are given explicitly (see :class:`SentinelURL`).
+``rediss+sentinel://`` speaks TLS to the sentinels and to the master, with the settings of
+``BACKPLANE["TLS"]`` (:mod:`notifier.tls`).
 
 redis-py's public ``Sentinel``/``SentinelConnectionPool`` do the discovery. On top of it:
 
@@ -37,6 +39,7 @@ from .tasks import cancel_and_wait
 from .transport import _DEFAULT, RedisTransport, Subscription
 
 SCHEME = "redis+sentinel"
+TLS_SCHEME = "rediss+sentinel"
 DEFAULT_PORT = 26379
 
 #: Seconds after which a pool or a subscription asks the sentinels again who the master is.
@@ -59,6 +62,7 @@ class SentinelURL:
     password: str | None = None
     sentinel_username: str | None = None
     sentinel_password: str | None = None
+    tls: bool = False
 
     def to_url(self):
         """The URL again (passwords in clear: only ever log it through ``mask_url``)."""
@@ -66,19 +70,21 @@ class SentinelURL:
             ("sentinel_username", self.sentinel_username),
             ("sentinel_password", self.sentinel_password)) if value is not None)
         netloc = format_netloc(self.username, self.password, self.hosts)
-        return (f"{SCHEME}://{netloc}/{quote(self.service, safe='')}/{self.db}"
+        scheme = TLS_SCHEME if self.tls else SCHEME
+        return (f"{scheme}://{netloc}/{quote(self.service, safe='')}/{self.db}"
                 + (f"?{query}" if query else ""))
 
 
 def is_sentinel_url(url):
-    return isinstance(url, str) and url.partition("://")[0].lower() == SCHEME
+    return isinstance(url, str) and url.partition("://")[0].lower() in (SCHEME, TLS_SCHEME)
 
 
 def parse_url(url):
-    """Parse a ``redis+sentinel://`` URL; raise ``ValueError`` naming what is wrong."""
+    """Parse a ``redis+sentinel://`` (or ``rediss+sentinel://``) URL; raise ``ValueError``
+    naming what is wrong."""
     head, sep, rest = url.partition("://")
-    if not sep or head.lower() != SCHEME:
-        raise ValueError(f"a Sentinel URL starts with {SCHEME}://")
+    if not sep or head.lower() not in (SCHEME, TLS_SCHEME):
+        raise ValueError(f"a Sentinel URL starts with {SCHEME}:// (or {TLS_SCHEME}://)")
     rest, _, query = rest.partition("?")
     rest = rest.partition("#")[0]
     netloc, _, path = rest.partition("/")
@@ -102,7 +108,7 @@ def parse_url(url):
             raise ValueError(f"unknown query parameter {key!r} (known: {', '.join(_QUERY_KEYS)})")
         options[key] = value
     return SentinelURL(hosts=hosts, service=segments[0], db=db, username=username,
-                       password=password, **options)
+                       password=password, tls=head.lower() == TLS_SCHEME, **options)
 
 
 def _role(reply):
@@ -155,6 +161,17 @@ class _SyncMasterConnection(sync_sentinel.SentinelManagedConnection):
         if role != "master":
             self.disconnect()
             raise _not_master(self, role)
+
+
+# rediss+sentinel://: the same ROLE check over TLS.
+class _AsyncMasterSSLConnection(_AsyncMasterConnection,
+                                async_sentinel.SentinelManagedSSLConnection):
+    pass
+
+
+class _SyncMasterSSLConnection(_SyncMasterConnection,
+                               sync_sentinel.SentinelManagedSSLConnection):
+    pass
 
 
 class _AsyncMasterPool(async_sentinel.SentinelConnectionPool):
@@ -214,8 +231,9 @@ class SentinelTransport(RedisTransport):
     """
 
     def __init__(self, url, *, connect_timeout=2.0, socket_timeout=2.0,
-                 recheck=RECHECK_INTERVAL):
-        super().__init__(url, connect_timeout=connect_timeout, socket_timeout=socket_timeout)
+                 recheck=RECHECK_INTERVAL, tls=None):
+        super().__init__(url, connect_timeout=connect_timeout, socket_timeout=socket_timeout,
+                         tls=tls)
         self.config = parse_url(url)
         self.recheck = recheck
 
@@ -228,9 +246,15 @@ class SentinelTransport(RedisTransport):
         if asynchronous:
             module, redis_class, retry_class = async_sentinel, aioredis.Redis, AsyncRetry
             pool_class, connection_class = _AsyncMasterPool, _AsyncMasterConnection
+            ssl_connection_class = _AsyncMasterSSLConnection
         else:
             module, redis_class, retry_class = sync_sentinel, redis.Redis, Retry
             pool_class, connection_class = _SyncMasterPool, _SyncMasterConnection
+            ssl_connection_class = _SyncMasterSSLConnection
+        # rediss+sentinel://: TLS to the sentinels and to the master, with the same settings.
+        tls = self.tls_kwargs()
+        if config.tls:
+            connection_class = ssl_connection_class
         # Each client has its own sentinel connections, closed with it (see the pools). One
         # try per sentinel: discovery goes on to the next one (redis-py's default retries a
         # refused sentinel for seconds).
@@ -240,6 +264,7 @@ class SentinelTransport(RedisTransport):
             "socket_timeout": connect_timeout,
             "username": config.sentinel_username,
             "password": config.sentinel_password,
+            **({"ssl": True, **tls} if config.tls else {}),
         })
         return sentinel.master_for(
             config.service,
@@ -255,6 +280,7 @@ class SentinelTransport(RedisTransport):
             socket_keepalive=True,
             retry=retry_class(NoBackoff(), retries),
             client_name=name,
+            **tls,
             **options,
         )
 

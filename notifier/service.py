@@ -16,6 +16,7 @@ import signal
 
 from .conf import mask_url
 from .exceptions import BackplaneUnavailable
+from .failures import explain
 from .listener import ListenerObserver
 from .resync import local_groups
 
@@ -93,6 +94,10 @@ class ListenerService:
         try:
             return asyncio.run(self.listener.check())
         except Exception as exc:
+            explained = explain(exc, self.listener.url, command="SUBSCRIBE",
+                                channels=self.listener.channels)
+            if explained is not exc:
+                raise explained from exc
             raise BackplaneUnavailable(
                 f"Cannot subscribe to {self.listener.channel!r} at {mask_url(self.listener.url)}"
                 f": {type(exc).__name__}: {exc}"

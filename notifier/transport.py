@@ -16,17 +16,17 @@ from . import pipeline
 from .conf import mask_url
 from .reader import BatchReader
 from .tasks import raise_if_cancelled
+from .tls import is_tls_url
 
 _DEFAULT = object()
 
 
 def transport_for_url(url, **options):
     """The transport for ``url``: a :class:`~notifier.sentinel.SentinelTransport` for
-    ``redis+sentinel://``, a :class:`~notifier.cluster.ClusterTransport` for
-    ``redis+cluster://`` (``rediss+cluster://``), else a :class:`RedisTransport`;
-    ``options`` go to any."""
+    ``redis(s)+sentinel://``, a :class:`~notifier.cluster.ClusterTransport` for
+    ``redis(s)+cluster://``, else a :class:`RedisTransport`; ``options`` go to any."""
     scheme = url.partition("://")[0].lower() if isinstance(url, str) else ""
-    if scheme == "redis+sentinel":
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
         from .sentinel import SentinelTransport
 
         return SentinelTransport(url, **options)
@@ -42,16 +42,24 @@ class RedisTransport:
     redis+sentinel:// see :func:`transport_for_url`).
 
     ``connect_timeout`` and ``socket_timeout``: seconds, the defaults of :meth:`client`.
+    ``tls``: a :class:`~notifier.tls.TLSConfig` for a TLS URL's connections.
     """
 
     #: Whether a PUBLISH's answer counts every subscriber (not so in a cluster, where it
     #: counts those of the node it ran on): the probe trusts a count of 0 only then.
     counts_every_subscriber = True
 
-    def __init__(self, url, *, connect_timeout=2.0, socket_timeout=2.0):
+    def __init__(self, url, *, connect_timeout=2.0, socket_timeout=2.0, tls=None):
         self.url = url
         self.connect_timeout = connect_timeout
         self.socket_timeout = socket_timeout
+        self.tls = tls
+
+    def tls_kwargs(self):
+        """redis-py's ``ssl_*`` arguments from :attr:`tls` (none unless the URL is TLS)."""
+        if self.tls is None or not is_tls_url(self.url):
+            return {}
+        return self.tls.redis_kwargs()
 
     def __repr__(self):
         return f"<{type(self).__name__} {mask_url(self.url)}>"
@@ -74,6 +82,7 @@ class RedisTransport:
             socket_keepalive=True,
             retry=retry_class(NoBackoff(), retries),
             client_name=name,
+            **self.tls_kwargs(),
             **options,
         )
 

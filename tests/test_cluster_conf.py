@@ -6,8 +6,10 @@ from django.test import SimpleTestCase, override_settings
 from notifier.backends.redis import RedisNotifier
 from notifier.checks import check_connection
 from notifier.cluster import ClusterTransport, ClusterURL, parse_url
+from notifier.cluster_nodes import SyncSSLNodeConnection
 from notifier.conf import cluster_url, get_settings, mask_url
 from notifier.exceptions import BackplaneUnavailable
+from notifier.tls import TLSConfig
 from notifier.transport import transport_for_url
 from tests.support.redis_server import free_port
 from tests.test_sentinel_conf import LOCAL_LAYER, run_checks
@@ -65,8 +67,9 @@ class ClusterSettingsTests(SimpleTestCase):
                 self.assertEqual(run_checks({"BACKEND": "redis", "URL": url}), [])
 
     def test_the_dict_is_the_same_url(self):
-        value = {"BACKEND": "redis", "CLUSTER": {
-            "NODES": ["h:1", ("g", 2)], "USERNAME": "app", "PASSWORD": "p/w", "TLS": True}}
+        # With TLS settings beside it, it stands for rediss+cluster:// (as SENTINEL does).
+        value = {"BACKEND": "redis", "TLS": {"CHECK_HOSTNAME": False}, "CLUSTER": {
+            "NODES": ["h:1", ("g", 2)], "USERNAME": "app", "PASSWORD": "p/w"}}
         self.assertEqual(run_checks(value), [])
         with override_settings(BACKPLANE=value):
             settings = get_settings()
@@ -84,7 +87,7 @@ class ClusterSettingsTests(SimpleTestCase):
             ({"CLUSTER": {"NODES": [], "PASSWORD": "hunter2"}}, "NODES must be a non-empty"),
             ({"CLUSTER": {"NODES": ["h:port"]}}, "the port must be 1-65535"),
             ({"CLUSTER": {"NODES": ["h:1"], "DB": 3}}, "DB must be 0"),
-            ({"CLUSTER": {"NODES": ["h:1"], "TLS": "yes"}}, "TLS must be True or False"),
+            ({"CLUSTER": {"NODES": ["h:1"], "TLS": True}}, "unknown key(s) 'TLS'"),
             ({"CLUSTER": {"NODES": ["h:1"], "PASSWORD": 5}}, "PASSWORD must be a string"),
             ({"CLUSTER": {"NODES": ["h:1"], "PASWORD": "hunter2"}}, "unknown key"),
             ({"CLUSTER": {"NODES": ["h:1"]}, "URL": "redis://h:1/0"}, "both URL and CLUSTER"),
@@ -99,6 +102,20 @@ class ClusterSettingsTests(SimpleTestCase):
                 self.assertIn(reason, messages[0].msg)
                 self.assertTrue(messages[0].hint)
                 self.assertNotIn("hunter2", messages[0].msg + messages[0].hint)
+
+    def test_tls_settings_need_a_tls_url(self):
+        value = {"BACKEND": "redis", "URL": "redis+cluster://h:1", "TLS": {}}
+        self.assertEqual([m.id for m in run_checks(value)], ["notifier.E052"])
+        value["URL"] = "rediss+cluster://h:1"
+        self.assertEqual(run_checks(value), [])
+        transport = ClusterTransport("rediss+cluster://h:1", tls=TLSConfig(ca_certs="/ca.pem"))
+        client = transport.client(asynchronous=False)
+        try:
+            kwargs = client.connection_pool.connection_kwargs
+            self.assertEqual(kwargs["ssl_ca_certs"], "/ca.pem")
+            self.assertIs(client.connection_pool.connection_class, SyncSSLNodeConnection)
+        finally:
+            client.close()
 
     def test_strict_startup_names_the_nodes_masked(self):
         url = f"redis+cluster://:hunter2@127.0.0.1:{free_port()},127.0.0.1:{free_port()}"

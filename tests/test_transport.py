@@ -56,5 +56,6 @@ class TransportSeamTests(SimpleTestCase):
             await publisher.aclose()
         self.assertEqual(set(transport.names), {"webchat-notifier-listener",
                                                 "webchat-notifier-publish",
-                                                "webchat-notifier-probe", None})
+                                                "webchat-notifier-probe",
+                                                "webchat-notifier-startup"})
         self.assertEqual(notifier.url, "redis://ignored:1/0")  # shown, never connected to

@@ -173,6 +173,9 @@ CHANNEL_LAYERS = {
 }
 
 REDIS_URL = os.environ.get("REDIS_URL")
+# Django's error reports hide settings by name, not passwords inside URLs (REDIS_URL, the
+# notifier's URL, CACHES): this filter masks those too (notifier.W010 without it).
+DEFAULT_EXCEPTION_REPORTER_FILTER = "notifier.reporting.ExceptionReporterFilter"
 
 # CHANNEL_LAYER picks the layer the consumers listen on: "local" (the default above) or, to
 # compare designs (bench/load.py), a channels_redis layer on REDIS_URL: "redis-core"

@@ -135,27 +135,38 @@ def shared_url() -> str | None:
     return url
 
 
+def _notifier_tls(url):
+    # The notifier's TLS settings (CA, client certificate) go with the notifier's URL.
+    notifier = notifier_settings()
+    try:
+        return notifier.tls if url == notifier.url_and_source[0] else None
+    except ImproperlyConfigured:
+        return None  # notifier.E050-E052 report it
+
+
 def _build() -> BaseLimiter:
     url = shared_url()
     if url is None:
         return MemoryLimiter()
+    transport = transport_for_url(url, tls=_notifier_tls(url))
     prefix = settings.limits_key_prefix
     if is_cluster_url(url):
         # Keys go to their slot's master, and one script's keys must share a slot: one hash
         # tag puts every limit in one slot.
-        client = transport_for_url(url).keyed_client(settings.limits_redis_timeout)
+        client = transport.keyed_client(settings.limits_redis_timeout)
         prefix = f"{{{prefix}}}"
     elif is_sentinel_url(url):
         # The notifier's transport finds the current master (notifier.sentinel).
         timeout = settings.limits_redis_timeout
-        client = transport_for_url(url).client(asynchronous=False, retries=1,
-                                               connect_timeout=timeout, socket_timeout=timeout)
+        client = transport.client(asynchronous=False, retries=1, connect_timeout=timeout,
+                                  socket_timeout=timeout)
     else:
         client = redis.Redis.from_url(
             url,
             socket_timeout=settings.limits_redis_timeout,
             socket_connect_timeout=settings.limits_redis_timeout,
             retry=Retry(NoBackoff(), 1),  # once: a pooled connection Redis dropped
+            **transport.tls_kwargs(),
         )
     shared = RedisLimiter(client, prefix)
     return FallbackLimiter(shared, MemoryLimiter(), url, settings.limits_redis_retry)

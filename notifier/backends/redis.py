@@ -27,7 +27,7 @@ from .. import lag, wire
 from ..compat import redis_py
 from ..conf import DEFAULT_CHANNEL, mask_url
 from ..control import encode_resync_request
-from ..exceptions import BackplaneUnavailable, InvalidNotifierConfiguration
+from ..exceptions import BackplaneRefused, BackplaneUnavailable, InvalidNotifierConfiguration
 from ..outbound import AsyncSender, ThreadSender
 from ..transport import transport_for_url
 from .base import BaseNotifier
@@ -46,7 +46,7 @@ class RedisNotifier(BaseNotifier):
     ``signing``: a :class:`~notifier.signing.Keyring` to sign payloads with and verify
     received ones with (None: the unsigned wire of the reference). ``transport``: a
     :class:`~notifier.transport.RedisTransport` that makes every connection (default: one
-    for ``url`` with these timeouts).
+    for ``url`` with these timeouts and ``tls``, a :class:`~notifier.tls.TLSConfig`).
     """
 
     requires_url = True
@@ -67,6 +67,7 @@ class RedisNotifier(BaseNotifier):
         publish_timestamps=True,
         signing=None,
         transport=None,
+        tls=None,
     ):
         too_old = redis_py.below_floor()
         if too_old:
@@ -81,7 +82,7 @@ class RedisNotifier(BaseNotifier):
         self.socket_timeout = socket_timeout
         #: Every connection to Redis comes from here (see :mod:`notifier.transport`).
         self.transport = transport or transport_for_url(url, connect_timeout=connect_timeout,
-                                                        socket_timeout=socket_timeout)
+                                                        socket_timeout=socket_timeout, tls=tls)
         self._async_sender = None
         self._thread_sender = None
         self._thread_sender_lock = threading.Lock()
@@ -93,6 +94,7 @@ class RedisNotifier(BaseNotifier):
             "capacity": settings.capacity,
             "instance_id": settings.instance_id,
             "signing": settings.signing,
+            "tls": settings.tls,
         }
         return cls(settings.url, **{**options, **overrides})
 
@@ -231,31 +233,33 @@ class RedisNotifier(BaseNotifier):
         )
 
     def verify(self, timeout=2.0):
-        """PING Redis; raise :class:`BackplaneUnavailable` (URL masked) within ``timeout`` s.
+        """Strict startup: prove that this process may SUBSCRIBE and PUBLISH on its channels
+        (:func:`notifier.preflight.prove`); raise :class:`BackplaneUnavailable` (URL masked)
+        within about ``timeout`` s, a :class:`~notifier.exceptions.BackplaneRefused` subclass
+        when Redis refuses the password, the certificates or a permission.
 
         Runs in a daemon thread so that even a hanging DNS lookup cannot hold startup longer.
         """
+        from ..preflight import prove
+
         outcome = {}
 
-        def ping():
+        def run():
             try:
-                client = self.transport.client(asynchronous=False, connect_timeout=timeout,
-                                               socket_timeout=timeout)
-                try:
-                    client.ping()
-                finally:
-                    client.close()
+                prove(self.transport, self.channel, timeout)
             except Exception as exc:
                 outcome["error"] = exc
             else:
                 outcome["ok"] = True
 
-        thread = threading.Thread(target=ping, name="notifier-verify", daemon=True)
+        thread = threading.Thread(target=run, name="notifier-verify", daemon=True)
         thread.start()
         thread.join(timeout + 0.2)
         if outcome.get("ok"):
             return
         error = outcome.get("error")
+        if isinstance(error, BackplaneRefused):
+            raise error
         reason = f"{type(error).__name__}: {error}" if error else f"no answer within {timeout:g} s"
         for password in _passwords(self.url):
             reason = reason.replace(password, "***")
@@ -268,7 +272,7 @@ class RedisNotifier(BaseNotifier):
 
 def _passwords(url):
     try:
-        if url.partition("://")[0].lower() == "redis+sentinel":
+        if url.partition("://")[0].lower() in ("redis+sentinel", "rediss+sentinel"):
             from ..sentinel import parse_url
 
             parsed = parse_url(url)
