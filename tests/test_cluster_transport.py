@@ -339,3 +339,37 @@ class ClusterAuthTests(SimpleTestCase):
                 as caught:
             await asyncio.to_thread(wrong.verify, 2.0)
         self.assertNotIn("hunter", str(caught.exception))
+
+    async def test_an_acl_user_without_cluster_nodes_keeps_to_the_urls_nodes(self):
+        # README "Redis Cluster": the ACL recipe plus +cluster|nodes. ACLs are per node.
+        deployment = await asyncio.to_thread(ClusterDeployment.start_for, self,
+                                             password="admin-pw")
+
+        def grant(*rules):
+            for node in deployment.nodes:
+                with node.client() as admin:
+                    admin.execute_command("ACL", "SETUSER", "webchat", "reset", "on",
+                                          ">user-pw", "+ping", "+hello", "+client|setname",
+                                          "+publish", "+subscribe", "&*", *rules)
+
+        first = deployment.ports[0]
+        url = f"redis+cluster://webchat:user-pw@127.0.0.1:{first}"
+        await asyncio.to_thread(grant)
+        await asyncio.to_thread(RedisNotifier(url).verify, 2.0)
+        transport = ClusterTransport(url)
+        client = transport.client("test-acl")
+        try:
+            with self.assertLogs("notifier.cluster_nodes", "INFO") as logs:
+                self.assertTrue(await client.ping())
+        finally:
+            await client.aclose()
+        self.assertIn("cannot list the cluster's nodes", logs.output[0])
+        self.assertEqual(transport.nodes.candidates(), [("127.0.0.1", first)])
+        await asyncio.to_thread(grant, "+cluster|nodes")
+        transport = ClusterTransport(url)
+        client = transport.client("test-acl")
+        try:
+            self.assertTrue(await client.ping())
+        finally:
+            await client.aclose()
+        self.assertEqual(len(transport.nodes.candidates()), len(deployment.ports))
