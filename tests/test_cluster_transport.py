@@ -9,7 +9,9 @@ notification published after it arrives.
 
 import asyncio
 import os
+import shutil
 import signal
+import tempfile
 import time
 import unittest
 
@@ -21,8 +23,10 @@ from notifier.cluster import ClusterTransport
 from notifier.cluster_nodes import NodeList, parse_cluster_nodes
 from notifier.exceptions import BackplaneUnavailable
 from notifier.layers import LocalChannelLayer
+from notifier.tls import TLSConfig
 from tests.support.cluster import ClusterDeployment, cluster_unavailable
 from tests.support.redis_server import RedisServer, closed_port_url, unique_channel
+from tests.support.tls import KEY_PASSWORD, make_pki, requires_tls_tools
 from tests.test_sentinel_failover import Flow, resubscribed
 from webchat import throttle
 from webchat.ratelimit import Rate, RedisLimiter
@@ -373,3 +377,47 @@ class ClusterAuthTests(SimpleTestCase):
         finally:
             await client.aclose()
         self.assertEqual(len(transport.nodes.candidates()), len(deployment.ports))
+
+
+@requires_cluster
+@requires_tls_tools
+class ClusterTLSTests(SimpleTestCase):
+    async def test_rediss_cluster_uses_the_tls_settings_on_every_node(self):
+        # Nodes that speak only TLS (clients, replication and cluster bus) and want a client
+        # certificate; the client's key is encrypted (KEY_PASSWORD).
+        directory = tempfile.mkdtemp(prefix="test-cluster-tls-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        pki = await asyncio.to_thread(make_pki, directory)
+        deployment = await asyncio.to_thread(ClusterDeployment.start_for, self, pki=pki)
+        tls = TLSConfig(ca_certs=pki.ca, certfile=pki.path("client.pem"),
+                        keyfile=pki.path("client.key"), key_password=KEY_PASSWORD)
+        first, last = deployment.ports[0], deployment.ports[-1]
+        url = f"rediss+cluster://127.0.0.1:{first}"
+        await asyncio.to_thread(RedisNotifier(url, tls=tls).verify, 2.0)
+        channel = unique_channel()
+        listening = ClusterTransport(url, tls=tls)
+        publishing = ClusterTransport(f"rediss+cluster://127.0.0.1:{last}", tls=tls)
+        client = publishing.client("test-tls")
+        try:
+            async with listening.subscribe([channel], timeout=2) as subscription:
+                await client.publish(channel, b"hello")
+                self.assertEqual(await subscription.read(2),
+                                 [[b"message", channel.encode(), b"hello"]])
+        finally:
+            await client.aclose()
+        self.assertEqual(sorted(p for _, p in listening.nodes.candidates()),
+                         sorted(deployment.ports))
+        # The node dies: the next connection goes to another one, over TLS too.
+        await asyncio.to_thread(deployment.kill, first)
+        client = listening.client("test-tls")
+        try:
+            self.assertTrue(await client.ping())
+        finally:
+            await client.aclose()
+        self.assertNotEqual(listening.nodes.candidates()[0], ("127.0.0.1", first))
+        # Without the client certificate every node refuses the handshake.
+        untrusted = RedisNotifier(f"rediss+cluster://127.0.0.1:{last}",
+                                  tls=TLSConfig(ca_certs=pki.ca))
+        with self.assertRaisesRegex(BackplaneUnavailable, "TLS handshake failed at "
+                                    "rediss\\+cluster://.*requires a client certificate"):
+            await asyncio.to_thread(untrusted.verify, 2.0)

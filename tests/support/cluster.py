@@ -27,11 +27,12 @@ NODE_TIMEOUT_MS = 1000
 class ClusterNode(RedisServer):
     """One cluster-enabled ``redis-server`` with its own directory and nodes.conf."""
 
-    def __init__(self, password=None, node_timeout_ms=NODE_TIMEOUT_MS):
+    def __init__(self, password=None, node_timeout_ms=NODE_TIMEOUT_MS, pki=None):
         super().__init__()
         self.bus_port = free_port()
         self.password = password
         self.node_timeout_ms = node_timeout_ms
+        self.pki = pki  # tests.support.tls.PKI: TLS only, clients and cluster bus
 
     @property
     def url(self):
@@ -44,7 +45,19 @@ class ClusterNode(RedisServer):
                 "--cluster-node-timeout", str(self.node_timeout_ms)]
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.pki is not None:
+            from .tls import server_tls_args
+
+            args += ["--port", "0", "--tls-port", str(self.port), "--tls-cluster", "yes",
+                     "--tls-replication", "yes", *server_tls_args(self.pki)]
         return args
+
+    def client(self, **kwargs):
+        if self.pki is not None:  # the server's certificate serves as a client one too
+            kwargs = {"ssl": True, "ssl_ca_certs": self.pki.ca,
+                      "ssl_certfile": self.pki.path("server.pem"),
+                      "ssl_keyfile": self.pki.path("server.key"), **kwargs}
+        return redis.Redis(host="127.0.0.1", port=self.port, password=self.password, **kwargs)
 
     def info(self, section):
         with self.client(socket_timeout=1, decode_responses=True) as client:
@@ -59,9 +72,11 @@ class ClusterNode(RedisServer):
 class ClusterDeployment:
     """``masters`` masters with ``replicas`` replicas each, formed by ``redis-cli``."""
 
-    def __init__(self, masters=3, replicas=0, *, password=None, node_timeout_ms=NODE_TIMEOUT_MS):
+    def __init__(self, masters=3, replicas=0, *, password=None, node_timeout_ms=NODE_TIMEOUT_MS,
+                 pki=None):
         self.password = password
-        self.nodes = [ClusterNode(password=password, node_timeout_ms=node_timeout_ms)
+        self.pki = pki
+        self.nodes = [ClusterNode(password=password, node_timeout_ms=node_timeout_ms, pki=pki)
                       for _ in range(masters * (1 + replicas))]
         self.masters_count = masters
         self.replicas = replicas
@@ -80,7 +95,8 @@ class ClusterDeployment:
     @property
     def url(self):
         auth = f":{self.password}@" if self.password else ""
-        return "redis+cluster://" + auth + ",".join(f"127.0.0.1:{p}" for p in self.ports)
+        scheme = "rediss+cluster" if self.pki is not None else "redis+cluster"
+        return f"{scheme}://" + auth + ",".join(f"127.0.0.1:{p}" for p in self.ports)
 
     def node(self, port):
         return next(node for node in self.nodes if node.port == port)
@@ -94,6 +110,9 @@ class ClusterDeployment:
                     "--cluster-replicas", str(self.replicas), "--cluster-yes"]
             if self.password:
                 args += ["-a", self.password, "--no-auth-warning"]
+            if self.pki is not None:
+                args += ["--tls", "--cacert", self.pki.ca, "--cert",
+                         self.pki.path("server.pem"), "--key", self.pki.path("server.key")]
             done = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
             if done.returncode:
                 raise RuntimeError(f"redis-cli --cluster create failed:\n{done.stdout}"

@@ -104,6 +104,14 @@ class RedisServer:
         """More ``redis-server`` arguments (subclasses: replicas, passwords, cluster mode)."""
         return []
 
+    def answers(self):
+        """Whether the server answers PING (subclasses: with their credentials)."""
+        try:
+            with self.client(socket_timeout=0.2, socket_connect_timeout=0.2) as client:
+                return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
     def start(self, timeout=10.0):
         """Start on :attr:`port` (the same one after a stop) and wait until it answers."""
         if self.process is not None:
@@ -116,7 +124,7 @@ class RedisServer:
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        while not redis_answers(self.url, timeout=0.2):
+        while not self.answers():
             if self.process.poll() is not None:
                 self.process = None
                 raise RuntimeError(f"redis-server on port {self.port} exited at start")
