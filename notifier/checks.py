@@ -5,7 +5,9 @@
 * ``notifier.E001`` unknown backend; ``E002`` no Redis URL for a backend that needs one;
   ``E003`` invalid URL; ``E004`` empty channel; ``E005`` bad capacity; ``E006`` instance id
   not a UUID; ``E007`` the setting is not a dict; ``E008`` a malformed ``redis+sentinel://``
-  URL or ``SENTINEL`` dict (or both URL and SENTINEL set).
+  URL or ``SENTINEL`` dict (or both URL and SENTINEL set); ``E009`` a malformed
+  ``redis+cluster://`` URL or ``CLUSTER`` dict (a database other than 0, or CLUSTER beside
+  URL or SENTINEL).
 * ``notifier.E030`` SIGNING_KEYS malformed (not a dict or "id:secret,..." string, a bad key
   id); ``E031`` a signing secret empty or shorter than 32 bytes; ``E032`` SIGNING_KEY_ID not
   one of SIGNING_KEYS (or missing while there are several keys, or set without keys).
@@ -93,8 +95,9 @@ def check_settings(app_configs=None, **kwargs):
         messages.append(checks.Warning(
             f"{name} has unknown key(s) {', '.join(map(repr, unknown))}; they are "
             "ignored.",
-            hint="The keys are BACKEND, URL, SENTINEL, TLS, CHANNEL, CAPACITY, INSTANCE_ID, "
-            "SIGNING_KEYS, SIGNING_KEY_ID, READINESS, UNREADY_AFTER and READY_AFTER.",
+            hint="The keys are BACKEND, URL, SENTINEL, CLUSTER, TLS, CHANNEL, CAPACITY, "
+            "INSTANCE_ID, SIGNING_KEYS, SIGNING_KEY_ID, READINESS, UNREADY_AFTER and "
+            "READY_AFTER.",
             obj=name,
             id="notifier.W002",
         ))

@@ -16,12 +16,16 @@ not set (warning ``notifier.W003`` when both are)::
         "READINESS": "degraded-ok",  # or "strict": any backplane trouble makes /readyz 503
         "UNREADY_AFTER": 5.0,  # seconds a problem must last before readiness turns red
         "READY_AFTER": 2.0,  # seconds of health before it is green again
+        "CLUSTER": None,  # instead of URL: {"NODES": ["host:port", ...], ...} (see below)
     }
 
 ``SENTINEL`` is the ``redis+sentinel://`` URL as keys (:func:`sentinel_url`): ``HOSTS``
 (``["host:port", ...]`` or ``[(host, port), ...]``), ``SERVICE``, optional ``DB``,
 ``USERNAME``/``PASSWORD`` (the master's) and ``SENTINEL_USERNAME``/``SENTINEL_PASSWORD``;
 with ``TLS`` set it stands for ``rediss+sentinel://`` (TLS to the sentinels and the master).
+``CLUSTER`` is the ``redis+cluster://`` URL as keys (:func:`cluster_url`): ``NODES``, optional
+``USERNAME``/``PASSWORD`` and ``DB`` (only 0); with ``TLS`` set it stands for
+``rediss+cluster://``.
 
 Nothing is read at import time. :func:`get_settings` builds a snapshot on first use and drops
 it when a test changes either name, ``CHANNEL_LAYERS`` or ``CACHES``. Each property
@@ -70,15 +74,23 @@ DEFAULTS = {
     "READINESS": "degraded-ok",
     "UNREADY_AFTER": 5.0,
     "READY_AFTER": 2.0,
+    "CLUSTER": None,
 }
 
 #: ``READINESS`` values (notifier.health): serve degraded through a shared outage, or not.
 READINESS_MODES = ("degraded-ok", "strict")
 
-URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel")
+URL_SCHEMES = ("redis", "rediss", "unix", "redis+sentinel", "rediss+sentinel", "redis+cluster",
+               "rediss+cluster")
+CLUSTER_SCHEMES = ("redis+cluster", "rediss+cluster")
 
 SENTINEL_KEYS = ("HOSTS", "SERVICE", "DB", "USERNAME", "PASSWORD", "SENTINEL_USERNAME",
                  "SENTINEL_PASSWORD")
+
+CLUSTER_KEYS = ("NODES", "USERNAME", "PASSWORD", "DB")
+
+CLUSTER_HINT = ("Use redis+cluster://[user:password@]host:port[,host:port...] (rediss+cluster:// "
+                "for TLS), naming a few nodes of the cluster; a cluster has only database 0.")
 
 SENTINEL_HINT = ("Use redis+sentinel://[user:password@]host:port[,host:port...]/<service_name>"
                  "[/<db>] (optionally ?sentinel_username=...&sentinel_password=...).")
@@ -134,6 +146,11 @@ def validate_url(url):
 
         parse_sentinel_url(url)
         return
+    if scheme in CLUSTER_SCHEMES:
+        from .cluster import parse_url as parse_cluster_url
+
+        parse_cluster_url(url)
+        return
     kwargs = parse_url(url)
     if scheme != "unix" and not kwargs.get("host"):
         raise ValueError("the URL names no host")
@@ -188,6 +205,7 @@ def _sentinel_error(message, hint):
 def sentinel_url(options, *, tls=False):
     """The ``redis+sentinel://`` URL (``rediss+sentinel://`` with ``tls``) that the
     ``SENTINEL`` dict stands for; ``ValueError`` naming the problem when it is malformed."""
+    from .hosts import hosts_setting
     from .sentinel import SentinelURL, parse_url
 
     if not isinstance(options, dict):
@@ -195,18 +213,7 @@ def sentinel_url(options, *, tls=False):
     unknown = sorted(str(key) for key in options if key not in SENTINEL_KEYS)
     if unknown:
         raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}")
-    hosts = options.get("HOSTS")
-    if isinstance(hosts, str):
-        hosts = hosts.split(",")
-    if not isinstance(hosts, (list, tuple)) or not hosts:
-        raise ValueError("HOSTS must be a non-empty list of 'host:port' (or (host, port))")
-    pairs = []
-    for host in hosts:
-        if isinstance(host, (list, tuple)) and len(host) == 2:
-            host = f"[{host[0]}]:{host[1]}" if ":" in str(host[0]) else f"{host[0]}:{host[1]}"
-        if not isinstance(host, str):
-            raise ValueError(f"HOSTS has {host!r}, not 'host:port'")
-        pairs.append(host.strip())
+    hosts = hosts_setting(options.get("HOSTS"), "HOSTS")
     service = options.get("SERVICE")
     if not isinstance(service, str) or not service.strip():
         raise ValueError(f"SERVICE must be the monitored master's name, not {service!r}")
@@ -220,9 +227,44 @@ def sentinel_url(options, *, tls=False):
             raise ValueError(f"{key} must be a string")
         strings[key.lower()] = value
     # Through the URL parser: one validation of the addresses for both forms.
-    parsed = parse_url(f"redis+sentinel://{','.join(pairs)}/x")
+    parsed = parse_url(f"redis+sentinel://{hosts}/x")
     return SentinelURL(hosts=parsed.hosts, service=service, db=db, tls=tls,
                        **strings).to_url()
+
+
+CLUSTER_KEYS_HINT = ('E.g. {"NODES": ["10.0.0.1:6379", "10.0.0.2:6379", "10.0.0.3:6379"]}, '
+                     'optionally "USERNAME", "PASSWORD" and "DB" (only 0); with the TLS key '
+                     'beside it, TLS to every node (rediss+cluster://).')
+
+
+def _cluster_error(message, hint):
+    return InvalidNotifierConfiguration(message, hint=hint, check_id="notifier.E009")
+
+
+def cluster_url(options, *, tls=False):
+    """The ``redis+cluster://`` URL (``rediss+cluster://`` with ``tls``) that the ``CLUSTER``
+    dict stands for; ``ValueError`` naming the problem when it is malformed."""
+    from .cluster import ClusterURL, parse_url
+    from .hosts import hosts_setting
+
+    if not isinstance(options, dict):
+        raise ValueError(f"it must be a dict, not {type(options).__name__}")
+    unknown = sorted(str(key) for key in options if key not in CLUSTER_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key(s) {', '.join(map(repr, unknown))}")
+    nodes = hosts_setting(options.get("NODES"), "NODES")
+    db = options.get("DB", 0)
+    if db != 0 or isinstance(db, bool):
+        raise ValueError(f"DB must be 0 (a Redis Cluster has only database 0), not {db!r}")
+    strings = {}
+    for key in ("USERNAME", "PASSWORD"):
+        value = options.get(key)
+        if value is not None and not isinstance(value, str):
+            raise ValueError(f"{key} must be a string")
+        strings[key.lower()] = value
+    # Through the URL parser: one validation of the addresses for both forms.
+    parsed = parse_url(f"redis+cluster://{nodes}")
+    return ClusterURL(hosts=parsed.hosts, tls=tls, **strings).to_url()
 
 
 class NotifierSettings:
@@ -318,6 +360,18 @@ class NotifierSettings:
         """``(url, where it came from)``, or ``(None, None)`` when nothing names a Redis URL."""
         url = self.options["URL"]
         sentinel = self.options["SENTINEL"]
+        cluster = self.options["CLUSTER"]
+        if cluster is not None:
+            where = f"{self.name}['CLUSTER']"
+            if url not in (None, "") or sentinel is not None:
+                other = "URL" if url not in (None, "") else "SENTINEL"
+                raise _cluster_error(f"{self.name} sets both {other} and CLUSTER.",
+                                     f"Remove one of them: {where} stands for a "
+                                     "redis+cluster:// URL.")
+            try:
+                return cluster_url(cluster, tls=self.options["TLS"] is not None), where
+            except ValueError as exc:
+                raise _cluster_error(f"Invalid {where}: {exc}.", CLUSTER_KEYS_HINT) from None
         if sentinel is not None:
             where = f"{self.name}['SENTINEL']"
             if url not in (None, ""):
@@ -356,10 +410,15 @@ class NotifierSettings:
                 raise _sentinel_error(
                     f"Invalid Redis Sentinel URL {mask_url(url)} (from {source}): {exc}.",
                     SENTINEL_HINT) from None
+            if url.partition("://")[0].lower() in CLUSTER_SCHEMES:
+                raise _cluster_error(
+                    f"Invalid Redis Cluster URL {mask_url(url)} (from {source}): {exc}.",
+                    CLUSTER_HINT) from None
             raise InvalidNotifierConfiguration(
                 f"Invalid Redis URL {mask_url(url)} (from {source}): {exc}.",
                 hint='Use redis://[[user]:password@]host[:port][/db], rediss://..., '
-                "unix:///path/to/socket or redis+sentinel://host:port[,host:port...]/<service>.",
+                "unix:///path/to/socket, redis+sentinel://host:port[,host:port...]/<service> "
+                "or redis+cluster://host:port[,host:port...].",
                 check_id="notifier.E003",
             ) from None
         return url
@@ -380,7 +439,8 @@ class NotifierSettings:
             raise InvalidNotifierConfiguration(
                 f"{self.name}['TLS'] is set but the URL {mask_url(url)} (from {source}) is "
                 "not TLS: its connections would ignore it.",
-                hint="Use rediss://... (or rediss+sentinel://...), or remove TLS.",
+                hint="Use rediss://... (or rediss+sentinel://..., rediss+cluster://...), or "
+                "remove TLS.",
                 check_id="notifier.E052",
             )
         return config

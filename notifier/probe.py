@@ -258,7 +258,8 @@ class Probe:
         self.last_error = None
         self.counters.incr("sent")
         subscribed = self.subscribed_since
-        if subscribed is not None and sent_at >= subscribed and receivers == 0:
+        if (subscribed is not None and sent_at >= subscribed and receivers == 0
+                and getattr(self.transport, "counts_every_subscriber", True)):
             self._unsubscribed_answer = self.clock()
         self._outstanding[sequence] = (sent_at, receivers)
         while len(self._outstanding) > MAX_OUTSTANDING:

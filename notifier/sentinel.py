@@ -34,6 +34,7 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from .hosts import format_netloc, parse_hosts, split_netloc
 from .tasks import cancel_and_wait
 from .transport import _DEFAULT, RedisTransport, Subscription
 
@@ -65,18 +66,12 @@ class SentinelURL:
 
     def to_url(self):
         """The URL again (passwords in clear: only ever log it through ``mask_url``)."""
-        auth = ""
-        if self.password is not None or self.username is not None:
-            auth = quote(self.username or "", safe="")
-            if self.password is not None:
-                auth += ":" + quote(self.password, safe="")
-            auth += "@"
-        hosts = ",".join(f"[{h}]:{p}" if ":" in h else f"{h}:{p}" for h, p in self.hosts)
         query = "&".join(f"{key}={quote(value, safe='')}" for key, value in (
             ("sentinel_username", self.sentinel_username),
             ("sentinel_password", self.sentinel_password)) if value is not None)
+        netloc = format_netloc(self.username, self.password, self.hosts)
         scheme = TLS_SCHEME if self.tls else SCHEME
-        return (f"{scheme}://{auth}{hosts}/{quote(self.service, safe='')}/{self.db}"
+        return (f"{scheme}://{netloc}/{quote(self.service, safe='')}/{self.db}"
                 + (f"?{query}" if query else ""))
 
 
@@ -93,15 +88,8 @@ def parse_url(url):
     rest, _, query = rest.partition("?")
     rest = rest.partition("#")[0]
     netloc, _, path = rest.partition("/")
-    userinfo, at, hostlist = netloc.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    hosts = tuple(_host_port(item) for item in hostlist.split(",")) if hostlist else ()
-    if not hosts:
-        raise ValueError("the URL names no sentinel (host:port[,host:port...])")
+    username, password, hostlist = split_netloc(netloc)
+    hosts = parse_hosts(hostlist, default_port=DEFAULT_PORT, what="sentinel")
     segments = [unquote(s) for s in path.split("/")] if path else []
     if segments and segments[-1] == "":
         segments.pop()  # a trailing slash
@@ -121,24 +109,6 @@ def parse_url(url):
         options[key] = value
     return SentinelURL(hosts=hosts, service=segments[0], db=db, username=username,
                        password=password, tls=head.lower() == TLS_SCHEME, **options)
-
-
-def _host_port(item):
-    item = item.strip()
-    if item.startswith("["):
-        host, bracket, port = item[1:].partition("]")
-        if not bracket or (port and not port.startswith(":")):
-            raise ValueError(f"bad sentinel address {item!r}")
-        port = port[1:]
-    else:
-        host, _, port = item.rpartition(":") if ":" in item else (item, "", "")
-    if not host:
-        raise ValueError(f"bad sentinel address {item!r}: no host")
-    if not port:
-        return host, DEFAULT_PORT
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad sentinel address {item!r}: the port must be 1-65535")
-    return host, int(port)
 
 
 def _role(reply):

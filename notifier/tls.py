@@ -1,4 +1,5 @@
-"""TLS to Redis: ``BACKPLANE["TLS"]``, applied to ``rediss://`` and ``rediss+sentinel://``.
+"""TLS to Redis: ``BACKPLANE["TLS"]``, applied to ``rediss://``, ``rediss+sentinel://`` and
+``rediss+cluster://``.
 
 ::
 
@@ -21,7 +22,7 @@ import ssl
 from dataclasses import dataclass, field
 
 #: The URL schemes whose connections are TLS.
-TLS_SCHEMES = ("rediss", "rediss+sentinel")
+TLS_SCHEMES = ("rediss", "rediss+sentinel", "rediss+cluster")
 
 KEYS = ("CA_CERTS", "CERTFILE", "KEYFILE", "KEY_PASSWORD", "CHECK_HOSTNAME")
 
@@ -31,7 +32,8 @@ HINT = ('E.g. {"CA_CERTS": "/etc/redis/ca.pem", "CERTFILE": "/etc/redis/client.p
 
 
 def is_tls_url(url):
-    """Whether ``url``'s connections are TLS (``rediss://`` or ``rediss+sentinel://``)."""
+    """Whether ``url``'s connections are TLS (``rediss://``, ``rediss+sentinel://`` or
+    ``rediss+cluster://``)."""
     return isinstance(url, str) and url.partition("://")[0].lower() in TLS_SCHEMES
 
 

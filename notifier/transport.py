@@ -23,12 +23,17 @@ _DEFAULT = object()
 
 def transport_for_url(url, **options):
     """The transport for ``url``: a :class:`~notifier.sentinel.SentinelTransport` for
-    ``redis(s)+sentinel://``, else a :class:`RedisTransport`; ``options`` go to either."""
-    if isinstance(url, str) and url.partition("://")[0].lower() in ("redis+sentinel",
-                                                                     "rediss+sentinel"):
+    ``redis(s)+sentinel://``, a :class:`~notifier.cluster.ClusterTransport` for
+    ``redis(s)+cluster://``, else a :class:`RedisTransport`; ``options`` go to any."""
+    scheme = url.partition("://")[0].lower() if isinstance(url, str) else ""
+    if scheme in ("redis+sentinel", "rediss+sentinel"):
         from .sentinel import SentinelTransport
 
         return SentinelTransport(url, **options)
+    if scheme in ("redis+cluster", "rediss+cluster"):
+        from .cluster import ClusterTransport
+
+        return ClusterTransport(url, **options)
     return RedisTransport(url, **options)
 
 
@@ -39,6 +44,10 @@ class RedisTransport:
     ``connect_timeout`` and ``socket_timeout``: seconds, the defaults of :meth:`client`.
     ``tls``: a :class:`~notifier.tls.TLSConfig` for a TLS URL's connections.
     """
+
+    #: Whether a PUBLISH's answer counts every subscriber (not so in a cluster, where it
+    #: counts those of the node it ran on): the probe trusts a count of 0 only then.
+    counts_every_subscriber = True
 
     def __init__(self, url, *, connect_timeout=2.0, socket_timeout=2.0, tls=None):
         self.url = url

@@ -31,6 +31,7 @@ from prometheus_client import Counter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from notifier.cluster import is_cluster_url
 from notifier.conf import get_settings as notifier_settings
 from notifier.conf import mask_url
 from notifier.sentinel import is_sentinel_url
@@ -148,7 +149,13 @@ def _build() -> BaseLimiter:
     if url is None:
         return MemoryLimiter()
     transport = transport_for_url(url, tls=_notifier_tls(url))
-    if is_sentinel_url(url):
+    prefix = settings.limits_key_prefix
+    if is_cluster_url(url):
+        # Keys go to their slot's master, and one script's keys must share a slot: one hash
+        # tag puts every limit in one slot.
+        client = transport.keyed_client(settings.limits_redis_timeout)
+        prefix = f"{{{prefix}}}"
+    elif is_sentinel_url(url):
         # The notifier's transport finds the current master (notifier.sentinel).
         timeout = settings.limits_redis_timeout
         client = transport.client(asynchronous=False, retries=1, connect_timeout=timeout,
@@ -161,7 +168,7 @@ def _build() -> BaseLimiter:
             retry=Retry(NoBackoff(), 1),  # once: a pooled connection Redis dropped
             **transport.tls_kwargs(),
         )
-    shared = RedisLimiter(client, settings.limits_key_prefix)
+    shared = RedisLimiter(client, prefix)
     return FallbackLimiter(shared, MemoryLimiter(), url, settings.limits_redis_retry)
 
 

@@ -38,8 +38,8 @@ logger = logging.getLogger(__name__)
 class RedisNotifier(BaseNotifier):
     """Mirrors every publish to Redis pub/sub (wire v1) and listens for other replicas'.
 
-    ``url``: a redis://, rediss://, unix:// or redis+sentinel:// URL. ``channel``: the global
-    channel.
+    ``url``: a redis://, rediss://, unix://, redis+sentinel:// or redis+cluster:// URL.
+    ``channel``: the global channel.
     ``capacity``: notifications waiting to be sent; when full the oldest is dropped and
     counted. ``connect_timeout``/``socket_timeout``: seconds, for the sender and the listener.
     ``publish_timestamps``: add ``"ts"`` (ms) to each payload, for the lag histogram.
@@ -277,6 +277,10 @@ def _passwords(url):
 
             parsed = parse_url(url)
             return [p for p in (parsed.password, parsed.sentinel_password) if p]
+        if url.partition("://")[0].lower() in ("redis+cluster", "rediss+cluster"):
+            from ..cluster import parse_url as parse_cluster_url
+
+            return [p for p in (parse_cluster_url(url).password,) if p]
         password = redis.connection.parse_url(url).get("password")
         return [password] if password else []
     except Exception:

@@ -100,18 +100,31 @@ class RedisServer:
     def pid(self):
         return self.process.pid if self.process else None
 
+    def extra_args(self):
+        """More ``redis-server`` arguments (subclasses: replicas, passwords, cluster mode)."""
+        return []
+
+    def answers(self):
+        """Whether the server answers PING (subclasses: with their credentials)."""
+        try:
+            with self.client(socket_timeout=0.2, socket_connect_timeout=0.2) as client:
+                return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+
     def start(self, timeout=10.0):
         """Start on :attr:`port` (the same one after a stop) and wait until it answers."""
         if self.process is not None:
             raise RuntimeError(f"redis-server already running as pid {self.pid}")
         self.process = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--save", "", "--appendonly", "no", "--dir", self._dir, "--loglevel", "warning"],
+             "--save", "", "--appendonly", "no", "--dir", self._dir, "--loglevel", "warning",
+             *self.extra_args()],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout
-        while not redis_answers(self.url, timeout=0.2):
+        while not self.answers():
             if self.process.poll() is not None:
                 self.process = None
                 raise RuntimeError(f"redis-server on port {self.port} exited at start")

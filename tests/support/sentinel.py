@@ -234,26 +234,10 @@ class _Node(RedisServer):
         auth = f":{self.password}@" if self.password else ""
         return f"redis://{auth}127.0.0.1:{self.port}/0"
 
-    def start(self, timeout=10.0):
-        if self.process is not None:
-            raise RuntimeError(f"redis-server already running as pid {self.pid}")
-        args = ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                "--appendonly", "no", "--dir", self._dir, "--loglevel", "warning"]
+    def extra_args(self):
+        args = []
         if self.replicaof:
             args += ["--replicaof", "127.0.0.1", str(self.replicaof)]
         if self.password:
             args += ["--requirepass", self.password, "--masterauth", self.password]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with self.client(socket_timeout=0.5) as client:
-                    client.ping()
-                return self
-            except (redis.RedisError, OSError):
-                if self.process.poll() is not None or time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"redis-server on port {self.port} did not start") \
-                        from None
-                time.sleep(0.02)
+        return args
