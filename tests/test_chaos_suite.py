@@ -8,7 +8,7 @@ case measures the catch-up time, from the moment the failure is over (posts stop
 later activity carries a socket forward) until every socket had every activity, and holds
 it to BOUND. The README's "Delivery guarantees" table reports the measured values.
 
-To add a failure (Redis Cluster node death, say): subclass ``Failure`` below (``deploy``
+To add a failure: subclass ``Failure`` below (``deploy``
 returns ``start_cluster``'s keyword arguments, ``strike`` breaks, ``recover`` repairs and
 returns when catch-up counts from) and add a line ``test_<name> = case(<YourFailure>)`` to
 ``ChaosSuiteTests``.
@@ -23,6 +23,7 @@ from unittest import SkipTest
 from django.test import SimpleTestCase
 
 from tests.support.chaos import Chaos, Failure, commit_then_die
+from tests.support.cluster import ClusterDeployment, cluster_unavailable
 from tests.support.postgres_server import PostgresServer, postgres_binaries_missing
 from tests.support.redis_server import RedisServer
 from tests.support.replicas import redis_unavailable
@@ -138,6 +139,27 @@ class ReplicaKilled(Failure):
         return self.killed_at
 
 
+class ClusterNodeDeath(Failure):
+    """(f) On ``redis+cluster://`` (a real 3-master cluster with a replica per master), the
+    node both listeners use is SIGKILLed: they move to another node and resync, and a
+    replica takes over the dead master's slots (tests/support/cluster.py)."""
+
+    name = "Redis Cluster: the listeners' node SIGKILLed"
+
+    def deploy(self, testcase):
+        reason = cluster_unavailable()
+        if reason:
+            raise SkipTest(reason)
+        self.deployment = ClusterDeployment.start_for(testcase, replicas=1)
+        return {"redis_url": self.deployment.url}
+
+    async def strike(self, chaos):
+        # Both replicas start at the URL's first node, so their listeners share it.
+        port = self.deployment.ports[0]
+        await asyncio.to_thread(self.deployment.kill, port)
+        await asyncio.to_thread(self.deployment.wait_failover, port)
+
+
 def case(failure_class):
     async def test(self):
         failure = failure_class()
@@ -159,3 +181,4 @@ class ChaosSuiteTests(SimpleTestCase):
     test_c_redis_killed_and_restarted_empty = case(RedisKilledRestartedEmpty)
     test_d_database_restart = case(DatabaseRestart)
     test_e_replica_killed = case(ReplicaKilled)
+    test_f_cluster_node_death = case(ClusterNodeDeath)
