@@ -24,14 +24,15 @@ floor's frames are the same ActivitySet shape). Cells run in interleaved rounds 
 server and app once per round, the order rotated), and the table gives the median over
 rounds. Servers: daphne (``-v 0``: no access log; ``daphne-log`` is daphne as
 ``scripts/serve`` runs it, access log on stdout, here a file), uvicorn (``--no-access-log``;
-h11 and ``websockets``, the HTTP and WebSocket implementations the venv has, asyncio loop)
-and hypercorn (asyncio worker, no access log by default). WebSocket pings every 20 s on all.
+what ``auto`` picks in this venv: h11, the ``websockets`` Sans-I/O protocol, the asyncio
+loop; no httptools or uvloop) and hypercorn (one asyncio worker, which it runs in a child
+process: the CPU counted is the process tree's; no access log by default). WebSocket pings
+every 20 s on all.
 """
 
 import argparse
 import json
 import math
-import platform
 import signal
 import statistics
 import subprocess
@@ -285,20 +286,32 @@ def median(values):
     return statistics.median(values) if values else float("nan")
 
 
+def ratio(results, key, server, app, base_server, base_app):
+    """Median over rounds of ``key`` of (server, app) over (base_server, base_app) in the
+    same round: cells of one round ran minutes apart, so their ratio is steadier than the
+    ratio of medians when the machine's load moves between rounds."""
+    values = []
+    for round_ in sorted({r["round"] for r in results}):
+        cell = {(r["server"], r["app"]): r[key] for r in results if r["round"] == round_}
+        if (server, app) in cell and cell.get((base_server, base_app)):
+            values.append(cell[(server, app)] / cell[(base_server, base_app)])
+    return median(values)
+
+
 def report(results, args, loads, servers, apps, started):
     def cells(server, app):
         return [r for r in results if r["server"] == server and r["app"] == app]
 
-    floor = {s: {k: median([r[k] for r in cells(s, "floor")]) for k in ("per_frame_us",
-             "per_post_us")} for s in servers}  # fmt: skip
+    rounds = len({r["round"] for r in results})
     lines = [
         "## CPU per delivered frame and per POST, against the floor (`bench/cpu_per_frame.py`)",
         "",
         f"Machine: {machine_description()}. Date: {time.strftime('%Y-%m-%d', started)}. "
         f"Load average (1 min) at the start {loads[0]:.2f}, at the end {loads[-1]:.2f}, "
-        f"between rounds {min(loads):.2f}-{max(loads):.2f} (the machine is shared with other "
-        f"sessions' work: CPU time, not wall clock, is the figure). {args.rounds} interleaved "
-        "rounds; medians, with the range over rounds.",
+        f"over the run {min(loads):.2f}-{max(loads):.2f} (the machine is shared with other "
+        f"sessions' work: CPU time, not wall clock, is the figure). {rounds} interleaved "
+        "rounds (every cell once per round, the order rotated); medians, with the range over "
+        "rounds; ratios are medians of the ratios within each round.",
         "",
         "Command, from the repository root:",
         "",
@@ -311,12 +324,14 @@ def report(results, args, loads, servers, apps, started):
         "*per POST*: server CPU per POST to a conversation no socket watches; *per frame*: "
         "server CPU per frame delivered on a watched conversation, less the POST's own "
         "(so the notification, the shared stream read and the write, over "
-        f"{args.fanout} sockets); *x floor*: against the floor app under the same server. "
-        "The script's docstring says how each server is run.",
+        f"{args.fanout} sockets); *x floor*: webchat against the floor app "
+        "(`bench/asgi_floor.py`) under the same server; *vs daphne*: against the same app "
+        "under daphne. The script's docstring says how each server is run.",
         "",
-        "| server | app | CPU µs per POST (range) | x floor | CPU µs per frame (range) | x floor "
-        "| frame bytes | frames / expected | idle CPU % |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| server | app | CPU µs per POST (range) | x floor | vs daphne "
+        "| CPU µs per frame (range) | x floor | vs daphne | frame bytes | frames / expected "
+        "| idle CPU % |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for server in servers:
         for app in apps:
@@ -325,14 +340,17 @@ def report(results, args, loads, servers, apps, started):
                 continue
             post = [r["per_post_us"] for r in rows]
             frame = [r["per_frame_us"] for r in rows]
-            base = floor.get(server, {})
-            xpost = median(post) / base["per_post_us"] if app != "floor" and base else 1.0
-            xframe = median(frame) / base["per_frame_us"] if app != "floor" and base else 1.0
+            figures = []
+            for key in ("per_post_us", "per_frame_us"):
+                floor = ratio(results, key, server, app, server, "floor")
+                daphne = ratio(results, key, server, app, "daphne", app)
+                figures.append(("" if app == "floor" else f"{floor:.1f}x", f"{daphne:.2f}x"))
             expected = sum(r["fan_posts"] for r in rows) * args.fanout
             lines.append(
                 f"| {server} | {app} | {median(post):,.0f} ({min(post):,.0f}-{max(post):,.0f}) "
-                f"| {xpost:.1f}x | {median(frame):,.1f} ({min(frame):,.1f}-{max(frame):,.1f}) "
-                f"| {xframe:.1f}x | {rows[0]['frame_bytes']} "
+                f"| {figures[0][0]} | {figures[0][1]} "
+                f"| {median(frame):,.1f} ({min(frame):,.1f}-{max(frame):,.1f}) "
+                f"| {figures[1][0]} | {figures[1][1]} | {rows[0]['frame_bytes']} "
                 f"| {sum(r['frames'] for r in rows):,} / {expected:,} "
                 f"| {100 * median([r['idle_cpu_per_s'] for r in rows]):.1f} |"
             )
@@ -340,7 +358,7 @@ def report(results, args, loads, servers, apps, started):
     for r in results:
         for status, n in r["statuses"].items():
             statuses[status] = statuses.get(status, 0) + n
-    lines += ["", f"POST answers over the run: {statuses}. Python {platform.python_version()}."]
+    lines += ["", f"POST answers over the run: {statuses}."]
     return "\n".join(lines)
 
 
@@ -372,13 +390,25 @@ def main():
                              "(raw collapsed stacks of the post and fan phases in DIR)")
     parser.add_argument("--json", metavar="PATH", help="write every cell's figures here")
     parser.add_argument("--write", metavar="PATH", help="update the marked block in PATH")
+    parser.add_argument("--report-from", metavar="JSON",
+                        help="no run: the report of a run saved with --json")
     args = parser.parse_args()
+    if args.report_from:
+        saved = json.loads(Path(args.report_from).read_text())
+        for name, value in saved["args"].items():
+            setattr(args, name, value)
+        text = report(saved["results"], args, saved["loads"], args.servers, args.apps,
+                      time.gmtime(saved["started"]))  # fmt: skip
+        print(text)
+        if args.write:
+            write_block(args.write, text)
+        return
     for server in args.servers:
         server_command(server, "3", "x")  # an unknown name fails before anything starts
 
     # SIGTERM ends the run through the finally blocks: every process started here stops.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    started = time.gmtime()
+    started = time.time()
     loads = [loadavg()]
     redis_server = RedisServer()
     redis_server.start()
@@ -400,6 +430,7 @@ def main():
                 say(f"round {round_ + 1}: {server} / {app} (load {loadavg():.2f})")
                 result = Cell(server, app, args, cluster, workdir).run()
                 result["round"] = round_
+                result["load"] = loadavg()
                 results.append(result)
                 say(f"  per POST {result['per_post_us']:,.0f} µs, per frame "
                     f"{result['per_frame_us']:,.1f} µs, frames {result['frames']}")  # fmt: skip
@@ -413,8 +444,11 @@ def main():
         cluster.stop()
         redis_server.cleanup()
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
-    text = report(results, args, loads, args.servers, args.apps, started)
+        kept = {name: getattr(args, name) for name in ("servers", "apps", "rounds",
+                "conversations", "fanout", "rate", "duration")}  # fmt: skip
+        Path(args.json).write_text(json.dumps({"results": results, "loads": loads,
+                                               "args": kept, "started": started}, indent=1))
+    text = report(results, args, loads, args.servers, args.apps, time.gmtime(started))
     print(text)
     if args.write:
         write_block(args.write, text)

@@ -47,6 +47,7 @@ STAGES = (
     ("Twisted reactor: socket reads, timers", ("twisted/",)),
 )
 OTHER = "event loop and the rest"
+POST_STAGES = ("POST:", "publish:")
 #: Innermost frames of a thread that waits rather than runs.
 WAITS = (
     re.compile(r"^_worker \(concurrent/futures/thread\.py:81\)$"),  # work_queue.get
@@ -89,13 +90,20 @@ def main():
           f"| µs per POST with its {args.fanout} frames | the same per frame |")
     print("| --- | ---: | ---: | ---: | ---: | ---: |")
     names = [name for name, _ in STAGES] + [OTHER]
+    frame_path = 0.0
     for name in names:
         p_share, f_share = post[name] / post_total, fan[name] / fan_total
         p_us = f"{p_share * args.post_us:,.0f}" if args.post_us else ""
         f_us = f"{f_share * args.fan_post_us:,.0f}" if args.fan_post_us else ""
-        per_frame = f"{f_share * args.fan_post_us / args.fanout:,.1f}" if args.fan_post_us else ""
+        # The POST's own stages scale with POSTs, not frames: no per-frame figure for them.
+        per_frame = ""
+        if args.fan_post_us and not name.startswith(POST_STAGES):
+            frame_path += f_share * args.fan_post_us / args.fanout
+            per_frame = f"{f_share * args.fan_post_us / args.fanout:,.1f}"
         print(f"| {name} | {100 * p_share:.0f} % | {p_us} | {100 * f_share:.0f} % | {f_us} "
               f"| {per_frame} |")  # fmt: skip
+    if args.fan_post_us:
+        print(f"| the frame's stages together | | | | | {frame_path:,.1f} |")
 
 
 if __name__ == "__main__":
