@@ -329,9 +329,9 @@ def report(results, args, loads, servers, apps, started):
         "under daphne. The script's docstring says how each server is run.",
         "",
         "| server | app | CPU µs per POST (range) | x floor | vs daphne "
-        "| CPU µs per frame (range) | x floor | vs daphne | frame bytes | frames / expected "
-        "| idle CPU % |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| CPU µs per frame (range) | x floor | vs daphne | frame bytes | frames sent "
+        "| activities received / expected | idle CPU % |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for server in servers:
         for app in apps:
@@ -351,7 +351,8 @@ def report(results, args, loads, servers, apps, started):
                 f"| {figures[0][0]} | {figures[0][1]} "
                 f"| {median(frame):,.1f} ({min(frame):,.1f}-{max(frame):,.1f}) "
                 f"| {figures[1][0]} | {figures[1][1]} | {rows[0]['frame_bytes']} "
-                f"| {sum(r['frames'] for r in rows):,} / {expected:,} "
+                f"| {sum(r['frames'] for r in rows):,} "
+                f"| {sum(r['activities'] for r in rows):,} / {expected:,} "
                 f"| {100 * median([r['idle_cpu_per_s'] for r in rows]):.1f} |"
             )
     statuses = {}
