@@ -3,7 +3,13 @@ the floor (the same frames from a bare ASGI app, ``bench/asgi_floor.py``) under 
 
     .venv/bin/python bench/cpu_per_frame.py                            # print the table
     .venv/bin/python bench/cpu_per_frame.py --write docs/benchmarks.md  # + the docs block
-    .venv/bin/python bench/cpu_per_frame.py --profile /tmp/prof         # + py-spy of daphne
+    .venv/bin/python bench/cpu_per_frame.py --profile /tmp/prof --json /tmp/run.json
+    .venv/bin/python bench/profile_stages.py /tmp/prof --post-us P --fan-post-us F
+    .venv/bin/python bench/cpu_per_frame.py --report-from /tmp/run.json   # table again
+
+``--profile`` adds one daphne/webchat cell under py-spy (its figures are not in the table);
+``bench/profile_stages.py`` sorts its stacks into stages (P and F: the medians of
+``per_post_us`` and ``fan_per_post_us`` of daphne/webchat in the ``--json`` file).
 
 One private redis-server (free port, stopped by pid) and one SQLite database (WAL) for the
 whole run. A *cell* is one (server, app) pair: a fresh seed (``bench/load_seed.py``: its own
@@ -293,8 +299,10 @@ def ratio(results, key, server, app, base_server, base_app):
     values = []
     for round_ in sorted({r["round"] for r in results}):
         cell = {(r["server"], r["app"]): r[key] for r in results if r["round"] == round_}
-        if (server, app) in cell and cell.get((base_server, base_app)):
-            values.append(cell[(server, app)] / cell[(base_server, base_app)])
+        base = cell.get((base_server, base_app))
+        # A phase too short for /proc's 10 ms ticks can measure nothing, or less than nothing.
+        if (server, app) in cell and base and base > 0:
+            values.append(cell[(server, app)] / base)
     return median(values)
 
 
