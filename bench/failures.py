@@ -167,6 +167,7 @@ class Run:
         self.workdir = workdir / f"{design}-{uuid.uuid4().hex[:6]}"
         self.workdir.mkdir()
         self.clients = []
+        self.posters = []
 
     def __enter__(self):
         self.redis_server = RedisServer().start()
@@ -185,6 +186,10 @@ class Run:
         return self
 
     def __exit__(self, *exc):
+        for process in self.posters:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
         for client in self.clients:
             client.stop()
         self.cluster.stop()
@@ -224,6 +229,7 @@ class Run:
              "--connections", "4", "--out", str(out)], cwd=ROOT, env=self.cluster.env,
         )  # fmt: skip
         process.out = out
+        self.posters.append(process)
         return process
 
     @staticmethod
@@ -359,7 +365,7 @@ class Run:
         for s in moved:
             opens = [t for t in s["opens"] if t > killed_ns]
             if not opens or not s["open"]:
-                behind += 1
+                behind += 1  # (a socket opens on replica 0 first: every one was moved)
                 continue
             reopened = max(reopened, opens[-1])
             target = targets.get(s["conversation"], 0)
@@ -418,6 +424,7 @@ class Run:
         total = args.outage_lead + args.outage_gap + args.outage_tail
         flow = self.poster(seed, (0, 1), args.rate, total, "o")
         time.sleep(args.outage_lead)
+        statements = self.statements.counts()
         killed = time.monotonic()
         self.redis_server.kill()
         say(f"{self.design}: redis-server SIGKILLed")
@@ -429,6 +436,7 @@ class Run:
         say(f"{self.design}: redis-server started again, empty")
         posts = self.posted(flow)
         time.sleep(args.settle)
+        sql = by_kind(delta_of(statements, self.statements.counts()))
         sockets, closes, errors = self.reports()
         final = self.statements.watermarks(ids)
         lost, conversations_lost, caught, behind = 0, set(), 0, 0
@@ -448,6 +456,7 @@ class Run:
         return {
             "design": self.design, "scenario": "outage", "sockets": len(sockets),
             "connected": connected, "posted": posts["ok"], "statuses": posts["statuses"],
+            "sql_kinds": sql,
             "expected_frames": 2 * sum(final.values()), "lost": lost,
             "conversations_lost": len(conversations_lost), "conversations": len(ids),
             "not_caught_up": behind,

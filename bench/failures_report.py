@@ -83,14 +83,22 @@ def storm_table(storms, designs):
     return lines
 
 
+def _kinds(run):
+    kinds = run.get("sql_kinds")
+    if kinds is None:
+        return "—"
+    return f"{kinds['page']:,}/{kinds['sweep']:,}/{kinds['other']:,}"
+
+
 def outage_table(outages, designs, gap):
     lines = [
         f"### Redis outage: {outages[0]['sockets']:,} sockets, SIGKILL, {gap:g} s down, "
         "restarted empty",
         "",
         "| design | activities posted | frames due | lost after settle (rounds) | "
-        "conversations with a loss | catch-up s (rounds) | POST statuses | repeats, gaps |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
+        "conversations with a loss | catch-up s (rounds) | statements: page, sweep, other | "
+        "POST statuses | repeats, gaps |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |",
     ]
     for design in designs:
         runs = [r for r in outages if r["design"] == design]
@@ -107,6 +115,7 @@ def outage_table(outages, designs, gap):
             f"{', '.join(str(r['conversations_lost']) for r in runs)} of "
             f"{runs[0]['conversations']} | "
             f"{', '.join(fmt(r['catch_up_s'], '.2f', 'never') for r in runs)} | "
+            f"{', '.join(_kinds(r) for r in runs)} | "
             f"{', '.join(f'{k}: {v}' for k, v in sorted(statuses.items()))} | "
             f"{sum(r['repeats'] for r in runs)}, {sum(r['gaps'] for r in runs)} |"
         )
