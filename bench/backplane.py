@@ -58,6 +58,7 @@ from channels.layers import InMemoryChannelLayer  # noqa: E402
 from channels_redis.core import RedisChannelLayer  # noqa: E402
 from channels_redis.pubsub import RedisPubSubChannelLayer  # noqa: E402
 
+from bench import docs_block  # noqa: E402
 from notifier import wire  # noqa: E402
 from notifier.backends.redis import RedisNotifier  # noqa: E402
 from notifier.events import NotifyEvent, group_name, watermark_message  # noqa: E402
@@ -550,14 +551,7 @@ def orchestrate(args):
 
 def write_block(path, report):
     """Put ``report`` between our markers in ``path``, leaving the rest of the file alone."""
-    block = f"{BEGIN_MARKER}\n{report.rstrip()}\n{END_MARKER}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN_MARKER in text and END_MARKER in text:
-        head, rest = text.split(BEGIN_MARKER, 1)
-        text = head + block + rest.split(END_MARKER, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    docs_block.write_block(path, report, BEGIN_MARKER, END_MARKER)
 
 
 def capacity(result):
