@@ -181,11 +181,15 @@ class Round:
             self.failed_posts += 1
 
     async def wait_for_frames(self, keys, timeout):
-        deadline = time.monotonic() + timeout
-        while any(self.seen.get(key, 0) < 2 for key in keys):
-            if time.monotonic() > deadline:
-                missing = sum(2 - self.seen.get(key, 0) for key in keys)
-                raise RuntimeError(f"{missing} frames never arrived")
+        """Wait until every socket has each of ``keys``; return how many frames never came
+        (``timeout`` seconds without a new one)."""
+        missing, last_change = None, time.monotonic()
+        while True:
+            now_missing = sum(2 - self.seen.get(key, 0) for key in keys)
+            if now_missing != missing:
+                missing, last_change = now_missing, time.monotonic()
+            if not missing or time.monotonic() - last_change > timeout:
+                return missing
             await asyncio.sleep(0.1)
 
     async def check_every_socket(self):
@@ -193,7 +197,8 @@ class Round:
         for start in range(0, len(keys), 100):
             await asyncio.gather(*(self.post(key, i) for i, key in
                                    enumerate(keys[start:start + 100], start)))  # fmt: skip
-        await self.wait_for_frames(keys, 60)
+        if missing := await self.wait_for_frames(keys, 10):
+            print(f"  check: {missing} of {2 * len(keys)} sockets never got their frame")
 
     async def paced(self):
         """Open loop: POST ``i`` is due at ``start + i / rate``, whatever the answers."""
@@ -204,8 +209,7 @@ class Round:
             await asyncio.sleep(max(0.0, start + i / self.args.rate - time.monotonic()))
             tasks.append(asyncio.create_task(self.post(f"m {i}", i)))
         await asyncio.gather(*tasks)
-        keys = [f"m {i}" for i in range(count)]
-        await self.wait_for_frames(keys, 30)
+        return count
 
     async def run(self):
         await self.create_conversations()
@@ -214,13 +218,15 @@ class Round:
         pids = [replica.process.pid for replica in self.cluster.replicas]
         pids.append(os.getpid())  # this process: its CPU says whether it kept up
         before, started, load_before = [cpu_seconds(p) for p in pids], time.monotonic(), loadavg()
-        await self.paced()
+        count = await self.paced()
         seconds = time.monotonic() - started
         cpu = [100 * (cpu_seconds(p) - b) / seconds for p, b in zip(pids, before, strict=True)]
+        missing = await self.wait_for_frames([f"m {i}" for i in range(count)], 10)
         for ws in self.sockets:
             ws.transport.abort()  # the replicas stop next; no closing handshakes to wait for
         await asyncio.gather(*self.readers)
         return {"latencies_us": self.latencies_us, "failed_posts": self.failed_posts,
+                "missing_frames": missing,
                 "cpu": cpu, "load": f"{load_before} -> {loadavg()}"}  # fmt: skip
 
 
@@ -256,7 +262,8 @@ def main():
                 results[design].append(result)
                 ordered = sorted(result["latencies_us"])
                 print(f"round {number} {design:13} p50 {percentile_ms(ordered, 0.5):6.1f} ms  "
-                      f"p99 {percentile_ms(ordered, 0.99):6.1f} ms  frames {len(ordered)}  "
+                      f"p99 {percentile_ms(ordered, 0.99):6.1f} ms  frames {len(ordered)} "
+                      f"({result['missing_frames']} missing)  "
                       f"failed POSTs {result['failed_posts']}  CPU replicas "
                       f"{result['cpu'][0]:.0f}/{result['cpu'][1]:.0f} %, harness "
                       f"{result['cpu'][2]:.0f} %  load {result['load']}",
