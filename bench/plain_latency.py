@@ -277,6 +277,8 @@ def main():
                       flush=True)  # fmt: skip
     finally:
         redis_server.cleanup()
+    if args.json:
+        Path(args.json).write_text(json.dumps(results))
     print(f"\n{args.sockets} sockets/replica, {args.rate:g} POSTs/s for {args.duration:g} s, "
           f"{args.rounds} interleaved rounds; all frames of all rounds:")  # fmt: skip
     print("| design | p50 (ms) | p99 (ms) | max (ms) | p99 per round (ms) | frames (missing) "
@@ -292,8 +294,6 @@ def main():
             f"| {design} | {percentile_ms(ordered, 0.5):.1f} | {percentile_ms(ordered, 0.99):.1f}"
             f" | {ordered[-1] / 1000:.1f} | {per_round} | {len(ordered):,} ({missing}) | {late} |"
         )
-    if args.json:
-        Path(args.json).write_text(json.dumps(results))
 
 
 if __name__ == "__main__":
