@@ -11,7 +11,9 @@ database (a SQLite file in WAL mode, or ``--database postgres``) and a private r
 * clients (``bench/load_clients.py``, ``--client-procs`` asyncio processes with the
   ``websockets`` package) open ``--sockets`` stream sockets per replica: every conversation
   has ``--fanout`` sockets on each replica, so each activity is one frame per socket, on the
-  replica it was posted to and on the other one;
+  replica it was posted to and on the other one; each from a loopback address of its own
+  among 127.1.x.y, 50 sockets per address and replica (the stream allows 100 per client
+  address, ``MAX_SOCKETS_PER_IP``), and the sockets still open after connecting are counted;
 * a poster (``bench/load_poster.py``) writes activities through the bot API (tenant secret)
   of both replicas, alternately: a warm-up, then ``--rate`` activities/s for ``--duration``
   seconds (latency: POST to frame on every subscribed socket), then as fast as it can for
