@@ -11,11 +11,13 @@ so a busy spell on the shared machine hits every design alike) it
    private redis-server (``tests/support``: ``Cluster``, ``RedisServer``);
 2. creates tenants (``manage.py create_tenant``, 500 conversations each: a tenant may have
    1,000 sockets per replica) and ``--sockets`` conversations through the Direct Line API;
-3. opens one stream socket per conversation on EACH replica (``--sockets`` per replica);
-4. checks every socket works: one activity per conversation, every socket must see it
-   (this also waits out whatever the connects left the replicas to do);
+3. opens one stream socket per conversation on EACH replica (``--sockets`` per replica),
+   50 per loopback source address (the stream allows 100 per client address);
+4. checks every socket works: one activity per conversation, every socket should see it
+   (sockets that do not are printed; this also waits out what connecting left to do);
 5. posts ``--rate`` activities/s for ``--duration`` s through the bot API, round-robin over
-   the replicas and the conversations, each POST on its own connection, open loop;
+   the replicas and the conversations, on keep-alive connections (a new one whenever all
+   are busy), open loop;
 6. times each frame from just before its POST was written to its arrival, both with
    ``time.perf_counter_ns()`` in this process (one clock: no cross-process clock question).
 
@@ -26,8 +28,8 @@ times): more than a few milliseconds means the figures measure the harness, not 
 Designs: ``backplane`` = Redis notifier + process-local layer; ``redis-pubsub`` /
 ``redis-core`` = memory notifier + channels_redis ``RedisPubSubChannelLayer`` /
 ``RedisChannelLayer`` (``CHANNEL_LAYER`` in webchat/settings.py). Printed per design: p50,
-p99 and max over every frame of every round, and each round's own p99, with the load average
-and the replicas' CPU time over the paced phase.
+p99 and max over every frame of every round, each round's own p99, frames that never came,
+with the load average and the CPU of the replicas and of this process while posting.
 """
 
 import argparse
