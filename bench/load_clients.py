@@ -3,7 +3,7 @@
 Started by the harness (never by hand); it reads one JSON command per stdin line and answers
 each with one JSON line on stdout:
 
-* ``{"cmd": "connect", "sockets": [[url, conversation, replica, source address], ...],
+* ``{"cmd": "connect", "sockets": [[url, conversation, replica, source address or absent], ...],
   "concurrency": N}`` opens the sockets (at most N handshakes at once) and answers when all
   are open or failed.
 * ``{"cmd": "counts"}``: activities received so far, per phase.
@@ -117,12 +117,15 @@ class Clients:
         gate = asyncio.Semaphore(concurrency)
         opened = []
 
-        async def one(url, conversation, replica, address):
+        async def one(url, conversation, replica, address=None):
+            # ``address``: the loopback address to connect from (the stream caps sockets per
+            # client address); None: the kernel's choice, 127.0.0.1.
+            local = {"local_addr": (address, 0)} if address else {}
             async with gate:
                 try:
                     ws = await connect(
                         url, compression=None, ping_interval=None, open_timeout=120,
-                        max_queue=64, local_addr=(address, 0),
+                        max_queue=64, **local,
                     )  # fmt: skip
                 except Exception as exc:
                     self.recorder.errors[type(exc).__name__] += 1
