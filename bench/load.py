@@ -11,7 +11,9 @@ database (a SQLite file in WAL mode, or ``--database postgres``) and a private r
 * clients (``bench/load_clients.py``, ``--client-procs`` asyncio processes with the
   ``websockets`` package) open ``--sockets`` stream sockets per replica: every conversation
   has ``--fanout`` sockets on each replica, so each activity is one frame per socket, on the
-  replica it was posted to and on the other one;
+  replica it was posted to and on the other one; each from a loopback address of its own
+  among 127.1.x.y, 50 sockets per address and replica (the stream allows 100 per client
+  address, ``MAX_SOCKETS_PER_IP``), and the sockets still open after connecting are counted;
 * a poster (``bench/load_poster.py``) writes activities through the bot API (tenant secret)
   of both replicas, alternately: a warm-up, then ``--rate`` activities/s for ``--duration``
   seconds (latency: POST to frame on every subscribed socket), then as fast as it can for
@@ -78,6 +80,15 @@ PRODUCTION = {
     "WEBCHAT_METRICS_TOKEN": secrets.token_urlsafe(24),
 }
 SOCKETS_PER_TENANT = 500  # per replica; the stream allows 1000 (MAX_SOCKETS_PER_TENANT)
+# Per client source address and replica; the stream allows 100 (MAX_SOCKETS_PER_IP): the
+# clients spread their sockets over loopback addresses (127.0.0.0/8 is all the host's).
+SOCKETS_PER_ADDRESS = 50
+
+
+def source_address(number):
+    """The loopback address socket ``number`` (counted per replica) connects from."""
+    block = number // SOCKETS_PER_ADDRESS
+    return f"127.1.{block // 250}.{block % 250 + 1}"
 
 
 def say(message):
@@ -131,6 +142,7 @@ class Run:
         self.result = {"design": design}
         self.cluster = None
         self.clients = []
+        self.per_replica = [0, 0]  # sockets opened so far on each replica
 
     def run(self):
         args = self.args
@@ -172,8 +184,12 @@ class Run:
                 base = self.cluster.replicas[replica].ws_url
                 url = f"{base}/v3/directline/conversations/{conversation}/stream"
                 url += f"?watermark=&t={token}"
-                sockets.extend([url, conversation, replica] for _ in range(fanout))
+                for _ in range(fanout):
+                    address = source_address(self.per_replica[replica])
+                    self.per_replica[replica] += 1
+                    sockets.append([url, conversation, replica, address])
         shares = [sockets[i :: len(self.clients)] for i in range(len(self.clients))]
+        open_before = sum(a["open"] for a in ask_all(self.clients, cmd="counts"))
         before = command_counts(self.redis)
         window = Window(self.pids).start()
         for client, share in zip(self.clients, shares, strict=True):
@@ -183,6 +199,12 @@ class Run:
         time.sleep(0.5)  # commands a connect triggers just after the handshake
         delta = self.net(command_delta(before, command_counts(self.redis)), window.seconds + 0.5)
         connected = sum(a["connected"] for a in answers)
+        # A refused socket (e.g. 4429, a cap reached) completes its handshake, then closes:
+        # count what is still open, so a run never measures fewer sockets than it says.
+        still_open = sum(a["open"] for a in ask_all(self.clients, cmd="counts")) - open_before
+        if still_open < connected:
+            say(f"{self.design}: warning: {connected} sockets connected, {still_open} still open")
+        connected = still_open
         errors = {}
         for a in answers:
             for name, count in a["errors"].items():
@@ -301,6 +323,17 @@ class Run:
         expected = sum(posted["per_conversation"].values()) * sockets_per_conversation
         posted["expected_frames"] = expected
         posted["received"] = self.drain(phase, expected)
+        # Sockets closed and client errors so far: frames missing from a socket that closed
+        # or whose reader failed are the harness's loss, not the server's.
+        states = ask_all(self.clients, cmd="counts")
+        posted["clients"] = {
+            "open": sum(a["open"] for a in states),
+            "closed": sum(sum(a["closed"].values()) for a in states),
+            "errors": [a["errors"] for a in states if a["errors"]],
+        }
+        if posted["received"] < expected:
+            say(f"{self.design}: phase {phase}: {posted['received']} of {expected} frames; "
+                f"clients {posted['clients']}")  # fmt: skip
         # Scraped once every frame is in (a scrape is work on the replicas' loops too).
         posted["gc"] = gc_delta(gc_before, self.gc_snapshot())
         return posted
@@ -315,6 +348,10 @@ class Run:
         self.result["connect"] = self.connect(load, (0, 1), args.fanout)
         say(f"{self.design}: connected {self.result['connect']['connected']} in "
             f"{self.result['connect']['seconds']:.1f} s; warm-up")  # fmt: skip
+        if args.settle:
+            self.result["settle_cpu"] = self.idle_cpu(args.settle)
+            say(f"{self.design}: replicas' CPU (% of a core, per second) after connecting, "
+                f"nothing posted: {self.result['settle_cpu']}")  # fmt: skip
         per_conversation = 2 * args.fanout
         if args.warmup:
             self.posted_phase(load, "w", args.rate, args.warmup, per_conversation)
@@ -359,6 +396,19 @@ class Run:
             reports.append(json.loads(path.read_text()))
         self.result["latencies"] = load_report.merge_latencies(reports)
 
+    def idle_cpu(self, seconds):
+        """Both replicas' CPU (% of one core, summed) in each second of ``seconds`` with
+        nothing posted: work the connects left behind shows here."""
+        from bench.load_support import cpu_seconds
+
+        pids = [r.process.pid for r in self.cluster.replicas]
+        out = []
+        for _ in range(int(seconds)):
+            before = sum(cpu_seconds(pid) for pid in pids)
+            time.sleep(1.0)
+            out.append(round(100 * (sum(cpu_seconds(pid) for pid in pids) - before)))
+        return out
+
     def _rss(self, name):
         from bench.load_support import rss_bytes
 
@@ -384,6 +434,9 @@ def parse_args(argv=None):
         "--duration", type=float, default=15, help="seconds, paced POST phase (0: skip it)"
     )
     parser.add_argument("--warmup", type=float, default=3, help="seconds at --rate first")
+    parser.add_argument(
+        "--settle", type=float, default=0, help="seconds to wait between connecting and warm-up"
+    )
     parser.add_argument(
         "--burst", type=float, default=10, help="seconds, POST throughput phase (0: skip it)"
     )

@@ -3,8 +3,9 @@
 Started by the harness (never by hand); it reads one JSON command per stdin line and answers
 each with one JSON line on stdout:
 
-* ``{"cmd": "connect", "sockets": [[url, conversation, replica], ...], "concurrency": N}``
-  opens the sockets (at most N handshakes at once) and answers when all are open or failed.
+* ``{"cmd": "connect", "sockets": [[url, conversation, replica, source address or absent], ...],
+  "concurrency": N}`` opens the sockets (at most N handshakes at once) and answers when all
+  are open or failed.
 * ``{"cmd": "counts"}``: activities received so far, per phase.
 * ``{"cmd": "report", "out": PATH}``: writes the latencies (see :func:`Recorder.dump`).
 * ``{"cmd": "close"}``: answers, then exits (the sockets drop with the process).
@@ -43,6 +44,9 @@ class Recorder:
         # From the server's ``timestamp`` (stamped in the write transaction, ms resolution,
         # wall clock) to the frame: the fan-out path alone, without the POST's own queueing.
         self.stored = defaultdict(lambda: array("q"))
+        # When each frame's activity was posted (the ``t`` mark, one per latency, same order
+        # as same + other): latency over the phase's course, e.g. a slow start after connect.
+        self.sent = defaultdict(lambda: {"same": array("q"), "other": array("q")})
         self.per_conversation = defaultdict(Counter)  # phase -> conversation -> activities
         self.last_frame = {}  # phase -> monotonic ns of the newest frame
         self.frames = 0
@@ -67,6 +71,7 @@ class Recorder:
             phase = marks.get("p", "?")
             side = "same" if marks.get("r") == replica else "other"
             self.latencies[phase][side].append((now - sent) // 1000)
+            self.sent[phase][side].append(sent)
             stamp = activity.get("timestamp")
             if stamp:
                 stored = datetime.fromisoformat(stamp).timestamp()
@@ -90,6 +95,7 @@ class Recorder:
             out[phase] = {
                 "same": sides["same"].tolist(),
                 "other": sides["other"].tolist(),
+                "sent_ns": self.sent[phase]["same"].tolist() + self.sent[phase]["other"].tolist(),
                 "stored": self.stored[phase].tolist(),
                 "per_conversation": dict(self.per_conversation[phase]),
                 "last_frame_ns": self.last_frame.get(phase),
@@ -111,12 +117,15 @@ class Clients:
         gate = asyncio.Semaphore(concurrency)
         opened = []
 
-        async def one(url, conversation, replica):
+        async def one(url, conversation, replica, address=None):
+            # ``address``: the loopback address to connect from (the stream caps sockets per
+            # client address); None: the kernel's choice, 127.0.0.1.
+            local = {"local_addr": (address, 0)} if address else {}
             async with gate:
                 try:
                     ws = await connect(
                         url, compression=None, ping_interval=None, open_timeout=120,
-                        max_queue=64,
+                        max_queue=64, **local,
                     )  # fmt: skip
                 except Exception as exc:
                     self.recorder.errors[type(exc).__name__] += 1

@@ -31,8 +31,11 @@ def merge_latencies(reports):
     for report in reports:
         for phase, data in report.items():
             into = merged.setdefault(
-                phase, {"same": [], "other": [], "stored": [], "last_frame_ns": None}
+                phase, {"same": [], "other": [], "stored": [], "last_frame_ns": None,
+                        "sent_ns": [], "latency_us": []}
             )
+            into["sent_ns"].extend(data.get("sent_ns", []))
+            into["latency_us"].extend(data["same"] + data["other"])
             into["stored"].extend(data.get("stored", []))
             into["same"].extend(data["same"])
             into["other"].extend(data["other"])
@@ -77,6 +80,7 @@ def phase_numbers(result, phase_key, tag):
         "gc": posted.get("gc"),
     }
     last, first = lat["last_frame_ns"], posted["first_ns"]
+    out["p99_by_second"] = p99_by_second(lat, first)
     expected = posted["expected_frames"]
     out["missing"] = max(0, expected - posted["received"])
     if last and first and expected:
@@ -87,6 +91,18 @@ def phase_numbers(result, phase_key, tag):
     else:
         out["delivered_rate"] = float("nan")
     return out
+
+
+def p99_by_second(lat, first_ns):
+    """POST-to-frame p99 (ms) of the activities posted in each second of the phase (from its
+    first POST): shows whether a phase starts slow (e.g. work left over from connecting)."""
+    pairs = list(zip(lat.get("sent_ns", []), lat.get("latency_us", []), strict=True))
+    if not pairs or first_ns is None:
+        return []
+    seconds = {}
+    for sent, latency in pairs:
+        seconds.setdefault(max(0, (sent - first_ns) // 10**9), []).append(latency)
+    return [round(summary_ms(seconds.get(s, []))["p99"], 1) for s in range(max(seconds) + 1)]
 
 
 def calibration_line(args):
