@@ -548,13 +548,14 @@ def orchestrate(args):
         print(f"written to {args.write}")
 
 
-def write_block(path, report):
-    """Put ``report`` between our markers in ``path``, leaving the rest of the file alone."""
-    block = f"{BEGIN_MARKER}\n{report.rstrip()}\n{END_MARKER}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN_MARKER in text and END_MARKER in text:
-        head, rest = text.split(BEGIN_MARKER, 1)
-        text = head + block + rest.split(END_MARKER, 1)[1]
+def write_block(path, report, begin=BEGIN_MARKER, end=END_MARKER, title="# Benchmarks\n"):
+    """Put ``report`` between the markers in ``path``, leaving the rest of the file alone
+    (bench/replicas.py passes its own markers)."""
+    block = f"{begin}\n{report.rstrip()}\n{end}"
+    text = path.read_text() if path.exists() else title
+    if begin in text and end in text:
+        head, rest = text.split(begin, 1)
+        text = head + block + rest.split(end, 1)[1]
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
     path.write_text(text)
