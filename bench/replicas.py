@@ -34,6 +34,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -101,7 +102,7 @@ async def build(args):
 
     def drops():
         counts = {"layer_dropped_full": layer.stats()["dropped_full"]}
-        for name in ("mirror_dropped", "mirror_failures"):
+        for name in ("mirror_dropped", "mirror_failures", "mirror_superseded"):
             counts[name] = sum(n.stats()[name] for n in notifiers.values())
         return counts
 
@@ -112,14 +113,22 @@ async def build(args):
 
 async def replica(args):
     r, replicas = args.index, args.replicas
-    counts = {"deliveries": 0}
+    counts = {"deliveries": 0, "duplicates": 0}
     latencies = []
     layer, send, listeners, closers, drops = await build(args)
 
     async def consume(channel, remote):
+        last = 0
         while True:
             message = await layer.receive(channel)
-            if message.get("type") == "webchat.watermark":
+            if message.get("type") != "webchat.watermark":
+                continue
+            # One publisher per conversation, so its watermarks rise: anything else is a
+            # repeat (a PUBLISH re-sent after a timeout that Redis had in fact accepted).
+            if message["watermark"] <= last:
+                counts["duplicates"] += 1
+            else:
+                last = message["watermark"]
                 counts["deliveries"] += 1
                 if remote:
                     latencies.append((time.monotonic_ns() - message["watermark"]) // 1000)
@@ -161,7 +170,8 @@ async def replica(args):
     cpu, dropped = time.process_time(), drops()
     while line := (await reader.readline()).decode().split():
         if line[0] == "RUN":
-            counts["deliveries"], latencies[:] = 0, []
+            counts["deliveries"] = counts["duplicates"] = 0
+            latencies[:] = []
             cpu, dropped = time.process_time(), drops()
             print(json.dumps(await publish(float(line[1]), float(line[2]))), flush=True)
         elif line[0] == "COUNT":
@@ -172,6 +182,7 @@ async def replica(args):
                 "cpu_s": time.process_time() - cpu, "deliveries": counts["deliveries"],
                 "latencies_us": latencies,
                 "disconnects": sum(s.get("disconnects", 0) for s in stats),
+                "duplicates": counts["duplicates"],
                 "dropped": sum(v - dropped[k] for k, v in drops().items()),
             }), flush=True)
         else:
@@ -234,6 +245,7 @@ def run_phase(args, processes, client, contender, replicas, rate):
         "lost": 2 * sent - sum(report["deliveries"] for report in reports),
         "disconnects": sum(report["disconnects"] for report in reports),
         "dropped": sum(report["dropped"] for report in reports),
+        "duplicates": sum(report["duplicates"] for report in reports),
         "load": (load, os.getloadavg()[0]),
     }
 
@@ -264,7 +276,8 @@ def run_set(args, contender, replicas, rates):
                   f"{result['achieved']:>8,.0f}/s  Redis {result['redis_us']:6.2f} µs  "
                   f"replica {result['replica_us']:6.2f} (max {result['replica_max_us']:.2f}) "
                   f"µs/notification  p50 {result['p50_ms']:.2f} p99 {result['p99_ms']:.2f} ms  "
-                  f"lost {result['lost']} (dropped {result['dropped']})  disconnects "
+                  f"lost {result['lost']} (dropped {result['dropped']}, duplicates "
+                  f"{result['duplicates']})  disconnects "
                   f"{result['disconnects']}  drain "
                   f"{result['drain_s']:.1f} s  load {result['load'][0]:.2f}->"
                   f"{result['load'][1]:.2f}", flush=True)
@@ -283,6 +296,8 @@ def run_set(args, contender, replicas, rates):
 
 
 def orchestrate(args):
+    # A TERM runs the finally blocks below, which stop the replicas and redis-server by pid.
+    signal.signal(signal.SIGTERM, lambda number, frame: sys.exit(f"stopped by signal {number}"))
     args.load_start = os.getloadavg()
     redis_process, args.url = backplane.start_redis()
     print(f"private redis-server pid {redis_process.pid} at {args.url}; load "

@@ -24,6 +24,7 @@ def medians(runs):
                "lost": sum(r["lost"] for r in rounds),
                "disconnects": sum(r["disconnects"] for r in rounds),
                "dropped": sum(r["dropped"] for r in rounds),
+               "duplicates": sum(r["duplicates"] for r in rounds),
                "load": (min(r["load"][0] for r in rounds), max(r["load"][1] for r in rounds))}
         for key in ("achieved", "drain_s", "redis_us", "replica_us", "replica_max_us",
                     "p50_ms", "p99_ms"):
@@ -64,7 +65,7 @@ def render(args, runs):
     table = [
         "| contender | R | M/s target | M/s achieved | Redis CPU µs/notification "
         "| replica CPU µs/notification: mean (max) | Redis cores | cores per replica "
-        "| p50 ms | p99 ms | lost / sent (dropped) | wall clock | load |",
+        "| p50 ms | p99 ms | lost / sent (dropped, duplicates) | wall clock | load |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: (r["replicas"], r["rate"], r["contender"])):
@@ -74,7 +75,7 @@ def render(args, runs):
             f"| {r['redis_us'] * r['achieved'] / 1e6:.2f} "
             f"| {r['replica_us'] * r['achieved'] / 1e6:.2f} "
             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-            f"| {r['lost']:,} / {2 * r['sent']:,} ({r['dropped']:,}) "
+            f"| {r['lost']:,} / {2 * r['sent']:,} ({r['dropped']:,}, {r['duplicates']:,}) "
             f"| {'saturated' if saturated(r) else 'keeps up'} "
             f"| {r['load'][0]:.2f}-{r['load'][1]:.2f} |"
         )
@@ -112,7 +113,10 @@ def render(args, runs):
         "CPU seconds in the phase (publishing, draining) / notifications sent: Redis from INFO "
         "cpu, each replica from its process time (the mean over replicas, and the busiest). "
         "Latency: publish call to the remote holder's consumer. *Lost* counts both "
-        "deliveries of each notification over all rounds. *Wall clock saturated*: under 95 % "
+        "deliveries of each notification over all rounds; *dropped*: what the backplane "
+        "counted itself (sender queue full, failed or superseded PUBLISH batches, full "
+        "consumer queues); *duplicates*: a watermark a consumer already had (not counted "
+        "as deliveries). *Wall clock saturated*: under 95 % "
         "of the rate achieved, deliveries trailing by more than 1 s after publishing "
         "stopped, or p99 over 100 ms; the machine has 2 cores for Redis, R replicas and "
         "the other engineers' work, so CPU per notification is the figure to read there.",
