@@ -25,7 +25,9 @@ receive), losses count both. Contenders:
   ``group_send`` publishing on it, each holder's consumers in ``group_add``.
 
 Each phase paces every replica at M/R for ``--duration`` seconds (it stops at three times that
-if it cannot keep up: the wall clock saturated), waits for the deliveries, then reads each
+if it cannot keep up: the wall clock saturated), and the last one of each set is a burst (each
+replica publishes its share of ``--burst`` as fast as it can, so every loop reads batches, as
+a saturated one does); it waits for the deliveries, then reads each
 replica's CPU time (``process_time``) and Redis's (INFO cpu used_cpu_sys + used_cpu_user)
 for the phase and divides them by the notifications sent.
 """
@@ -164,16 +166,29 @@ async def replica(args):
             await asyncio.sleep(max(0.0, start + sent / rate - time.monotonic()))
         return {"sent": sent, "elapsed": time.monotonic() - start}
 
+    async def burst(count):
+        """Publish ``count`` as fast as we can, yielding as request handlers would."""
+        start = time.monotonic()
+        for sent in range(count):
+            await send(own[sent % len(own)])
+            if sent % 256 == 255:
+                await asyncio.sleep(0)
+        return {"sent": count, "elapsed": time.monotonic() - start}
+
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
     cpu, dropped = time.process_time(), drops()
     while line := (await reader.readline()).decode().split():
-        if line[0] == "RUN":
+        if line[0] == "RESET":  # on every replica before any publishes: nothing is missed
             counts["deliveries"] = counts["duplicates"] = 0
             latencies[:] = []
             cpu, dropped = time.process_time(), drops()
+            print(0, flush=True)
+        elif line[0] == "RUN":
             print(json.dumps(await publish(float(line[1]), float(line[2]))), flush=True)
+        elif line[0] == "BURST":
+            print(json.dumps(await burst(int(line[1]))), flush=True)
         elif line[0] == "COUNT":
             print(counts["deliveries"], flush=True)
         elif line[0] == "REPORT":
@@ -225,12 +240,18 @@ def wait_for_deliveries(processes, expected):
 
 
 def run_phase(args, processes, client, contender, replicas, rate):
+    """One phase: paced at ``rate``/s in total, or (``rate`` 0) a burst of ``args.burst``."""
     load = os.getloadavg()[0]
+    ask(processes, "RESET", 60)
     redis_before = redis_cpu(client)
-    published = ask(processes, f"RUN {rate / replicas} {args.duration}", 3 * args.duration + 60)
+    command = (f"RUN {rate / replicas} {args.duration}" if rate
+               else f"BURST {args.burst // replicas}")
+    published = ask(processes, command, 3 * args.duration + 600)
     sent = sum(p["sent"] for p in published)
     elapsed = max(p["elapsed"] for p in published)
     drain = wait_for_deliveries(processes, 2 * sent)
+    if not rate:  # throughput: first publish to last delivery
+        elapsed, drain = elapsed + drain, 0.0
     redis_us = (redis_cpu(client) - redis_before) / sent * 1e6
     reports = ask(processes, "REPORT", 60)
     latencies = [value for report in reports for value in report["latencies_us"]]
@@ -266,13 +287,14 @@ def run_set(args, contender, replicas, rates):
         for process in processes:
             if backplane.readline(process, 600).strip() != "READY":
                 raise SystemExit(f"{contender}: replica pid {process.pid} failed to start")
+        ask(processes, "RESET", 60)
         warm = ask(processes, f"RUN {min(rates) / replicas} 0.5", 60)  # not recorded
         wait_for_deliveries(processes, 2 * sum(p["sent"] for p in warm))
         results = []
-        for rate in rates:
+        for rate in [*rates, 0] if args.burst else rates:
             result = run_phase(args, processes, client, contender, replicas, rate)
             results.append(result)
-            print(f"{contender:>12} R={replicas:>2} M={rate:>6,}: achieved "
+            print(f"{contender:>12} R={replicas:>2} M={rate or 'burst':>6}: achieved "
                   f"{result['achieved']:>8,.0f}/s  Redis {result['redis_us']:6.2f} µs  "
                   f"replica {result['replica_us']:6.2f} (max {result['replica_max_us']:.2f}) "
                   f"µs/notification  p50 {result['p50_ms']:.2f} p99 {result['p99_ms']:.2f} ms  "
@@ -341,6 +363,9 @@ def main():
                         help="conversations G, each with sockets on 2 replicas")
     parser.add_argument("--duration", type=float, default=3.0,
                         help="seconds each phase paces its rate")
+    parser.add_argument("--burst", type=int, default=20_000,
+                        help="notifications in each set's last phase, published as fast as "
+                        "the replicas can (0: none): CPU per notification when reads batch")
     parser.add_argument("--repeat", type=int, default=2, help="rounds; the median is reported")
     parser.add_argument("--quick", action="store_true",
                         help="R 2 4, M 1000 5000, 1,000 conversations, 1 s, one round")
@@ -359,7 +384,7 @@ def main():
         return
     if args.quick:
         args.replicas_list, args.rates, args.conversations = [2, 4], [1000, 5000], 1000
-        args.duration, args.repeat = 1.0, 1
+        args.duration, args.repeat, args.burst = 1.0, 1, 4000
     orchestrate(args)
 
 

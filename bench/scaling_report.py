@@ -33,6 +33,21 @@ def medians(runs):
     return rows
 
 
+def phases(args):
+    """The rates measured, the burst (rate 0) last."""
+    return [*args.rates, 0] if args.burst else list(args.rates)
+
+
+def label(rate):
+    return f"{rate:,}" if rate else "burst"
+
+
+def reference(args):
+    """The phase whose constants the model uses: the burst (reads batch, as they do in a
+    saturated loop), else the highest rate."""
+    return 0 if args.burst else max(args.rates)
+
+
 def saturated(row):
     """The wall clock could not keep up: the rate fell short, or deliveries trailed."""
     return row["achieved"] < 0.95 * row["rate"] or row["drain_s"] > 1.0 or row["p99_ms"] > 100
@@ -60,23 +75,22 @@ def limits(constants, replicas):
 
 def render(args, runs):
     rows = medians(runs)
-    reference = max(args.rates)
-    fits = {(c, m): fit(rows, c, m) for c in args.contenders for m in args.rates}
+    fits = {(c, m): fit(rows, c, m) for c in args.contenders for m in phases(args)}
     table = [
         "| contender | R | M/s target | M/s achieved | Redis CPU µs/notification "
         "| replica CPU µs/notification: mean (max) | Redis cores | cores per replica "
         "| p50 ms | p99 ms | lost / sent (dropped, duplicates) | wall clock | load |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
     ]
-    for r in sorted(rows, key=lambda r: (r["replicas"], r["rate"], r["contender"])):
+    for r in sorted(rows, key=lambda r: (r["replicas"], r["rate"] or 1e9, r["contender"])):
         table.append(
-            f"| {r['contender']} | {r['replicas']} | {r['rate']:,} | {r['achieved']:,.0f} "
+            f"| {r['contender']} | {r['replicas']} | {label(r['rate'])} | {r['achieved']:,.0f} "
             f"| {r['redis_us']:.2f} | {r['replica_us']:.2f} ({r['replica_max_us']:.2f}) "
             f"| {r['redis_us'] * r['achieved'] / 1e6:.2f} "
             f"| {r['replica_us'] * r['achieved'] / 1e6:.2f} "
             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
             f"| {r['lost']:,} / {2 * r['sent']:,} ({r['dropped']:,}, {r['duplicates']:,}) "
-            f"| {'saturated' if saturated(r) else 'keeps up'} "
+            f"| {'-' if not r['rate'] else 'saturated' if saturated(r) else 'keeps up'} "
             f"| {r['load'][0]:.2f}-{r['load'][1]:.2f} |"
         )
     constants = [
@@ -86,7 +100,7 @@ def render(args, runs):
     ]
     for (contender, rate), c in fits.items():
         if c:
-            constants.append(f"| {contender} | {rate:,} | {c['a']:.2f} | {c['b']:.2f} "
+            constants.append(f"| {contender} | {label(rate)} | {c['a']:.2f} | {c['b']:.2f} "
                              f"| {c['d']:.2f} | {c['p']:.2f} |")
     model = [
         "| R | " + " | ".join(f"{c}: Redis, replica limit" for c in args.contenders) + " |",
@@ -95,7 +109,7 @@ def render(args, runs):
     for replicas in MODEL_REPLICAS:
         cells = []
         for contender in args.contenders:
-            c = fits.get((contender, reference))
+            c = fits.get((contender, reference(args)))
             cells.append("-" if not c else "{:,.0f}, {:,.0f}".format(*limits(c, replicas)))
         model.append(f"| {replicas} | " + " | ".join(cells) + " |")
     command = " ".join(["bench/replicas.py", *sys.argv[1:]])
@@ -109,7 +123,9 @@ def render(args, runs):
         f"Command, from the repository root:\n\n    .venv/bin/python {command}",
         f"{args.conversations:,} conversations, each with one consumer on each of 2 of the R "
         f"replicas (g mod R and g+1 mod R); replica g mod R publishes g's notifications, "
-        f"every replica paced at M/R for {args.duration:g} s per phase. CPU per notification = "
+        f"every replica paced at M/R for {args.duration:g} s per phase; then a burst of "
+        f"{args.burst:,} (each replica its share, as fast as it can; *achieved*: first "
+        "publish to last delivery). CPU per notification = "
         "CPU seconds in the phase (publishing, draining) / notifications sent: Redis from INFO "
         "cpu, each replica from its process time (the mean over replicas, and the busiest). "
         "Latency: publish call to the remote holder's consumer. *Lost* counts both "
@@ -127,7 +143,7 @@ def render(args, runs):
         "replica reads every notification (d) and Redis writes it to every subscriber (b); "
         "with routing, a replica only handles its own conversations' notifications (p/R).",
         "\n".join(constants),
-        f"### Modelled saturation (constants at M = {reference:,}/s)",
+        f"### Modelled saturation (constants of the {label(reference(args))} phase)",
         "Total notifications/s at which Redis (one core: 10^6 / (a + b·R)) or each replica "
         "(one core: 10^6 / (d + p/R)) is fully busy with notifications alone; the lower of "
         "the two is the limit.",
@@ -144,13 +160,13 @@ def plot(rows, fits, args, path):
     os.environ.setdefault("MPLBACKEND", "Agg")
     from matplotlib import pyplot
 
-    reference = max(args.rates)
+    phase = reference(args)
     figure, axes = pyplot.subplots(1, 3, figsize=(16, 4.8))
     span = numpy.linspace(min(args.replicas_list), max(args.replicas_list), 50)
     for contender, colour in zip(args.contenders, ("C0", "C1", "C2"), strict=False):
         points = sorted((r for r in rows if r["contender"] == contender
-                         and r["rate"] == reference), key=lambda r: r["replicas"])
-        c = fits.get((contender, reference))
+                         and r["rate"] == phase), key=lambda r: r["replicas"])
+        c = fits.get((contender, phase))
         x = [r["replicas"] for r in points]
         axes[0].plot(x, [r["redis_us"] for r in points], "o", color=colour,
                      label=LABELS[contender])
@@ -163,9 +179,9 @@ def plot(rows, fits, args, path):
             redis_limit, replica_limit = limits(c, model)
             axes[2].plot(model, numpy.minimum(redis_limit, replica_limit), "o-",
                          color=colour, label=LABELS[contender])
-    axes[0].set(title=f"Redis CPU per notification (M = {reference:,}/s)",
+    axes[0].set(title=f"Redis CPU per notification ({label(phase)})",
                 xlabel="replicas R", ylabel="µs", ylim=(0, None))
-    axes[1].set(title=f"CPU per notification, per replica (M = {reference:,}/s)",
+    axes[1].set(title=f"CPU per notification, per replica ({label(phase)})",
                 xlabel="replicas R", ylabel="µs", ylim=(0, None))
     axes[2].set(title="Modelled limit: first core (Redis or replica) full",
                 xlabel="replicas R", ylabel="total notifications/s", xscale="log",
