@@ -3,6 +3,7 @@
     .venv/bin/python bench/replicas.py                          # print the tables
     .venv/bin/python bench/replicas.py --write docs/scaling.md  # and rewrite its block + plot
     .venv/bin/python bench/replicas.py --quick                  # a two-minute smoke run
+    .venv/bin/python bench/replicas.py --report-from docs/scaling.json --write docs/scaling.md
 
 Starts a private redis-server on a free port (stopped by pid at the end, through
 bench/backplane.py's helpers). For each contender and each number of replicas R, R replica
@@ -341,12 +342,16 @@ def orchestrate(args):
         redis_process.terminate()
         redis_process.wait(10)
     args.load_end = os.getloadavg()
+    report(args, runs)
+
+
+def report(args, runs):
     import scaling_report  # bench/scaling_report.py: medians, model fit, markdown, plot
 
-    report = scaling_report.render(args, runs)
-    print(report)
+    text = scaling_report.render(args, runs)
+    print(text)
     if args.write:
-        backplane.write_block(Path(args.write), report, BEGIN_MARKER, END_MARKER,
+        backplane.write_block(Path(args.write), text, BEGIN_MARKER, END_MARKER,
                               title="# Scaling: many replicas\n")
         print(f"written to {args.write}")
 
@@ -371,6 +376,9 @@ def main():
                         help="R 2 4, M 1000 5000, 1,000 conversations, 1 s, one round")
     parser.add_argument("--write", metavar="PATH",
                         help="rewrite the generated block there, and a PNG plot beside it")
+    parser.add_argument("--report-from", metavar="JSON",
+                        help="render (and --write) again from the figures a --write run "
+                        "saved beside its report (e.g. docs/scaling.json), measuring nothing")
     # Internal: the orchestrator runs this script again in this role.
     parser.add_argument("--role", choices=("replica",), help=argparse.SUPPRESS)
     parser.add_argument("--contender", choices=CONTENDERS, help=argparse.SUPPRESS)
@@ -381,6 +389,11 @@ def main():
     if args.role == "replica":
         args.replicas, args.groups = args.replicas_list[0], args.conversations
         asyncio.run(replica(args))
+        return
+    if args.report_from:
+        import scaling_report
+
+        report(args, scaling_report.load(args, Path(args.report_from)))
         return
     if args.quick:
         args.replicas_list, args.rates, args.conversations = [2, 4], [1000, 5000], 1000
