@@ -57,7 +57,7 @@ CONTENDERS = ("global", "sharded", "pubsub_layer")
 TENANT = backplane.TENANT
 BEGIN_MARKER = "<!-- bench/replicas.py: begin -->"
 END_MARKER = "<!-- bench/replicas.py: end -->"
-SUBSCRIBERS = {"sharded": 2, "pubsub_layer": 2}  # per notification; global: R
+COUNTED = ("given_up", "resent", "superseded", "reconnects")
 
 
 def conversation(g):
@@ -72,8 +72,10 @@ def holders(g, replicas):
 
 
 async def build(args):
-    """Return (layer, send(g), listeners, closers, drops()) for this replica's contender;
-    drops() counts what the backplane itself dropped (cumulative)."""
+    """Return (layer, send(g), listeners, closers, counters()) for this replica's contender;
+    counters() is what the backplane counted itself (cumulative): notifications given up
+    (sender queue full, consumer queue full), re-sent after a failed round trip, superseded
+    in a re-sent batch, and listener reconnections. channels_redis counts none of these."""
     r, replicas = args.index, args.replicas
     if args.contender == "pubsub_layer":
         layer = RedisPubSubChannelLayer(hosts=[args.url], prefix=args.prefix)
@@ -103,22 +105,24 @@ async def build(args):
         await notifiers[shard(g)].apublish(NotifyEvent(TENANT, conversation(g),
                                                        time.monotonic_ns()))
 
-    def drops():
-        counts = {"layer_dropped_full": layer.stats()["dropped_full"]}
-        for name in ("mirror_dropped", "mirror_failures", "mirror_superseded"):
-            counts[name] = sum(n.stats()[name] for n in notifiers.values())
-        return counts
+    def counters():
+        def total(name):
+            return sum(notifier.stats()[name] for notifier in notifiers.values())
+
+        return {"given_up": total("mirror_dropped") + layer.stats()["dropped_full"],
+                "resent": total("mirror_failures"), "superseded": total("mirror_superseded"),
+                "reconnects": sum(listener.stats()["disconnects"] for listener in listeners)}
 
     closers = [listener.aclose for listener in listeners]
     closers += [notifier.aclose for notifier in notifiers.values()]
-    return layer, send, listeners, closers, drops
+    return layer, send, listeners, closers, counters
 
 
 async def replica(args):
     r, replicas = args.index, args.replicas
     counts = {"deliveries": 0, "duplicates": 0}
     latencies = []
-    layer, send, listeners, closers, drops = await build(args)
+    layer, send, listeners, closers, counters = await build(args)
 
     async def consume(channel, remote):
         last = 0
@@ -179,12 +183,12 @@ async def replica(args):
     reader = asyncio.StreamReader()
     loop = asyncio.get_running_loop()
     await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    cpu, dropped = time.process_time(), drops()
+    cpu, base = time.process_time(), counters()
     while line := (await reader.readline()).decode().split():
         if line[0] == "RESET":  # on every replica before any publishes: nothing is missed
             counts["deliveries"] = counts["duplicates"] = 0
             latencies[:] = []
-            cpu, dropped = time.process_time(), drops()
+            cpu, base = time.process_time(), counters()
             print(0, flush=True)
         elif line[0] == "RUN":
             print(json.dumps(await publish(float(line[1]), float(line[2]))), flush=True)
@@ -193,13 +197,11 @@ async def replica(args):
         elif line[0] == "COUNT":
             print(counts["deliveries"], flush=True)
         elif line[0] == "REPORT":
-            stats = [listener.stats() for listener in listeners]
             print(json.dumps({
                 "cpu_s": time.process_time() - cpu, "deliveries": counts["deliveries"],
                 "latencies_us": latencies,
-                "disconnects": sum(s.get("disconnects", 0) for s in stats),
                 "duplicates": counts["duplicates"],
-                "dropped": sum(v - dropped[k] for k, v in drops().items()),
+                "counters": {k: v - base[k] for k, v in counters().items()},
             }), flush=True)
         else:
             break
@@ -265,9 +267,8 @@ def run_phase(args, processes, client, contender, replicas, rate):
         "p50_ms": backplane.percentile(latencies, 0.50) / 1000,
         "p99_ms": backplane.percentile(latencies, 0.99) / 1000,
         "lost": 2 * sent - sum(report["deliveries"] for report in reports),
-        "disconnects": sum(report["disconnects"] for report in reports),
-        "dropped": sum(report["dropped"] for report in reports),
         "duplicates": sum(report["duplicates"] for report in reports),
+        **{name: sum(report["counters"].get(name, 0) for report in reports) for name in COUNTED},
         "load": (load, os.getloadavg()[0]),
     }
 
@@ -299,9 +300,9 @@ def run_set(args, contender, replicas, rates):
                   f"{result['achieved']:>8,.0f}/s  Redis {result['redis_us']:6.2f} µs  "
                   f"replica {result['replica_us']:6.2f} (max {result['replica_max_us']:.2f}) "
                   f"µs/notification  p50 {result['p50_ms']:.2f} p99 {result['p99_ms']:.2f} ms  "
-                  f"lost {result['lost']} (dropped {result['dropped']}, duplicates "
-                  f"{result['duplicates']})  disconnects "
-                  f"{result['disconnects']}  drain "
+                  f"lost {result['lost']} (given up {result['given_up']}, resent "
+                  f"{result['resent']}, duplicates {result['duplicates']}, reconnects "
+                  f"{result['reconnects']})  drain "
                   f"{result['drain_s']:.1f} s  load {result['load'][0]:.2f}->"
                   f"{result['load'][1]:.2f}", flush=True)
         for process in processes:

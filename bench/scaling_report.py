@@ -10,6 +10,7 @@ from pathlib import Path
 import backplane
 import numpy
 
+COUNTED = ("given_up", "resent", "superseded", "reconnects", "duplicates")
 MODEL_REPLICAS = (2, 4, 8, 16, 32, 64, 128)
 LABELS = {"global": "one global channel (this backplane)",
           "sharded": "K = R sharded channels, affinity",
@@ -23,9 +24,7 @@ def medians(runs):
         row = {"contender": contender, "replicas": replicas, "rate": rate,
                "rounds": len(rounds), "sent": sum(r["sent"] for r in rounds),
                "lost": sum(r["lost"] for r in rounds),
-               "disconnects": sum(r["disconnects"] for r in rounds),
-               "dropped": sum(r["dropped"] for r in rounds),
-               "duplicates": sum(r["duplicates"] for r in rounds),
+               **{k: sum(r[k] for r in rounds) for k in COUNTED},
                "load": (min(r["load"][0] for r in rounds), max(r["load"][1] for r in rounds))}
         for key in ("achieved", "drain_s", "redis_us", "replica_us", "replica_max_us",
                     "p50_ms", "p99_ms"):
@@ -119,8 +118,10 @@ def render(args, runs):
     table = [
         "| contender | R | M/s target | M/s achieved | Redis CPU µs/notification "
         "| replica CPU µs/notification: mean (max) | Redis cores | cores per replica "
-        "| p50 ms | p99 ms | lost / sent (dropped, duplicates) | wall clock | load |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |",
+        "| p50 ms | p99 ms | lost / expected "
+        "| given up, superseded, resent, duplicates, reconnects | wall clock | load |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: "
+        "| --- | --- |",
     ]
     for r in sorted(rows, key=lambda r: (r["replicas"], r["rate"] or 1e9, r["contender"])):
         table.append(
@@ -129,7 +130,9 @@ def render(args, runs):
             f"| {r['redis_us'] * r['achieved'] / 1e6:.2f} "
             f"| {r['replica_us'] * r['achieved'] / 1e6:.2f} "
             f"| {r['p50_ms']:.2f} | {r['p99_ms']:.2f} "
-            f"| {r['lost']:,} / {2 * r['sent']:,} ({r['dropped']:,}, {r['duplicates']:,}) "
+            f"| {r['lost']:,} / {2 * r['sent']:,} | {r['given_up']:,}, {r['superseded']:,}, "
+            f"{r['resent']:,}, "
+            f"{r['duplicates']:,}, {r['reconnects']:,} "
             f"| {'-' if not r['rate'] else 'saturated' if saturated(r) else 'keeps up'} "
             f"| {r['load'][0]:.2f}-{r['load'][1]:.2f} |"
         )
@@ -170,10 +173,14 @@ def render(args, runs):
         "CPU seconds in the phase (publishing, draining) / notifications sent: Redis from INFO "
         "cpu, each replica from its process time (the mean over replicas, and the busiest). "
         "Latency: publish call to the remote holder's consumer. *Lost* counts both "
-        "deliveries of each notification over all rounds; *dropped*: what the backplane "
-        "counted itself (sender queue full, failed or superseded PUBLISH batches, full "
-        "consumer queues); *duplicates*: a watermark a consumer already had (not counted "
-        "as deliveries). *Wall clock saturated*: under 95 % "
+        "deliveries of each notification over all rounds (sums over rounds, like the next "
+        "column). What the backplane counted itself (channels_redis counts none of these): "
+        "*given up* (its sender's queue full, or a consumer's), *superseded* (a newer "
+        "watermark of the same conversation replaced it in a batch waiting to be re-sent), "
+        "*resent* (in a batch whose "
+        "round trip failed, sent again with the next), and listener *reconnects*; "
+        "*duplicates*: a watermark a consumer already had, i.e. a re-sent batch that Redis "
+        "had in fact taken (not counted as deliveries). *Wall clock saturated*: under 95 % "
         "of the rate achieved, deliveries trailing by more than 1 s after publishing "
         "stopped, or p99 over 100 ms; the machine has 2 cores for Redis, R replicas and "
         "the other engineers' work, so CPU per notification is the figure to read there.",
