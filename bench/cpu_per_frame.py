@@ -53,6 +53,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench import docs_block  # noqa: E402
 from bench.load_support import cpu_seconds, machine_description  # noqa: E402
 from tests.support.processes import stop_process  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
@@ -372,15 +373,7 @@ def report(results, args, loads, servers, apps, started):
 
 
 def write_block(path, body):
-    path = Path(path)
-    block = f"{BEGIN_MARKER}\n{body.rstrip()}\n{END_MARKER}"
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN_MARKER in text and END_MARKER in text:
-        head, rest = text.split(BEGIN_MARKER, 1)
-        text = head + block + rest.split(END_MARKER, 1)[1]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.write_text(text)
+    docs_block.write_block(path, body, BEGIN_MARKER, END_MARKER)
 
 
 def main():
